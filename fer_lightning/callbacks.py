@@ -1,0 +1,138 @@
+"""Callbacks: per-frame predictions of evaluation runs written as CSV and plotted as traces."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+
+from fer_lightning.data.io import atomic_path
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """Where this run's files go: the logger's versioned folder, else the root dir."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class TracePlot(L.Callback):
+    """After ``test`` (and optionally each validation), write per-frame predictions and a plot.
+
+    Files in the run folder: ``predictions_<stage>.csv`` (video_id, frame_index, mask, then
+    ``pred_<target>`` and ``true_<target>``) and ``traces_<stage>.png``, predicted against
+    true traces over time for ``num_videos`` held-out videos. Only for ``finetune`` models.
+
+    Args:
+        num_videos: videos drawn in the plot (the first by id).
+        on_validation: also write them after every validation epoch (last one wins).
+    """
+
+    def __init__(self, num_videos: int = 1, on_validation: bool = False) -> None:
+        self.num_videos = num_videos
+        self.on_validation = on_validation
+        self._frames: dict[str, list] = defaultdict(list)
+        self.written: dict[str, Path] = {}
+
+    def _collect(self, pl_module, outputs, batch) -> None:
+        if pl_module.task != "finetune" or outputs is None:
+            return
+        preds = outputs["preds"].float().cpu().numpy()
+        targets = batch["targets"].float().cpu().numpy()
+        mask = batch["mask"].cpu().numpy()
+        index = batch["frame_index"].cpu().numpy()
+        for b, vid in enumerate(batch["video_id"]):
+            keep = index[b] >= 0
+            self._frames[vid].append((index[b][keep], mask[b][keep], preds[b][keep], targets[b][keep]))
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(pl_module, outputs, batch)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.on_validation and not trainer.sanity_checking:
+            self._collect(pl_module, outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module, "test")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self.on_validation and not trainer.sanity_checking:
+            self._write(trainer, pl_module, "val")
+
+    def _write(self, trainer, pl_module, stage: str) -> None:
+        frames, self._frames = self._frames, defaultdict(list)
+        if not frames or not trainer.is_global_zero:
+            return
+        names = list(pl_module.target_names)
+        videos = {}
+        for vid, parts in sorted(frames.items()):
+            idx, mask, pred, true = (np.concatenate(x) for x in zip(*parts, strict=True))
+            idx, first = np.unique(idx, return_index=True)  # overlapping windows: keep first
+            videos[vid] = (idx, mask[first], pred[first], true[first])
+        out = run_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        csv = out / f"predictions_{stage}.csv"
+        header = ["video_id", "frame_index", "mask"] + [f"pred_{n}" for n in names] + [f"true_{n}" for n in names]
+        with atomic_path(csv) as tmp, open(tmp, "w") as f:
+            f.write(",".join(header) + "\n")
+            for vid, (idx, mask, pred, true) in videos.items():
+                for i in range(len(idx)):
+                    vals = ",".join(f"{x:.5f}" for x in (*pred[i], *true[i]))
+                    f.write(f"{vid},{idx[i]},{int(mask[i])},{vals}\n")
+        png = out / f"traces_{stage}.png"
+        plot_traces(videos, names, png, self.num_videos, fps=_fps(trainer, stage))
+        self.written = {"csv": csv, "png": png}
+
+
+def _fps(trainer, stage: str) -> float | None:
+    dm = getattr(trainer, "datamodule", None)
+    split = {"val": "val", "test": "test"}[stage]
+    try:
+        return float(dm.split_records(split)[0].fps)
+    except Exception:
+        return None
+
+
+def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1, fps: float | None = None) -> Path:
+    """Plot predicted vs true traces (frames without a valid label greyed out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fer_lightning.metrics.ccc import ConcordanceCC
+
+    chosen = list(videos.items())[:num_videos]
+    fig, axes = plt.subplots(len(chosen) * len(names), 1, figsize=(11, 2.6 * len(chosen) * len(names)), squeeze=False)
+    row = 0
+    for vid, (idx, mask, pred, true) in chosen:
+        x = idx / fps if fps else idx
+        for d, name in enumerate(names):
+            ax = axes[row, 0]
+            row += 1
+            metric = ConcordanceCC(1)
+            import torch
+
+            metric.update(torch.from_numpy(pred[:, d]), torch.from_numpy(true[:, d]), torch.from_numpy(mask))
+            ccc = float(metric.compute()[0])
+            ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
+            ax.plot(x, pred[:, d], color="tab:red", lw=1.2, label="predicted")
+            for start, stop in _runs(~mask):
+                ax.axvspan(x[start], x[min(stop, len(x) - 1)], color="0.85", lw=0)
+            ax.set_ylim(-1.1, 1.1)
+            ax.set_ylabel(name)
+            ax.set_title(f"{vid}: {name}, CCC {ccc:.3f} (grey: no face / no label)", fontsize=10)
+            ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)" if fps else "frame")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of true values."""
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2], edges[1::2], strict=True))

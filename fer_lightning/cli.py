@@ -1,0 +1,120 @@
+"""The ``fer-lightning`` command: LightningCLI subcommands plus the project's own tools.
+
+    fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
+    fer-lightning fit|validate|test|predict --config experiments/....yaml [--model.lr=...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+TOOLS = {"synth": "generate the synthetic face-video corpus"}
+
+
+def synth_main(argv: Sequence[str]) -> int:
+    """``fer-lightning synth``: write the synthetic corpus (see fer_lightning.data.synthetic)."""
+    from fer_lightning.data.synthetic import SynthConfig, generate_corpus
+
+    d = SynthConfig()
+    p = argparse.ArgumentParser(prog="fer-lightning synth", description=generate_corpus.__doc__)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--videos", type=int, default=d.videos, help="videos, one subject each")
+    p.add_argument("--seconds", type=float, default=d.seconds, help="length of each video")
+    p.add_argument("--fps", type=float, default=d.fps, help="frame rate")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (same seed, same corpus)")
+    p.add_argument("--size", type=int, default=d.size, help="frame width and height, pixels")
+    p.add_argument("--split", type=float, nargs=3, default=d.split, metavar=("TRAIN", "VAL", "TEST"),
+                   help="fractions of subjects per split")
+    p.add_argument("--faceless-prob", type=float, default=d.faceless_prob,
+                   help="chance that a video holds a stretch of frames without a face")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--skip-existing", action="store_true", help="do nothing if OUT/index.csv exists")
+    args = p.parse_args(list(argv))
+    from pathlib import Path
+
+    if args.skip_existing and (Path(args.out) / "index.csv").exists():
+        print(f"synthetic corpus already at {args.out} (index.csv present); nothing to do")
+        return 0
+    cfg = SynthConfig(args.videos, args.seconds, args.fps, args.seed, args.size, tuple(args.split), args.faceless_prob)
+    try:
+        cfg.validate()
+    except ValueError as err:
+        p.error(str(err))
+    index = generate_corpus(cfg, args.out, workers=args.workers)
+    print(f"wrote {cfg.videos} videos x {cfg.num_frames} frames; index: {index}")
+    return 0
+
+
+def lightning_main(argv: Sequence[str] | None) -> None:
+    """Run a LightningCLI subcommand (fit, validate, test, predict)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.models.module import AffectModule
+
+    class FerLightningCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # one source of truth for what the data holds; the model's head follows it
+            parser.link_arguments("data.task", "model.task")
+            parser.link_arguments("data.target_names", "model.target_names")
+            parser.link_arguments("data.class_names", "model.class_names")
+            parser.add_argument(
+                "--evaluate_after_fit",
+                type=bool,
+                default=False,
+                help="after fit, validate and test the best checkpoint and print a summary table",
+            )
+
+        def after_fit(self) -> None:
+            if self.config[self.subcommand].get("evaluate_after_fit") and not self.trainer.fast_dev_run:
+                evaluate_best(self.trainer, self.model, self.datamodule)
+
+    FerLightningCLI(
+        AffectModule,
+        AffectDataModule,
+        args=None if argv is None else list(argv),
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": "fer-lightning: facial affect from video. Also: "
+                       + "; ".join(f"'fer-lightning {k}' to {v}" for k, v in TOOLS.items())},
+    )
+
+
+def evaluate_best(trainer, model, datamodule) -> dict:
+    """Validate and test the best checkpoint of a finished fit; print a CCC summary table."""
+    from fer_lightning.callbacks import TracePlot, run_dir
+
+    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    names = model.target_names if model.task == "finetune" else ()
+    lines = [f"\nBest checkpoint: {ckpt or '(final weights)'}"]
+    if model.task == "finetune":
+        lines.append(f"{'split':<6} " + " ".join(f"{'CCC ' + n:>14}" for n in names)
+                     + f" {'CCC mean':>10} " + " ".join(f"{'seq CCC ' + n:>18}" for n in names))
+        for split, res in (("val", val), ("test", test)):
+            lines.append(f"{split:<6} " + " ".join(f"{res[f'{split}/ccc_{n}']:>14.3f}" for n in names)
+                         + f" {res[f'{split}/ccc_mean']:>10.3f} "
+                         + " ".join(f"{res[f'{split}/seq_ccc_{n}']:>18.3f}" for n in names))
+    else:
+        for split, res in (("val", val), ("test", test)):
+            lines.append(f"{split:<6} accuracy {res[f'{split}/acc']:.3f}  macro-F1 {res[f'{split}/f1_macro']:.3f}")
+    for cb in trainer.callbacks:
+        if isinstance(cb, TracePlot) and cb.written:
+            lines.append(f"Test predictions: {cb.written['csv']}\nTrace plot:       {cb.written['png']}")
+    lines.append(f"Run folder:       {run_dir(trainer)}")
+    print("\n".join(lines), flush=True)
+    return {"val": val, "test": test, "ckpt": ckpt}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TOOLS:
+        return synth_main(args[1:])
+    lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Cutting videos into fixed-length clips and reading them as model-ready samples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fer_lightning.data.records import VideoRecord
+from fer_lightning.data.video import ReaderCache
+
+TASKS = ("finetune", "pretrain")
+
+
+def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1, pad_last: bool = False) -> list[int]:
+    """First frame of every window of ``clip_len`` frames taken ``frame_step`` apart.
+
+    Windows start every ``stride`` frames. Without ``pad_last`` every window lies inside the
+    video, and the last one is moved back to end on the last frame it can reach, so the tail is
+    not dropped (a video shorter than one window still yields one, padded). With ``pad_last``
+    windows keep their regular starts and run past the end, where the dataset pads and masks;
+    with ``stride`` equal to the window span that covers each frame exactly once, which is what
+    evaluation needs.
+    """
+    if clip_len < 1 or stride < 1 or frame_step < 1:
+        raise ValueError(f"clip_len, stride and frame_step must be >= 1 (got {clip_len}, {stride}, {frame_step})")
+    if num_frames <= 0:
+        return []
+    span = (clip_len - 1) * frame_step + 1
+    if pad_last:
+        return list(range(0, num_frames, stride))
+    last = max(0, num_frames - span)
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """Square crop around ``box`` (x0, y0, x1, y1) enlarged by ``margin``, resized to ``size``.
+
+    One affine warp does crop, resize and zero padding where the square leaves the frame.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + margin)
+    scale = size / side
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    m = np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]], dtype=np.float64)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    if interp == cv2.INTER_AREA:  # warpAffine has no area filter; shrink first, then warp
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        m[:, :2] /= scale
+        return cv2.warpAffine(small, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return cv2.warpAffine(frame, m, (size, size), flags=interp, borderValue=0)
+
+
+class ClipDataset(Dataset):
+    """Windows of ``clip_len`` frames over a list of videos, read lazily with decord.
+
+    Each item is a dict:
+
+    - ``frames``: uint8 (T, 3, S, S), the face cropped from each frame (zeros without a face);
+    - ``targets``: float32 (T, D) for ``finetune`` (columns ``target_names``) or int64 (T,)
+      class indices for ``pretrain`` (-1 where invalid);
+    - ``mask``: bool (T), true where the frame exists, shows a face and has a valid label;
+    - ``video_id``: str; ``frame_index``: int64 (T), -1 on padding past the end.
+
+    Decoders are opened on first use inside whichever process reads (DataLoader workers), never
+    when the dataset is built.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        clip_len: int = 16,
+        stride: int | None = None,
+        frame_step: int = 1,
+        image_size: int = 112,
+        face_margin: float = 0.2,
+        task: str = "finetune",
+        target_names: Sequence[str] = ("valence", "arousal"),
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        pad_last: bool = False,
+        max_open_readers: int = 8,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.records = list(records)
+        self.clip_len = clip_len
+        self.frame_step = frame_step
+        span = (clip_len - 1) * frame_step + 1
+        self.stride = stride or span
+        self.image_size = image_size
+        self.face_margin = face_margin
+        self.task = task
+        self.target_names = tuple(target_names)
+        self.transform = transform
+        self._columns = [self._value_columns(r) for r in self.records] if task == "finetune" else None
+        self.windows: list[tuple[int, int]] = [
+            (i, s)
+            for i, r in enumerate(self.records)
+            for s in clip_starts(r.num_frames, clip_len, self.stride, frame_step, pad_last)
+        ]
+        self.readers = ReaderCache(max_open=max_open_readers)
+
+    def _value_columns(self, record: VideoRecord) -> list[int]:
+        names = list(record.extra.get("value_names", ("valence", "arousal")))
+        missing = [t for t in self.target_names if t not in names]
+        if record.values is None or missing:
+            raise ValueError(f"{record.video_id}: no labels for targets {missing or self.target_names}")
+        return [names.index(t) for t in self.target_names]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        rec_i, start = self.windows[i]
+        rec = self.records[rec_i]
+        index = start + np.arange(self.clip_len) * self.frame_step
+        inside = index < rec.num_frames
+        idx = np.where(inside, index, rec.num_frames - 1)
+        has_face = rec.has_face[idx] & inside
+
+        size = self.image_size
+        frames = np.zeros((self.clip_len, size, size, 3), np.uint8)
+        if has_face.any():
+            decoded = self.readers.read(rec.path, idx[has_face])
+            for k, frame, box in zip(np.flatnonzero(has_face), decoded, rec.boxes[idx[has_face]], strict=True):
+                frames[k] = crop_face(frame, box, size, self.face_margin)
+        if self.transform is not None:
+            frames = np.ascontiguousarray(self.transform(frames))
+
+        if self.task == "finetune":
+            values = rec.values[idx][:, self._columns[rec_i]]
+            valid = np.isfinite(values).all(axis=1)
+            targets = torch.from_numpy(np.nan_to_num(values, nan=0.0).astype(np.float32))
+        else:
+            labels = rec.labels[idx]
+            valid = labels >= 0
+            targets = torch.from_numpy(np.where(valid & has_face, labels, -1).astype(np.int64))
+        mask = has_face & valid
+        return {
+            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
+            "targets": targets,
+            "mask": torch.from_numpy(mask),
+            "video_id": rec.video_id,
+            "frame_index": torch.from_numpy(np.where(inside, index, -1).astype(np.int64)),
+        }

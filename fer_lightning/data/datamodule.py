@@ -1,0 +1,133 @@
+"""LightningDataModule: corpus -> split by subject -> clip datasets -> DataLoaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from fer_lightning.data.clips import TASKS, ClipDataset
+from fer_lightning.data.datasets import list_datasets, load_dataset
+from fer_lightning.data.records import VideoRecord
+from fer_lightning.data.synthetic import EMOTIONS, SynthConfig, generate_corpus
+from fer_lightning.data.transforms import ClipAugment
+
+SPLITS = ("train", "val", "test")
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own threads oversubscribe
+
+
+class AffectDataModule(L.LightningDataModule):
+    """Face clips of one corpus, split by subject, for pretraining or fine-tuning.
+
+    Args:
+        root: folder of the corpus.
+        dataset: adapter name (see ``fer_lightning.data.datasets``).
+        task: ``finetune`` (continuous targets) or ``pretrain`` (emotion classes).
+        target_names: continuous targets, in output order.
+        class_names: emotion classes, in logit order.
+        clip_len: frames per clip (T).
+        frame_step: take every ``frame_step``-th frame inside a clip.
+        train_stride: frames between training clip starts (default: half a clip).
+        image_size: side of the square face crop, pixels.
+        face_margin: crop enlargement around the face box (0.2 = 20 %).
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes.
+        augment: clip-consistent augmentation of training clips.
+        generate_if_missing: for ``dataset: synthetic``, create the corpus when ``root`` has none.
+        synth_args: arguments of :class:`SynthConfig` used when generating.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic",
+        dataset: str = "synthetic",
+        task: str = "finetune",
+        target_names: Sequence[str] = ("valence", "arousal"),
+        class_names: Sequence[str] = EMOTIONS,
+        clip_len: int = 16,
+        frame_step: int = 1,
+        train_stride: int | None = None,
+        image_size: int = 112,
+        face_margin: float = 0.2,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        augment: bool = True,
+        generate_if_missing: bool = True,
+        synth_args: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"data.task must be one of {TASKS}, got {task!r}")
+        if dataset not in list_datasets():
+            raise ValueError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
+        self.save_hyperparameters()
+        self.root = Path(root)
+        self.datasets: dict[str, ClipDataset] = {}
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        if hp.dataset == "synthetic" and hp.generate_if_missing and not (self.root / "index.csv").exists():
+            generate_corpus(SynthConfig(**(hp.synth_args or {})), self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        records = load_dataset(hp.dataset, self.root)
+        by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
+        for r in records:
+            by_split.setdefault(r.split, []).append(r)
+        span = (hp.clip_len - 1) * hp.frame_step + 1
+        common = dict(
+            clip_len=hp.clip_len,
+            frame_step=hp.frame_step,
+            image_size=hp.image_size,
+            face_margin=hp.face_margin,
+            task=hp.task,
+            target_names=hp.target_names,
+        )
+        for split in SPLITS:
+            train = split == "train"
+            self.datasets[split] = ClipDataset(
+                by_split[split],
+                stride=(hp.train_stride or max(1, span // 2)) if train else span,
+                transform=ClipAugment() if (train and hp.augment) else None,
+                pad_last=not train,  # evaluation sees every frame exactly once
+                **common,
+            )
+
+    def split_records(self, split: str) -> list[VideoRecord]:
+        return self.datasets[split].records
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.datasets[split]
+        if len(ds) == 0:
+            raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips")
+        workers = self.hparams.num_workers
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(ds) > self.hparams.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_worker_init,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,39 @@
+"""Dataset adapters: each turns one corpus's native layout into :class:`VideoRecord` objects.
+
+Adapters register themselves by name, so configs say ``data.dataset: synthetic`` and a new
+corpus is one module with one decorated function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fer_lightning.data.records import VideoRecord
+
+Adapter = Callable[..., list[VideoRecord]]
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_dataset(name: str) -> Callable[[Adapter], Adapter]:
+    """Decorator: make an adapter available under ``name``."""
+
+    def wrap(fn: Adapter) -> Adapter:
+        _ADAPTERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def load_dataset(name: str, root: str | Path, **kwargs) -> list[VideoRecord]:
+    """Load every video record of corpus ``name`` stored under ``root``."""
+    if name not in _ADAPTERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
+    return _ADAPTERS[name](Path(root), **kwargs)
+
+
+from fer_lightning.data.datasets import synthetic as _synthetic  # noqa: E402,F401  (registers)

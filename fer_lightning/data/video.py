@@ -1,0 +1,87 @@
+"""Reading frames with decord: readers opened lazily, per process, in a bounded cache."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+
+class VideoReadError(RuntimeError):
+    """A video could not be opened or decoded; the message names the file."""
+
+
+class ReaderCache:
+    """A bounded LRU cache of open ``decord.VideoReader`` objects, private to one process.
+
+    A DataLoader worker that inherits the parent's cache through fork must not share the
+    parent's decoder state, so the cache empties itself whenever the process id changes.
+    Bounding the number of open readers bounds decord's memory (it holds decoder buffers per
+    open file).
+    """
+
+    def __init__(self, max_open: int = 8, num_threads: int = 1) -> None:
+        self.max_open = max_open
+        self.num_threads = num_threads
+        self._readers: OrderedDict[str, object] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __getstate__(self) -> dict:
+        # readers never cross a process boundary (spawned DataLoader workers pickle datasets)
+        return {"max_open": self.max_open, "num_threads": self.num_threads}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def get(self, path: str | Path):
+        """Return an open reader for ``path``, opening it on first use in this process."""
+        if os.getpid() != self._pid:
+            self._readers = OrderedDict()
+            self._pid = os.getpid()
+        key = str(path)
+        reader = self._readers.get(key)
+        if reader is not None:
+            self._readers.move_to_end(key)
+            return reader
+        reader = open_video(key, self.num_threads)
+        self._readers[key] = reader
+        while len(self._readers) > self.max_open:
+            self._readers.popitem(last=False)
+        return reader
+
+    def read(self, path: str | Path, indices: np.ndarray) -> np.ndarray:
+        """Decode the frames at ``indices`` of ``path`` as uint8 (N, H, W, 3) RGB."""
+        reader = self.get(path)
+        n = len(reader)
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise VideoReadError(
+                f"{path}: asked for frames {indices.min()}..{indices.max()} but the video has {n} frames"
+            )
+        try:
+            return reader.get_batch(indices.tolist()).asnumpy()
+        except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
+            raise VideoReadError(f"cannot decode frames of {path}: {err}") from err
+
+
+def open_video(path: str | Path, num_threads: int = 1):
+    """Open ``path`` with decord; raise :class:`VideoReadError` naming the file on failure."""
+    import decord
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise VideoReadError(f"video file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise VideoReadError(f"video file is empty (0 bytes): {path}")
+    try:
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+    except Exception as err:
+        raise VideoReadError(f"cannot open video {path}: {err}") from err
+    if len(reader) == 0:
+        raise VideoReadError(f"video has no frames: {path}")
+    return reader

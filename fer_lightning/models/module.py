@@ -1,0 +1,172 @@
+"""AffectModule: the training logic around :class:`AffectNet` for both stages of the method."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from fer_lightning.data.clips import TASKS
+from fer_lightning.data.synthetic import EMOTIONS
+from fer_lightning.metrics.ccc import ConcordanceCC, SequenceConcordanceCC, ccc_loss
+from fer_lightning.models.affect_net import AffectNet
+
+EVAL_STAGES = ("val", "test")
+
+
+class AffectModule(L.LightningModule):
+    """Pretraining (emotion classes, masked cross-entropy) or fine-tuning (masked 1 - CCC).
+
+    Logged per evaluation stage ``s`` in (val, test): ``s/loss``; for ``finetune``
+    ``s/ccc_<target>`` (pooled over all frames of the split), ``s/ccc_mean`` and
+    ``s/seq_ccc_<target>`` (mean over videos); for ``pretrain`` ``s/acc`` and ``s/f1_macro``.
+
+    Args:
+        task: ``finetune`` or ``pretrain`` (linked from the datamodule by the CLI).
+        target_names: continuous outputs for ``finetune``; class_names: logits for ``pretrain``.
+        backbone, pretrained, backbone_checkpoint: the timm frame encoder.
+        hidden_size, num_layers, bidirectional, dropout: the LSTM and head.
+        lr, weight_decay: AdamW. warmup_steps: linear warm-up, then cosine decay to
+            ``min_lr_ratio * lr`` over the run's optimizer steps.
+    """
+
+    def __init__(
+        self,
+        task: str = "finetune",
+        target_names: Sequence[str] = ("valence", "arousal"),
+        class_names: Sequence[str] = EMOTIONS,
+        backbone: str = "resnet50",
+        pretrained: bool = False,
+        backbone_checkpoint: str | None = None,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"model.task must be one of {TASKS}, got {task!r}")
+        self.save_hyperparameters()
+        self.task = task
+        self.target_names = tuple(target_names)
+        self.class_names = tuple(class_names)
+        num_outputs = len(self.target_names) if task == "finetune" else len(self.class_names)
+        self.net = AffectNet(
+            num_outputs,
+            backbone=backbone,
+            pretrained=pretrained,
+            backbone_checkpoint=backbone_checkpoint,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+        )
+        self.metrics = nn.ModuleDict({s: self._make_metrics() for s in EVAL_STAGES})
+
+    def _make_metrics(self) -> nn.ModuleDict:
+        if self.task == "finetune":
+            d = len(self.target_names)
+            return nn.ModuleDict({"ccc": ConcordanceCC(d), "seq_ccc": SequenceConcordanceCC(d)})
+        c = len(self.class_names)
+        return nn.ModuleDict(
+            {
+                "acc": MulticlassAccuracy(c, average="micro", ignore_index=-1),
+                "f1_macro": MulticlassF1Score(c, average="macro", ignore_index=-1),
+            }
+        )
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """(B, T, 3, H, W) uint8 -> (B, T, D) predictions or (B, T, C) logits."""
+        return self.net(frames)
+
+    def loss(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+        if self.task == "finetune":
+            return ccc_loss(preds, targets, mask)
+        labels = torch.where(mask, targets, torch.full_like(targets, -1)).reshape(-1)
+        if not (labels >= 0).any():
+            return preds.sum() * 0.0
+        return F.cross_entropy(preds.reshape(-1, preds.shape[-1]).float(), labels, ignore_index=-1)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        preds = self(batch["frames"])
+        loss = self.loss(preds, batch["targets"], batch["mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=preds.shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> dict:
+        preds = self(batch["frames"])
+        targets, mask = batch["targets"], batch["mask"]
+        self.log(f"{stage}/loss", self.loss(preds, targets, mask), batch_size=preds.shape[0], sync_dist=True)
+        m = self.metrics[stage]
+        if self.task == "finetune":
+            m["ccc"].update(preds, targets, mask)
+            m["seq_ccc"].update(preds, targets, batch["video_id"], batch["frame_index"], mask)
+        else:
+            labels = torch.where(mask, targets, torch.full_like(targets, -1))
+            logits = preds.reshape(-1, preds.shape[-1])
+            for metric in m.values():
+                metric.update(logits, labels.reshape(-1))
+        return {"preds": preds.detach()}
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        m = self.metrics[stage]
+        if self.task == "finetune":
+            pooled, per_seq = m["ccc"].compute(), m["seq_ccc"].compute()
+            for i, name in enumerate(self.target_names):
+                self.log(f"{stage}/ccc_{name}", pooled[i].float())
+                self.log(f"{stage}/seq_ccc_{name}", per_seq[i].float())
+            self.log(f"{stage}/ccc_mean", pooled.mean().float(), prog_bar=True)
+        else:
+            for name, metric in m.items():
+                self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "f1_macro")
+        for metric in m.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        preds = self(batch["frames"])
+        if self.task == "pretrain":
+            preds = preds.softmax(-1)
+        return {"preds": preds, "video_id": batch["video_id"], "frame_index": batch["frame_index"]}
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(hp.warmup_steps, total // 2)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
