@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 
 from fer_lightning.data.io import atomic_path
 
@@ -111,8 +112,6 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
             ax = axes[row, 0]
             row += 1
             metric = ConcordanceCC(1)
-            import torch
-
             metric.update(torch.from_numpy(pred[:, d]), torch.from_numpy(true[:, d]), torch.from_numpy(mask))
             ccc = float(metric.compute()[0])
             ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")

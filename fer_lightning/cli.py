@@ -1,7 +1,7 @@
 """The ``fer-lightning`` command: LightningCLI subcommands plus the project's own tools.
 
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
-    fer-lightning fit|validate|test|predict --config experiments/....yaml [--model.lr=...]
+    fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
 """
 
 from __future__ import annotations

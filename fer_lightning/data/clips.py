@@ -42,19 +42,25 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
 def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
     """Square crop around ``box`` (x0, y0, x1, y1) enlarged by ``margin``, resized to ``size``.
 
-    One affine warp does crop, resize and zero padding where the square leaves the frame.
+    The square is snapped to whole pixels (at most half a pixel off), sliced out of the frame,
+    zero-padded where it leaves the frame, and resized with area averaging when shrinking.
+    Only the crop is resampled, never the whole frame.
     """
     x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + margin)
-    scale = size / side
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    m = np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]], dtype=np.float64)
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    if interp == cv2.INTER_AREA:  # warpAffine has no area filter; shrink first, then warp
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        m[:, :2] /= scale
-        return cv2.warpAffine(small, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
-    return cv2.warpAffine(frame, m, (size, size), flags=interp, borderValue=0)
+    side = max(int(round(max(x1 - x0, y1 - y0, 1.0) * (1.0 + margin))), 1)
+    left = int(round((x0 + x1) / 2 - side / 2))
+    top = int(round((y0 + y1) / 2 - side / 2))
+    h, w = frame.shape[:2]
+    l, t = max(left, 0), max(top, 0)
+    r, b = min(left + side, w), min(top + side, h)
+    if r <= l or b <= t:
+        return np.zeros((size, size, frame.shape[2]), frame.dtype)
+    roi = frame[t:b, l:r]
+    if (l - left, t - top, left + side - r, top + side - b) != (0, 0, 0, 0):
+        roi = cv2.copyMakeBorder(roi, t - top, top + side - b, l - left, left + side - r, cv2.BORDER_CONSTANT, value=0)
+    if side == size:
+        return np.ascontiguousarray(roi)
+    return cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
 
 
 class ClipDataset(Dataset):
@@ -84,7 +90,7 @@ class ClipDataset(Dataset):
         target_names: Sequence[str] = ("valence", "arousal"),
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         pad_last: bool = False,
-        max_open_readers: int = 8,
+        max_open_readers: int = 1,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -143,7 +149,7 @@ class ClipDataset(Dataset):
             targets = torch.from_numpy(np.where(valid & has_face, labels, -1).astype(np.int64))
         mask = has_face & valid
         return {
-            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
+            "frames": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
             "targets": targets,
             "mask": torch.from_numpy(mask),
             "video_id": rec.video_id,

@@ -58,8 +58,8 @@ IRIS_COLOURS = np.array([(60, 40, 20), (40, 90, 140), (60, 110, 60), (30, 30, 30
 class SynthConfig:
     """Arguments of the generator; written to ``corpus.json`` so a corpus says how it was made."""
 
-    videos: int = 30
-    seconds: float = 30.0
+    videos: int = 48
+    seconds: float = 20.0
     fps: float = 25.0
     seed: int = 0
     size: int = 256
@@ -157,7 +157,7 @@ class Identity:
             eye_dx=rng.uniform(13, 17),
             eye_y=rng.uniform(-10, -5),
             eye_w=rng.uniform(7, 9),
-            mouth_w=rng.uniform(12, 17),
+            mouth_w=rng.uniform(14, 19),
             mouth_y=rng.uniform(20, 25),
         )
 
@@ -175,7 +175,6 @@ def draw_face(ident: Identity, valence: float, arousal: float) -> tuple[np.ndarr
     s = 16  # fixed-point shift factor for cv2 (shift=4)
     fw, fh = ident.face_w, ident.face_h
     hair = ident.hair
-    centre = (int(c * s), int(c * s))
 
     def ellipse(target, ctr, axes, colour, angle=0.0, start=0, end=360, thickness=-1):
         cv2.ellipse(
@@ -213,7 +212,7 @@ def draw_face(ident: Identity, valence: float, arousal: float) -> tuple[np.ndarr
         inner = ex - side * ident.eye_w
         outer = ex + side * ident.eye_w
         y_outer = ey - eye_h - lift
-        y_inner = y_outer + 4.0 * max(0.0, -valence) - 2.0 * max(0.0, valence)
+        y_inner = y_outer + 6.0 * max(0.0, -valence) - 2.0 * max(0.0, valence)
         pts = _pts(np.array([inner, outer]), np.array([y_inner, y_outer]))
         cv2.polylines(img, [pts], False, tuple(0.6 * np.array(hair)), 3, cv2.LINE_AA, 4)
     # nose
@@ -221,14 +220,13 @@ def draw_face(ident: Identity, valence: float, arousal: float) -> tuple[np.ndarr
     cv2.polylines(img, [nose], False, tuple(0.75 * np.array(ident.skin)), 1, cv2.LINE_AA, 4)
     # mouth: parabola through the corners, depth set by valence (smile is positive)
     mx = np.linspace(-ident.mouth_w, ident.mouth_w, 21)
-    depth = 9.0 * valence
+    depth = 12.0 * valence
     upper = c + ident.mouth_y - depth * (1 - (mx / ident.mouth_w) ** 2)
     opening = 1.0 + 6.0 * a01 * (0.6 + 0.4 * max(valence, 0.0))
     lower = upper + opening * (1 - (mx / ident.mouth_w) ** 2)
     poly = _pts(np.concatenate([c + mx, (c + mx)[::-1]]), np.concatenate([upper, lower[::-1]]))
     cv2.fillPoly(img, [poly], (90, 20, 30), cv2.LINE_AA, 4)
-    cv2.polylines(img, [poly], True, (150, 40, 50), 1, cv2.LINE_AA, 4)
-    del centre
+    cv2.polylines(img, [poly], True, (150, 40, 50), 2, cv2.LINE_AA, 4)
     return img, alpha
 
 
@@ -254,7 +252,7 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
             cv2.line(bg, p0, p1, colour, int(rng.integers(2, 8)), cv2.LINE_AA)
     fine = rng.normal(0, 8, (size // 4, size // 4, 3)).astype(np.float32)
     bg += cv2.resize(fine, (size, size), interpolation=cv2.INTER_LINEAR)
-    return cv2.GaussianBlur(bg, (0, 0), 1.0)
+    return cv2.GaussianBlur(bg, (0, 0), 1.0).astype(np.float32)
 
 
 @dataclass
@@ -271,6 +269,7 @@ def render_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
     """Draw, encode and write one video (atomically); return its per-frame ground truth."""
     import av  # imported here: worker processes import it themselves
 
+    cv2.setNumThreads(1)  # one process per video already fills the cores
     rng = np.random.default_rng([cfg.seed, index])
     n, size, fps = cfg.num_frames, cfg.size, cfg.fps
     ident = Identity.sample(rng)
@@ -286,8 +285,8 @@ def render_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
     energy = ((arousal + 1) / 2) ** 2 * 2.5 * size / 256
     jx = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
     jy = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
-    light = 1.0 + 0.22 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))
-    tilt = 0.15 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))
+    light = (1.0 + 0.22 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
+    tilt = (0.15 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
     ramp = np.linspace(-1, 1, size, dtype=np.float32)[None, :, None]
 
     has_face = np.ones(n, dtype=bool)
@@ -297,6 +296,7 @@ def render_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
         has_face[start : start + gap] = False
 
     extent = face_extent(ident)
+    canvas_corners = np.array([[0, 0], [CANVAS, 0], [CANVAS, CANVAS], [0, CANVAS]], dtype=np.float64)
     boxes = np.full((n, 4), np.nan, dtype=np.float32)
     with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
@@ -310,13 +310,21 @@ def render_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
                 face, alpha = draw_face(ident, float(valence[t]), float(arousal[t]))
                 m = cv2.getRotationMatrix2D((CANVAS / 2, CANVAS / 2), float(roll[t]), float(scale[t]))
                 m[:, 2] += (cx[t] + jx[t] - CANVAS / 2, cy[t] + jy[t] - CANVAS / 2)
-                warped = cv2.warpAffine(face, m, (size, size), flags=cv2.INTER_LINEAR)
-                a = cv2.warpAffine(alpha, m, (size, size), flags=cv2.INTER_LINEAR)[..., None] / 255.0
-                frame = frame * (1 - a) + warped.astype(np.float32) * a
+                # composite only inside the region the canvas lands on
+                land = canvas_corners @ m[:, :2].T + m[:, 2]
+                x0, y0 = np.clip(np.floor(land.min(axis=0)).astype(int), 0, size)
+                x1, y1 = np.clip(np.ceil(land.max(axis=0)).astype(int) + 1, 0, size)
+                if x1 > x0 and y1 > y0:
+                    m_roi = m - np.array([[0, 0, x0], [0, 0, y0]])
+                    warped = cv2.warpAffine(face, m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
+                    a = cv2.warpAffine(alpha, m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
+                    a = a.astype(np.float32)[..., None] * (1 / 255)
+                    roi = frame[y0:y1, x0:x1]
+                    roi += (warped.astype(np.float32) - roi) * a
                 corners = extent @ m[:, :2].T + m[:, 2]
                 boxes[t] = (*corners.min(axis=0), *corners.max(axis=0))
-            frame = frame * (light[t] + tilt[t] * ramp)
-            rgb = np.clip(frame, 0, 255).astype(np.uint8)
+            frame *= light[t] + tilt[t] * ramp
+            rgb = np.clip(frame, 0, 255, out=frame).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

@@ -19,10 +19,14 @@ class ReaderCache:
     A DataLoader worker that inherits the parent's cache through fork must not share the
     parent's decoder state, so the cache empties itself whenever the process id changes.
     Bounding the number of open readers bounds decord's memory (it holds decoder buffers per
-    open file).
+    open file) and its CPU use: an open reader keeps decoding ahead in a background thread, so
+    hopping between many open readers burns CPU on frames nobody reads. Measured on random
+    16-frame clips over 29 videos (2 cores): 1 open reader 1,214 frames/s (778 per CPU second),
+    2 readers 800 (442), 8 readers 519 (266). Opening a reader costs about 2 ms, so the default
+    keeps one.
     """
 
-    def __init__(self, max_open: int = 8, num_threads: int = 1) -> None:
+    def __init__(self, max_open: int = 1, num_threads: int = 1) -> None:
         self.max_open = max_open
         self.num_threads = num_threads
         self._readers: OrderedDict[str, object] = OrderedDict()

@@ -1,0 +1,36 @@
+# fer-lightning: every target installs what it needs (.venv) on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test test-fast demo lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the package (editable) with dev extras
+
+test: setup  ## the whole suite, slow end-to-end tests included
+	$(BIN)/python -m pytest -v --durations=15
+
+test-fast: setup  ## everything but the slow end-to-end training tests
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: setup  ## synthetic corpus -> fine-tune on CPU -> held-out CCC table and trace plot
+	$(BIN)/fer-lightning synth --out data/synthetic --skip-existing
+	$(BIN)/fer-lightning fit --config experiments/finetune_synthetic.yaml
+
+lint: setup
+	$(BIN)/ruff check fer_lightning tests benchmarks
+
+bench: setup  ## each benchmark prints one JSON line
+	$(BIN)/python benchmarks/ccc_metric.py
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

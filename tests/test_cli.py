@@ -1,0 +1,45 @@
+"""The fer-lightning command: experiment configs smoke-run; config errors are clear."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+def run_cli(*args, cwd):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "fer_lightning.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_experiment_smoke_runs_with_debug_preset(config, tiny_corpus, tmp_path):
+    proc = run_cli("fit", "--config", str(config), "--config", str(ROOT / "experiments/presets/debug.yaml"),
+                   f"--data.root={tiny_corpus}", f"--trainer.default_root_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fast_dev_run" in proc.stderr + proc.stdout
+
+
+def test_config_error_is_reported_by_the_cli(tmp_path):
+    proc = run_cli("fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+                   "--model.backbon=resnet18", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "backbon" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_dataset_is_named(tmp_path):
+    proc = run_cli("fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+                   "--config", str(ROOT / "experiments/presets/debug.yaml"), "--data.dataset=recola9", cwd=tmp_path)
+    assert proc.returncode != 0 and "recola9" in proc.stderr and "synthetic" in proc.stderr
+
+
+def test_help_lists_synth(tmp_path):
+    proc = run_cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "synth" in proc.stdout

@@ -1,0 +1,81 @@
+"""AffectNet shapes and weight loading; AffectModule losses against hand-computed references."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from fer_lightning.metrics import ccc_loss
+from fer_lightning.models import AffectModule, AffectNet
+
+
+@pytest.mark.parametrize("layers,bidir,out", [(2, True, 2), (1, False, 6), (0, True, 3)])
+def test_affect_net_shapes(layers, bidir, out):
+    net = AffectNet(out, backbone="test_resnet", hidden_size=8, num_layers=layers, bidirectional=bidir)
+    frames = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
+    y = net(frames)
+    assert y.shape == (2, 5, out) and y.dtype == torch.float32
+    # the backbone runs channels_last
+    assert next(p for p in net.encoder.model.parameters() if p.ndim == 4).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_frames_are_independent_without_temporal_model():
+    """With num_layers=0 each frame's output depends on that frame alone (eval mode)."""
+    net = AffectNet(2, backbone="test_resnet", num_layers=0).eval()
+    frames = torch.randint(0, 256, (1, 4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        y = net(frames)
+        y_single = torch.cat([net(frames[:, i : i + 1]) for i in range(4)], dim=1)
+    torch.testing.assert_close(y, y_single, rtol=1e-4, atol=1e-5)
+
+
+def test_backbone_loads_local_checkpoint(tmp_path):
+    source = timm.create_model("test_resnet", pretrained=False)  # with its classifier
+    path = tmp_path / "backbone.pth"
+    torch.save(source.state_dict(), path)
+    net = AffectNet(2, backbone="test_resnet", backbone_checkpoint=str(path))
+    loaded = net.encoder.model.state_dict()
+    for name, tensor in source.state_dict().items():
+        if not name.startswith("fc."):
+            torch.testing.assert_close(loaded[name], tensor)
+    with pytest.raises(FileNotFoundError, match="nothing_here.pth"):
+        AffectNet(2, backbone="test_resnet", backbone_checkpoint=str(tmp_path / "nothing_here.pth"))
+
+
+def _batch(task, b=2, t=6, d=2, c=6):
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(b, t, generator=g) > 0.3
+    targets = torch.rand(b, t, d, generator=g) * 2 - 1 if task == "finetune" else torch.randint(0, c, (b, t), generator=g)
+    return {
+        "frames": torch.randint(0, 256, (b, t, 3, 32, 32), dtype=torch.uint8, generator=g),
+        "targets": targets,
+        "mask": mask,
+        "video_id": [f"v{i}" for i in range(b)],
+        "frame_index": torch.arange(t).expand(b, -1),
+    }
+
+
+def test_finetune_loss_is_masked_ccc():
+    module = AffectModule(task="finetune", backbone="test_resnet", hidden_size=8, num_layers=1)
+    batch = _batch("finetune")
+    preds = module(batch["frames"])
+    assert module.loss(preds, batch["targets"], batch["mask"]).item() == pytest.approx(
+        ccc_loss(preds[batch["mask"]], batch["targets"][batch["mask"]]).item(), rel=1e-5)
+
+
+def test_pretrain_loss_is_cross_entropy_on_valid_frames_only():
+    module = AffectModule(task="pretrain", backbone="test_resnet", hidden_size=8, num_layers=1)
+    batch = _batch("pretrain")
+    logits = module(batch["frames"])
+    assert logits.shape == (2, 6, 6)
+    expected = F.cross_entropy(logits[batch["mask"]], batch["targets"][batch["mask"]])
+    assert module.loss(logits, batch["targets"], batch["mask"]).item() == pytest.approx(expected.item(), rel=1e-6)
+    none = torch.zeros_like(batch["mask"])
+    assert module.loss(logits, batch["targets"], none).item() == 0.0
+
+
+def test_module_rejects_unknown_task():
+    with pytest.raises(ValueError, match="model.task must be one of"):
+        AffectModule(task="regress", backbone="test_resnet")
