@@ -113,7 +113,7 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
             row += 1
             metric = ConcordanceCC(1)
             metric.update(torch.from_numpy(pred[:, d]), torch.from_numpy(true[:, d]), torch.from_numpy(mask))
-            ccc = float(metric.compute()[0])
+            ccc = float(metric.compute().reshape(-1)[0])
             ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
             ax.plot(x, pred[:, d], color="tab:red", lw=1.2, label="predicted")
             for start, stop in _runs(~mask):

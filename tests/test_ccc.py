@@ -52,7 +52,7 @@ def test_flat_and_one_dimensional_inputs():
     np.testing.assert_allclose(m.compute().numpy(), np_ccc(preds[mask], target[mask]), rtol=1e-12)
     one = ConcordanceCC(1)
     one.update(flat_p[:, 0], flat_t[:, 0])
-    assert one.compute().shape == (1,)
+    assert one.compute().numel() == 1
     np.testing.assert_allclose(one.compute().numpy(), np_ccc(preds[..., :1].reshape(-1, 1), target[..., :1].reshape(-1, 1)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -66,15 +67,13 @@ def test_box_covers_the_drawn_face(tiny_corpus):
 
 
 def test_deterministic_by_seed(tmp_path):
-    cfg = SynthConfig(videos=2, seconds=1.0, fps=10.0, seed=3, size=64)
+    cfg = SynthConfig(videos=2, seconds=1.0, fps=10.0, seed=3, size=128)
     generate_corpus(cfg, tmp_path / "a", workers=1, progress=False)
     generate_corpus(cfg, tmp_path / "b", workers=2, progress=False)
-    generate_corpus(SynthConfig(videos=2, seconds=1.0, fps=10.0, seed=4, size=64), tmp_path / "c", workers=1, progress=False)
+    generate_corpus(SynthConfig(videos=2, seconds=1.0, fps=10.0, seed=4, size=128), tmp_path / "c", workers=1, progress=False)
     for name in ("annotations/VA/synth_001.txt", "faces/synth_001.csv", "index.csv"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
-    fa = decord.VideoReader(str(tmp_path / "a/videos/synth_001.mp4")).get_batch(list(range(10))).asnumpy()
-    fb = decord.VideoReader(str(tmp_path / "b/videos/synth_001.mp4")).get_batch(list(range(10))).asnumpy()
-    assert np.array_equal(fa, fb)
+    assert (tmp_path / "a/videos/synth_001.mp4").read_bytes() == (tmp_path / "b/videos/synth_001.mp4").read_bytes()
     assert (tmp_path / "a/annotations/VA/synth_001.txt").read_text() != (tmp_path / "c/annotations/VA/synth_001.txt").read_text()
 
 
@@ -89,7 +88,8 @@ def test_emotion_from_va_hand_cases(v, a, expected):
 
 def test_expression_follows_the_signals():
     """Arousal opens the eyes (more sclera pixels); valence bends the mouth (centre below corners)."""
-    ident = Identity.sample(np.random.default_rng(0))
+    # light skin and dark hair keep the mouth's colour unique on the canvas
+    ident = dataclasses.replace(Identity.sample(np.random.default_rng(0)), skin=(255, 224, 196), hair=(20, 20, 20))
 
     def sclera(img):
         return int((img.min(axis=2) >= 245).sum())
@@ -99,10 +99,11 @@ def test_expression_follows_the_signals():
 
     def mouth_centre_row(v):
         img = draw_face(ident, v, -1.0)[0]
-        mouth = (np.abs(img.astype(int) - (90, 20, 30)).sum(axis=2) < 40)
+        px = img.astype(int)
+        mouth = (np.abs(px - (90, 20, 30)).sum(axis=2) < 40) | (np.abs(px - (150, 40, 50)).sum(axis=2) < 40)
         cols = np.flatnonzero(mouth.any(axis=0))
         mid = mouth[:, cols[len(cols) // 2]]
-        edge = mouth[:, cols[1]]
+        edge = mouth[:, cols[2]]
         return np.flatnonzero(mid).mean() - np.flatnonzero(edge).mean()
 
     assert mouth_centre_row(1.0) > 3 > -3 > mouth_centre_row(-1.0)
@@ -111,7 +112,7 @@ def test_expression_follows_the_signals():
 @pytest.mark.parametrize(
     "args,message",
     [(["--videos", "0"], "--videos must be at least 1"), (["--fps", "-5"], "--fps must be a positive"),
-     (["--seconds", "0.01", "--fps", "10"], "gives no frame"), (["--size", "33"], "--size must be an even")],
+     (["--seconds", "0.01", "--fps", "10"], "gives no frame"), (["--size", "100"], "--size must be a multiple of 16")],
 )
 def test_synth_rejects_impossible_arguments(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "fer_lightning.cli", "synth", "--out", str(tmp_path), *args],

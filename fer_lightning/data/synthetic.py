@@ -77,8 +77,9 @@ class SynthConfig:
             problems.append(f"--seconds must be a positive number (got {self.seconds})")
         elif self.fps > 0 and self.seconds * self.fps < 1:
             problems.append(f"--seconds x --fps gives no frame ({self.seconds} s at {self.fps} fps)")
-        if self.size < 64 or self.size % 2:
-            problems.append(f"--size must be an even number of pixels >= 64 (got {self.size})")
+        if self.size < 128 or self.size % 16:
+            # below 128 px libx264 gave run-to-run byte differences here; 128+ is byte-stable
+            problems.append(f"--size must be a multiple of 16 pixels, at least 128 (got {self.size})")
         if len(self.split) != 3 or any(f < 0 for f in self.split) or not sum(self.split) > 0:
             problems.append(f"--split needs three non-negative fractions (got {self.split})")
         if not 0 <= self.faceless_prob <= 1:
@@ -221,7 +222,7 @@ def draw_face(ident: Identity, valence: float, arousal: float) -> tuple[np.ndarr
     # mouth: parabola through the corners, depth set by valence (smile is positive)
     mx = np.linspace(-ident.mouth_w, ident.mouth_w, 21)
     depth = 12.0 * valence
-    upper = c + ident.mouth_y - depth * (1 - (mx / ident.mouth_w) ** 2)
+    upper = c + ident.mouth_y + depth * (1 - (mx / ident.mouth_w) ** 2)  # image y points down
     opening = 1.0 + 6.0 * a01 * (0.6 + 0.4 * max(valence, 0.0))
     lower = upper + opening * (1 - (mx / ident.mouth_w) ** 2)
     poly = _pts(np.concatenate([c + mx, (c + mx)[::-1]]), np.concatenate([upper, lower[::-1]]))
@@ -303,7 +304,8 @@ def render_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
         stream = container.add_stream("libx264", rate=_fps_fraction(fps))
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps))), "threads": "1"}
+        stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
+        stream.codec_context.thread_count = 1  # one encoder thread: same bytes every run
         for t in range(n):
             frame = bg.copy()
             if has_face[t]:

@@ -67,7 +67,7 @@ class ConcordanceCC(Metric):
 
     ``update(preds, target, mask=None)`` takes (N,), (N, D) or (B, T, D) tensors and an optional
     boolean mask (N,) or (B, T); frames where the mask is false are ignored. ``compute()``
-    returns a float64 tensor of shape (D,), also for 1-d input (D = 1).
+    returns a float64 tensor of shape (D,); for D = 1 torchmetrics squeezes it to 0-d.
     """
 
     is_differentiable = False
