@@ -13,11 +13,11 @@ from fer_lightning.models import AffectModule
 @pytest.mark.slow
 def test_training_learns_affect_of_held_out_subjects(tmp_path):
     root = tmp_path / "corpus"
-    generate_corpus(SynthConfig(videos=16, seconds=8.0, fps=25.0, seed=11, size=128, split=(0.625, 0.125, 0.25)),
+    generate_corpus(SynthConfig(videos=40, seconds=6.0, fps=25.0, seed=11, size=128, split=(0.6, 0.1, 0.3)),
                     root, workers=2, progress=False)
     L.seed_everything(0, workers=True)
-    dm = AffectDataModule(root=str(root), clip_len=16, image_size=40, batch_size=8, num_workers=1)
-    model = AffectModule(backbone="test_resnet", hidden_size=32, num_layers=1, lr=3e-3, warmup_steps=20, dropout=0.0)
+    dm = AffectDataModule(root=str(root), clip_len=16, image_size=48, batch_size=16, num_workers=1, augment=False)
+    model = AffectModule(backbone="resnet10t", hidden_size=32, num_layers=1, lr=2e-3, warmup_steps=20, dropout=0.0)
     trainer = L.Trainer(accelerator="cpu", max_epochs=8, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, default_root_dir=tmp_path)
