@@ -97,9 +97,11 @@ def test_readers_open_lazily_inside_workers(tiny_corpus):
     assert len(ds.readers) == 0  # the parent never opened a decoder
 
 
-@pytest.mark.parametrize("content", [b"", b"this is not a video" * 100])
-def test_unreadable_video_error_names_the_file(tiny_corpus, tmp_path, content):
+@pytest.mark.parametrize("kind", ["empty", "garbage", "truncated"])
+def test_unreadable_video_error_names_the_file(tiny_corpus, tmp_path, kind):
     rec = load_dataset("synthetic", tiny_corpus)[0]
+    real = rec.path.read_bytes()
+    content = {"empty": b"", "garbage": b"this is not a video" * 100, "truncated": real[:2048]}[kind]
     bad = tmp_path / "broken_clip.mp4"
     bad.write_bytes(content)
     rec.path = bad
