@@ -85,12 +85,12 @@ class TracePlot(L.Callback):
         self.written = {"csv": csv, "png": png}
 
 
-def _fps(trainer, stage: str) -> float | None:
-    dm = getattr(trainer, "datamodule", None)
-    split = {"val": "val", "test": "test"}[stage]
+def _fps(trainer, split: str) -> float | None:
+    """Frame rate of the split's first video, to put seconds on the time axis."""
+    records = getattr(getattr(trainer, "datamodule", None), "split_records", None)
     try:
-        return float(dm.split_records(split)[0].fps)
-    except Exception:
+        return float(records(split)[0].fps) if records else None
+    except (KeyError, IndexError):
         return None
 
 

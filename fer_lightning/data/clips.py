@@ -51,13 +51,14 @@ def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> n
     left = int(round((x0 + x1) / 2 - side / 2))
     top = int(round((y0 + y1) / 2 - side / 2))
     h, w = frame.shape[:2]
-    l, t = max(left, 0), max(top, 0)
-    r, b = min(left + side, w), min(top + side, h)
-    if r <= l or b <= t:
+    x_lo, y_lo = max(left, 0), max(top, 0)
+    x_hi, y_hi = min(left + side, w), min(top + side, h)
+    if x_hi <= x_lo or y_hi <= y_lo:
         return np.zeros((size, size, frame.shape[2]), frame.dtype)
-    roi = frame[t:b, l:r]
-    if (l - left, t - top, left + side - r, top + side - b) != (0, 0, 0, 0):
-        roi = cv2.copyMakeBorder(roi, t - top, top + side - b, l - left, left + side - r, cv2.BORDER_CONSTANT, value=0)
+    roi = frame[y_lo:y_hi, x_lo:x_hi]
+    pad = (y_lo - top, top + side - y_hi, x_lo - left, left + side - x_hi)  # top, bottom, left, right
+    if any(pad):
+        roi = cv2.copyMakeBorder(roi, *pad, cv2.BORDER_CONSTANT, value=0)
     if side == size:
         return np.ascontiguousarray(roi)
     return cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
