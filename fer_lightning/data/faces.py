@@ -119,3 +119,28 @@ class MTCNNDetector:
             marks = np.array([face["keypoints"][k] for k in LANDMARK_NAMES], dtype=np.float32) / scale
             out.append(Detection(box=box, score=score, landmarks=marks))
         return sorted(out, key=lambda d: -d.score)
+
+
+# Five-point template of a 112 px aligned face (ArcFace's reference layout): eyes, nose tip,
+# mouth corners. Aligning maps the detected landmarks onto it with a similarity transform.
+ALIGN_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def alignment_matrix(landmarks: np.ndarray, size: int = 112, margin: float = 0.0) -> np.ndarray:
+    """2x3 similarity transform (rotation, uniform scale, shift) taking ``landmarks`` (5, 2)
+    onto the template scaled to ``size`` px; ``margin`` > 0 shrinks the face inside the crop."""
+    template = (ALIGN_TEMPLATE_112 - 56.0) / (1.0 + margin) + 56.0
+    template = template * (size / 112.0)
+    m, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template, method=cv2.LMEDS)
+    if m is None:
+        raise ValueError("landmarks are degenerate; cannot estimate an alignment")
+    return m
+
+
+def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112, margin: float = 0.0) -> np.ndarray:
+    """Aligned ``size`` x ``size`` face crop: landmarks moved onto the five-point template."""
+    m = alignment_matrix(landmarks, size, margin)
+    return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA, borderValue=0)
