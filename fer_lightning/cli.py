@@ -1,6 +1,7 @@
 """The ``fer-lightning`` command: LightningCLI subcommands plus the project's own tools.
 
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
+    fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --workers W]
     fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
 """
 
@@ -10,7 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-TOOLS = {"synth": "generate the synthetic face-video corpus"}
+TOOLS = {
+    "synth": "generate the synthetic face-video corpus",
+    "preprocess": "detect, track, align and crop faces into a face-clip store",
+}
 
 
 def synth_main(argv: Sequence[str]) -> int:
@@ -45,6 +49,35 @@ def synth_main(argv: Sequence[str]) -> int:
     index = generate_corpus(cfg, args.out, workers=args.workers)
     print(f"wrote {cfg.videos} videos x {cfg.num_frames} frames; index: {index}")
     return 0
+
+
+def preprocess_main(argv: Sequence[str]) -> int:
+    """``fer-lightning preprocess``: raw videos -> face-clip store (see fer_lightning.data.store)."""
+    import os
+
+    from fer_lightning.data.store import PreprocessConfig, format_report, preprocess
+
+    d = PreprocessConfig()
+    p = argparse.ArgumentParser(prog="fer-lightning preprocess", description=preprocess_main.__doc__)
+    p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
+    p.add_argument("--output", required=True, help="store folder (created; reruns resume)")
+    p.add_argument("--detect-every", type=int, default=d.detect_every, help="run the detector every K frames")
+    p.add_argument("--size", type=int, default=d.size, help="side of the aligned face crop, pixels")
+    p.add_argument("--margin", type=float, default=d.margin, help="extra context around the aligned face")
+    p.add_argument("--smooth", type=int, default=d.smooth, help="box smoothing window, frames (1: off)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over videos")
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
+    a = p.parse_args(list(argv))
+    if a.detect_every < 1 or a.size < 16 or a.size % 2 or a.smooth < 1:
+        p.error("--detect-every and --smooth must be >= 1, --size an even number >= 16")
+    cfg = PreprocessConfig(detect_every=a.detect_every, size=a.size, margin=a.margin, smooth=a.smooth)
+    try:
+        report = preprocess(a.input, a.output, cfg, workers=a.workers)
+    except ValueError as err:
+        p.error(str(err))
+    print(format_report(report))
+    print(f"store: {a.output} (index.csv, report.json)")
+    return 1 if report["failed"] and not a.allow_failures else 0
 
 
 def lightning_main(argv: Sequence[str] | None) -> None:
@@ -111,7 +144,7 @@ def evaluate_best(trainer, model, datamodule) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
-        return synth_main(args[1:])
+        return {"synth": synth_main, "preprocess": preprocess_main}[args[0]](args[1:])
     lightning_main(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 
