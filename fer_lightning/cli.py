@@ -64,13 +64,15 @@ def preprocess_main(argv: Sequence[str]) -> int:
     p.add_argument("--detect-every", type=int, default=d.detect_every, help="run the detector every K frames")
     p.add_argument("--size", type=int, default=d.size, help="side of the aligned face crop, pixels")
     p.add_argument("--margin", type=float, default=d.margin, help="extra context around the aligned face")
+    p.add_argument("--min-face-size", type=int, default=d.min_face_size, help="smallest face searched, pixels")
     p.add_argument("--smooth", type=int, default=d.smooth, help="box smoothing window, frames (1: off)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over videos")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     a = p.parse_args(list(argv))
     if a.detect_every < 1 or a.size < 16 or a.size % 2 or a.smooth < 1:
         p.error("--detect-every and --smooth must be >= 1, --size an even number >= 16")
-    cfg = PreprocessConfig(detect_every=a.detect_every, size=a.size, margin=a.margin, smooth=a.smooth)
+    cfg = PreprocessConfig(detect_every=a.detect_every, size=a.size, margin=a.margin, smooth=a.smooth,
+                           min_face_size=a.min_face_size)
     try:
         report = preprocess(a.input, a.output, cfg, workers=a.workers)
     except ValueError as err:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from fer_lightning.data.clips import TASKS, ClipDataset
 from fer_lightning.data.datasets import list_datasets, load_dataset
 from fer_lightning.data.records import VideoRecord
+from fer_lightning.data.store import attach_store
 from fer_lightning.data.synthetic import EMOTIONS, SynthConfig, generate_corpus
 from fer_lightning.data.transforms import ClipAugment
 
@@ -43,6 +45,10 @@ class AffectDataModule(L.LightningDataModule):
         augment: clip-consistent augmentation of training clips.
         generate_if_missing: for ``dataset: synthetic``, create the corpus when ``root`` has none.
         synth_args: arguments of :class:`SynthConfig` used when generating.
+        face_store: a store written by ``fer-lightning preprocess`` from this corpus's videos:
+            clips then read the aligned face videos and preprocessing's ``has_face`` instead
+            of cropping source frames with the corpus's boxes. Videos missing from the store
+            are skipped and reported.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class AffectDataModule(L.LightningDataModule):
         augment: bool = True,
         generate_if_missing: bool = True,
         synth_args: dict | None = None,
+        face_store: str | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -71,6 +78,7 @@ class AffectDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.root = Path(root)
         self.datasets: dict[str, ClipDataset] = {}
+        self.skipped: list[str] = []
 
     def prepare_data(self) -> None:
         hp = self.hparams
@@ -82,6 +90,16 @@ class AffectDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         records = load_dataset(hp.dataset, self.root)
+        margin = hp.face_margin
+        if hp.face_store:
+            records, missing = attach_store(records, hp.face_store)
+            margin = 0.0  # store frames are already aligned crops with their own margin
+            if missing:
+                rank_zero_warn(
+                    f"{len(missing)} videos are not in the face store {hp.face_store} and are skipped: "
+                    + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+                )
+            self.skipped = missing
         by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
         for r in records:
             by_split.setdefault(r.split, []).append(r)
@@ -90,7 +108,7 @@ class AffectDataModule(L.LightningDataModule):
             clip_len=hp.clip_len,
             frame_step=hp.frame_step,
             image_size=hp.image_size,
-            face_margin=hp.face_margin,
+            face_margin=margin,
             task=hp.task,
             target_names=hp.target_names,
         )

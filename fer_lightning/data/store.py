@@ -39,6 +39,7 @@ class PreprocessConfig:
     margin: float = 0.15
     smooth: int = 5
     detector: str = "mtcnn"
+    min_face_size: int = 40
     crf: int = 18
     gop: int = 16
     chunk: int = 64
@@ -94,7 +95,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
         reader = open_video(source)
         n, fps = len(reader), float(reader.get_avg_fps())
         entry.update(num_frames=n, fps=fps)
-        detector = create_detector(cfg.detector)
+        detector = create_detector(cfg.detector, min_face_size=cfg.min_face_size)
         found = detect_sparse(lambda i: reader[i].asnumpy(), n, detector.detect, every=cfg.detect_every)
         track = main_subject(link_tracks(found, max_gap=cfg.detect_every))
         if track is None:
@@ -231,3 +232,43 @@ def format_report(report: dict) -> str:
     lines.append(f"{report['ok']} ok, {report['failed']} failed; {report['frames']} frames, "
                  f"{report['face_frames']} with a face")
     return "\n".join(lines)
+
+
+def attach_store(records: list, store: str | Path) -> tuple[list, list[str]]:
+    """Point video records at their aligned face videos in ``store``.
+
+    Each record keeps its labels; its path becomes the store's face video, its box every
+    frame's whole crop, and ``has_face`` what preprocessing found. Returns the updated records
+    and the ids of videos the store lacks (not preprocessed, or failed there), which callers
+    report as skipped. A store whose frame count differs from the record's is an error: labels
+    would no longer line up with frames.
+    """
+    import dataclasses
+
+    import pandas as pd
+
+    store = Path(store)
+    out, missing = [], []
+    for rec in records:
+        meta_path = store / "meta" / f"{rec.video_id}.csv"
+        video = store / "videos" / f"{rec.video_id}.mp4"
+        if not (meta_path.exists() and video.exists()):
+            missing.append(rec.video_id)
+            continue
+        meta = pd.read_csv(meta_path, usecols=["frame_index", "has_face"])
+        if len(meta) != rec.num_frames:
+            raise ValueError(
+                f"{rec.video_id}: the face store holds {len(meta)} frames but the corpus has {rec.num_frames}; "
+                f"was {meta_path} made from another video?"
+            )
+        side = _store_side(store)
+        boxes = np.tile(np.array([[0, 0, side, side]], np.float32), (rec.num_frames, 1))
+        out.append(dataclasses.replace(rec, path=video, boxes=boxes, has_face=meta["has_face"].to_numpy(bool)))
+    return out, missing
+
+
+def _store_side(store: Path) -> int:
+    report = store / "report.json"
+    if report.exists():
+        return int(json.loads(report.read_text())["settings"]["size"])
+    return PreprocessConfig().size
