@@ -41,8 +41,9 @@ demo: setup  ## synthetic corpus -> fine-tune on CPU -> held-out CCC table and t
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks
 
-bench: setup  ## each benchmark prints one JSON line
+bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/ccc_metric.py
+	$(BIN)/python benchmarks/preprocess.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

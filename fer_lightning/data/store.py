@@ -42,7 +42,6 @@ class PreprocessConfig:
     min_face_size: int = 40
     crf: int = 18
     gop: int = 16
-    chunk: int = 64
 
 
 def find_videos(inputs: list[str | Path]) -> list[Path]:
@@ -81,7 +80,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
         main_subject,
         smooth_boxes,
     )
-    from fer_lightning.data.video import VideoReadError, open_video
+    from fer_lightning.data.video import VideoReadError, iter_frames, open_video
 
     cv2.setNumThreads(1)
     video_id = source.stem
@@ -95,8 +94,10 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
         reader = open_video(source)
         n, fps = len(reader), float(reader.get_avg_fps())
         entry.update(num_frames=n, fps=fps)
+        times = reader.get_frame_timestamp(np.arange(n))[:, 0]
+        del reader  # both passes below stream the video front to back with their own reader
         detector = create_detector(cfg.detector, min_face_size=cfg.min_face_size)
-        found = detect_sparse(lambda i: reader[i].asnumpy(), n, detector.detect, every=cfg.detect_every)
+        found = detect_sparse(iter_frames(source), n, detector.detect, every=cfg.detect_every)
         track = main_subject(link_tracks(found, max_gap=cfg.detect_every))
         if track is None:
             has = np.zeros(n, bool)
@@ -108,7 +109,6 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
             has, detected, scores, track_id = filled.has_face, filled.detected, filled.scores, filled.track_id
             boxes = smooth_boxes(filled.boxes, has, cfg.smooth)
             marks = smooth_boxes(filled.landmarks, has, cfg.smooth)
-        times = reader.get_frame_timestamp(np.arange(n))[:, 0] if n else np.zeros(0)
 
         import av
 
@@ -121,18 +121,17 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
             stream.options = {"crf": str(cfg.crf), "preset": "veryfast", "g": str(cfg.gop)}
             stream.codec_context.thread_count = 1
             black = np.zeros((cfg.size, cfg.size, 3), np.uint8)
-            for c0 in range(0, n, cfg.chunk):  # sequential chunks: bounded memory, fast decode
-                idx = list(range(c0, min(n, c0 + cfg.chunk)))
-                frames = reader.get_batch(idx).asnumpy()
-                for i, frame in zip(idx, frames, strict=True):
-                    if not has[i]:
-                        crop = black
-                    elif np.isfinite(marks[i]).all():
-                        crop = align_face(frame, marks[i], cfg.size, cfg.margin)
-                    else:
-                        crop = crop_face(frame, boxes[i], cfg.size, cfg.margin)
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
-                        container.mux(packet)
+            for i, frame in enumerate(iter_frames(source)):  # second sequential pass
+                if i >= n:
+                    break
+                if not has[i]:
+                    crop = black
+                elif np.isfinite(marks[i]).all():
+                    crop = align_face(frame, marks[i], cfg.size, cfg.margin)
+                else:
+                    crop = crop_face(frame, boxes[i], cfg.size, cfg.margin)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                    container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
             container.close()

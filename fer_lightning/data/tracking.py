@@ -10,7 +10,7 @@ a face keeps its place with ``has_face = false``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,19 +143,33 @@ def smooth_boxes(boxes: np.ndarray, has_face: np.ndarray, window: int = 5) -> np
 
 
 def detect_sparse(
-    read_frame: Callable[[int], np.ndarray],
+    frames: Iterable[np.ndarray],
     num_frames: int,
     detect: Callable[[np.ndarray], list[Detection]],
     every: int = 5,
 ) -> dict[int, list[Detection]]:
-    """Detect on every ``every``-th frame (and the last), then on each frame between two
-    sampled frames whose face count differs, so appearances and disappearances are exact."""
-    sampled = sorted(set(range(0, num_frames, every)) | {num_frames - 1})
-    found = {f: detect(read_frame(f)) for f in sampled}
-    for a, b in zip(sampled[:-1], sampled[1:], strict=True):
-        if len(found[a]) != len(found[b]):
-            for f in range(a + 1, b):
-                found[f] = detect(read_frame(f))
+    """Detect on every ``every``-th frame (and the last) of a sequential frame stream, and on
+    each frame between two sampled frames whose face count differs, so that appearances and
+    disappearances land on the right frame.
+
+    Frames are consumed in order and at most ``every`` of them are held at once, so memory
+    does not grow with the video's length.
+    """
+    sampled = set(range(0, num_frames, every)) | {num_frames - 1}
+    found: dict[int, list[Detection]] = {}
+    pending: list[tuple[int, np.ndarray]] = []  # frames since the last sampled one
+    last = None
+    for i, frame in enumerate(frames):
+        if i >= num_frames:
+            break
+        if i not in sampled:
+            pending.append((i, frame))
+            continue
+        found[i] = detect(frame)
+        if last is not None and len(found[last]) != len(found[i]):
+            for j, held in pending:
+                found[j] = detect(held)
+        pending, last = [], i
     return found
 
 
