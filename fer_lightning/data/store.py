@@ -71,8 +71,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
     """Detect, track, align and crop one video into the store; returns its report entry."""
     import cv2
 
-    from fer_lightning.data.clips import crop_face
-    from fer_lightning.data.faces import align_face, create_detector
+    from fer_lightning.data.faces import align_face, create_detector, crop_face
     from fer_lightning.data.tracking import (
         detect_sparse,
         fill_track,
@@ -91,13 +90,15 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
         return _entry_from_store(entry, meta_path) | {"status": "ok", "reason": "already in store"}
     start = time.perf_counter()
     try:
-        reader = open_video(source)
-        n, fps = len(reader), float(reader.get_avg_fps())
-        entry.update(num_frames=n, fps=fps)
-        times = reader.get_frame_timestamp(np.arange(n))[:, 0]
-        del reader  # both passes below stream the video front to back with their own reader
+        reader = open_video(source)  # checks the file and names it in any error
+        fps, listed = float(reader.get_avg_fps()), len(reader)
+        del reader  # both passes below stream the video front to back with PyAV
         detector = create_detector(cfg.detector, min_face_size=cfg.min_face_size)
-        found = detect_sparse(iter_frames(source), n, detector.detect, every=cfg.detect_every)
+        times: list[float] = []
+        found, n = detect_sparse(iter_frames(source, times), detector.detect, every=cfg.detect_every)
+        if n == 0:
+            raise VideoReadError(f"no frame of {source} could be decoded")
+        entry.update(num_frames=n, fps=fps)
         track = main_subject(link_tracks(found, max_gap=cfg.detect_every))
         if track is None:
             has = np.zeros(n, bool)
@@ -121,9 +122,11 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
             stream.options = {"crf": str(cfg.crf), "preset": "veryfast", "g": str(cfg.gop)}
             stream.codec_context.thread_count = 1
             black = np.zeros((cfg.size, cfg.size, 3), np.uint8)
+            decoded = 0
             for i, frame in enumerate(iter_frames(source)):  # second sequential pass
                 if i >= n:
                     break
+                decoded += 1
                 if not has[i]:
                     crop = black
                 elif np.isfinite(marks[i]).all():
@@ -135,6 +138,8 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
             for packet in stream.encode():
                 container.mux(packet)
             container.close()
+            if decoded != n:  # both passes must see the same frames, or rows would misalign
+                raise VideoReadError(f"{source}: first pass decoded {n} frames, second pass {decoded}")
 
         rows = [_meta_header()]
         for i in range(n):
@@ -146,8 +151,12 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig) -> dict:
         face_frames = int(has.sum())
         entry.update(face_frames=face_frames, coverage=face_frames / n if n else 0.0, status="ok",
                      seconds=round(time.perf_counter() - start, 2))
+        notes = []
+        if listed != n:  # e.g. frames the container lists but FFmpeg drops: rows follow decoding
+            notes.append(f"container lists {listed} frames, {n} decode")
         if face_frames == 0:
-            entry["reason"] = "no face found in any frame"
+            notes.append("no face found in any frame")
+        entry["reason"] = "; ".join(notes)
     except VideoReadError as err:
         entry["reason"] = str(err)
     except Exception as err:  # one bad video must not stop the others; the report says why

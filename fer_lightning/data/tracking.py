@@ -144,33 +144,40 @@ def smooth_boxes(boxes: np.ndarray, has_face: np.ndarray, window: int = 5) -> np
 
 def detect_sparse(
     frames: Iterable[np.ndarray],
-    num_frames: int,
     detect: Callable[[np.ndarray], list[Detection]],
     every: int = 5,
-) -> dict[int, list[Detection]]:
+) -> tuple[dict[int, list[Detection]], int]:
     """Detect on every ``every``-th frame (and the last) of a sequential frame stream, and on
     each frame between two sampled frames whose face count differs, so that appearances and
-    disappearances land on the right frame.
+    disappearances land on the right frame. Returns the detections by frame index and the
+    number of frames the stream held.
 
     Frames are consumed in order and at most ``every`` of them are held at once, so memory
     does not grow with the video's length.
     """
-    sampled = set(range(0, num_frames, every)) | {num_frames - 1}
     found: dict[int, list[Detection]] = {}
     pending: list[tuple[int, np.ndarray]] = []  # frames since the last sampled one
-    last = None
-    for i, frame in enumerate(frames):
-        if i >= num_frames:
-            break
-        if i not in sampled:
-            pending.append((i, frame))
-            continue
+    last: int | None = None
+
+    def sample(i: int, frame: np.ndarray) -> None:
+        nonlocal pending, last
         found[i] = detect(frame)
         if last is not None and len(found[last]) != len(found[i]):
             for j, held in pending:
                 found[j] = detect(held)
         pending, last = [], i
-    return found
+
+    n = 0
+    for i, frame in enumerate(frames):
+        n = i + 1
+        if i % every:
+            pending.append((i, frame))
+        else:
+            sample(i, frame)
+    if pending:  # the last frame is always sampled
+        i, frame = pending.pop()
+        sample(i, frame)
+    return found, n
 
 
 def main_subject(tracks: Sequence[Track]) -> Track | None:

@@ -92,16 +92,29 @@ def open_video(path: str | Path, num_threads: int = 1):
     return reader
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Decode ``path`` front to back, one RGB uint8 (H, W, 3) frame at a time.
+def iter_frames(path: str | Path, times: list[float] | None = None) -> Iterator[np.ndarray]:
+    """Decode ``path`` front to back with PyAV, one RGB uint8 (H, W, 3) frame at a time; when
+    ``times`` is given, each frame's presentation time in seconds is appended to it.
 
-    Sequential ``next()`` keeps decord's memory flat; ``get_batch`` over a long video grew the
-    process to 1.7 GB for 60 s of 720p here (946 MB with one decoder thread), against 82 MB
-    for this loop.
+    Not decord: its reader decodes ahead in a background thread into an unbounded queue, so a
+    slow consumer (a face detector) makes it hoard frames. Measured on 60 s of 720p (1,438
+    frames): decord ``next()`` with a consumer that pauses 20 ms every 5th frame peaked at
+    1,678 MB, its ``get_batch`` in 64-frame chunks at 1,701 MB; PyAV with MTCNN on every 5th
+    frame at 111 MB, at the same speed.
     """
-    reader = open_video(path, num_threads=1)
+    import av
+
     try:
-        for _ in range(len(reader)):
-            yield reader.next().asnumpy()
-    finally:
-        del reader
+        container = av.open(str(path))
+    except Exception as err:
+        raise VideoReadError(f"cannot open video {path}: {err}") from err
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if times is not None:
+                    times.append(float(frame.time) if frame.time is not None else float("nan"))
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as err:
+            raise VideoReadError(f"cannot decode {path}: {err}") from err
