@@ -79,7 +79,7 @@ def preprocess_main(argv: Sequence[str]) -> int:
         p.error(str(err))
     print(format_report(report))
     print(f"store: {a.output} (index.csv, report.json)")
-    return 1 if report["failed"] and not a.allow_failures else 0
+    return 1 if report["failed_this_run"] and not a.allow_failures else 0
 
 
 def lightning_main(argv: Sequence[str] | None) -> None:

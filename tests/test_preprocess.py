@@ -88,6 +88,9 @@ def test_rerun_skips_finished_videos_and_redoes_unfinished(store_run):
     assert done.stat().st_mtime_ns == stamp
     assert by_id["no_face"]["reason"].endswith("no face found in any frame")
     assert (store / "meta" / "no_face.csv").exists()
+    # a later run over one file keeps the others in the index and report
+    report = preprocess([inputs / "no_face.mp4"], store, PreprocessConfig(), workers=1, progress=False)
+    assert report["videos"] == 5 and len(pd.read_csv(store / "index.csv")) == 5
 
 
 def test_find_videos_reads_folders_and_manifests(tmp_path):

@@ -210,6 +210,12 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
         if pool:
             pool.close()
             pool.join()
+    run_failed = [e["video_id"] for e in entries if e["status"] != "ok"]
+    # a run over some of the inputs must not drop the other videos already in the store
+    previous = store / "report.json"
+    if previous.exists():
+        known = {e["video_id"]: e for e in json.loads(previous.read_text()).get("entries", [])}
+        entries = list((known | {e["video_id"]: e for e in entries}).values())
     entries.sort(key=lambda e: e["video_id"])
     header = "video_id,source,fps,num_frames,face_frames,coverage,status,reason"
     lines = [header] + [
@@ -225,6 +231,7 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
         "failed": sum(e["status"] != "ok" for e in entries),
         "frames": sum(e["num_frames"] for e in entries),
         "face_frames": sum(e["face_frames"] for e in entries),
+        "failed_this_run": run_failed,
         "entries": entries,
     }
     write_text_atomic(store / "report.json", json.dumps(report, indent=2) + "\n")
