@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from fer_lightning.data.io import atomic_path
+from fer_lightning.data.tracking import face_runs
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -116,7 +117,7 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
             ccc = float(metric.compute().reshape(-1)[0])
             ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
             ax.plot(x, pred[:, d], color="tab:red", lw=1.2, label="predicted")
-            for start, stop in _runs(~mask):
+            for start, stop in face_runs(~mask):
                 ax.axvspan(x[start], x[min(stop, len(x) - 1)], color="0.85", lw=0)
             ax.set_ylim(-1.1, 1.1)
             ax.set_ylabel(name)
@@ -128,10 +129,3 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path
-
-
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of each run of true values."""
-    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2], edges[1::2], strict=True))
