@@ -1,7 +1,7 @@
 """The ``fer-lightning`` command: LightningCLI subcommands plus the project's own tools.
 
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
-    fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --workers W]
+    fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --faces all --workers W]
     fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
 """
 
@@ -66,13 +66,18 @@ def preprocess_main(argv: Sequence[str]) -> int:
     p.add_argument("--margin", type=float, default=d.margin, help="extra context around the aligned face")
     p.add_argument("--min-face-size", type=int, default=d.min_face_size, help="smallest face searched, pixels")
     p.add_argument("--smooth", type=int, default=d.smooth, help="box smoothing window, frames (1: off)")
+    p.add_argument("--faces", choices=("main", "all"), default=d.faces,
+                   help="main: the main subject only (largest, most persistent face); all: one face video per "
+                        "face seen for --min-track-seconds (<video>_left/_right for two, as Aff-Wild2 names them)")
+    p.add_argument("--min-track-seconds", type=float, default=d.min_track_seconds,
+                   help="with --faces all: shortest face kept, seconds")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over videos")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     a = p.parse_args(list(argv))
     if a.detect_every < 1 or a.size < 16 or a.size % 2 or a.smooth < 1:
         p.error("--detect-every and --smooth must be >= 1, --size an even number >= 16")
     cfg = PreprocessConfig(detect_every=a.detect_every, size=a.size, margin=a.margin, smooth=a.smooth,
-                           min_face_size=a.min_face_size)
+                           min_face_size=a.min_face_size, faces=a.faces, min_track_seconds=a.min_track_seconds)
     try:
         report = preprocess(a.input, a.output, cfg, workers=a.workers)
     except ValueError as err:

@@ -83,7 +83,7 @@ def test_rerun_skips_finished_videos_and_redoes_unfinished(store_run):
     (store / "meta" / "no_face.csv").unlink()  # as if killed before its metadata landed
     report = preprocess([inputs], store, PreprocessConfig(), workers=1, progress=False)
     by_id = {e["video_id"]: e for e in report["entries"]}
-    assert by_id["WolfgangLanger_Pexels"]["reason"] == "already in store"
+    assert "WolfgangLanger_Pexels" in report["already_in_store"] and "no_face" not in report["already_in_store"]
     assert by_id["WolfgangLanger_Pexels"]["coverage"] >= 0.95
     assert done.stat().st_mtime_ns == stamp
     assert by_id["no_face"]["reason"].endswith("no face found in any frame")
@@ -154,3 +154,181 @@ def test_datamodule_reads_clips_from_the_store(tmp_path):
                 assert np.abs(got.astype(int) - ref.astype(int)).mean() < 2
                 checked += 1
     assert checked >= 4
+
+
+def write_video(path, frames, fps=25, pts_ms=None):
+    """Encode RGB frames with PyAV (libx264); ``pts_ms`` gives each frame's time (VFR)."""
+    from fractions import Fraction
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if pts_ms is not None:
+            s.codec_context.time_base = Fraction(1, 1000)
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+@pytest.fixture(scope="module")
+def multi_face_video(feat_data, tmp_path_factory):
+    """multi_face.jpg (five people) as 2.4 s of video: all five for 30 frames, then 30 frames
+    where only the person at the top left (not the largest face) remains visible."""
+    import cv2
+
+    from fer_lightning.data.faces import create_detector
+
+    img = cv2.cvtColor(cv2.imread(str(feat_data / "multi_face.jpg")), cv2.COLOR_BGR2RGB)[:666]
+    faces = sorted(create_detector("mtcnn").detect(img), key=lambda d: d.box[0])
+    assert len(faces) == 5
+    keep = faces[0]  # x0 ~ 219: the leftmost, smaller than three of the others
+    assert sorted(d.area for d in faces).index(keep.area) < 3
+    alone = np.zeros_like(img)
+    x0, y0, x1, y1 = keep.box.astype(int)
+    alone[max(0, y0 - 40): y1 + 40, max(0, x0 - 40): x1 + 40] = img[max(0, y0 - 40): y1 + 40, max(0, x0 - 40): x1 + 40]
+    path = tmp_path_factory.mktemp("multi") / "multi_face.mp4"
+    write_video(path, [img] * 30 + [alone] * 30)
+    return path, faces, keep
+
+
+def box_centre(meta):
+    rows = meta[meta["has_face"] == 1]
+    return np.array([(rows["x0"] + rows["x1"]).median() / 2, (rows["y0"] + rows["y1"]).median() / 2])
+
+
+def test_main_subject_is_the_most_persistent_face(multi_face_video, tmp_path):
+    path, faces, keep = multi_face_video
+    report = preprocess([path], tmp_path / "store", PreprocessConfig(), workers=1, progress=False)
+    assert [o["video_id"] for o in report["entries"][0]["outputs"]] == ["multi_face"]
+    meta = pd.read_csv(tmp_path / "store" / "meta" / "multi_face.csv")
+    assert len(meta) == 60 and meta["has_face"].all()
+    centre = keep.box.reshape(2, 2).mean(0)
+    assert np.abs(box_centre(meta) - centre).max() < 10
+    assert meta["track_id"].nunique() == 1
+
+
+def test_faces_all_emits_one_video_per_face_left_to_right(multi_face_video, tmp_path):
+    path, faces, _ = multi_face_video
+    store = tmp_path / "store"
+    cfg = PreprocessConfig(faces="all", min_track_seconds=1.0)
+    report = preprocess([path], store, cfg, workers=1, progress=False)
+    outs = report["entries"][0]["outputs"]
+    assert [o["video_id"] for o in outs] == [f"multi_face_face{i}" for i in range(1, 6)]
+    for out, face in zip(outs, faces, strict=True):  # ordered left to right, each on its own person
+        meta = pd.read_csv(store / "meta" / f"{out['video_id']}.csv")
+        assert len(meta) == 60 and len(decord.VideoReader(str(store / "videos" / f"{out['video_id']}.mp4"))) == 60
+        assert np.abs(box_centre(meta) - face.box.reshape(2, 2).mean(0)).max() < 10
+    assert [o["face_frames"] for o in outs][1:] == [30] * 4 and outs[0]["face_frames"] == 60
+    assert set(pd.read_csv(store / "index.csv")["video_id"]) == {o["video_id"] for o in outs}
+    # two faces: Aff-Wild2's naming, <video>_left and <video>_right
+    img = decord.VideoReader(str(path))[0].asnumpy()
+    pair = np.ascontiguousarray(img[40:400, 200:430])
+    write_video(tmp_path / "pair.mp4", [pair] * 40)
+    report = preprocess([tmp_path / "pair.mp4"], tmp_path / "pair_store", cfg, workers=1, progress=False)
+    assert [o["video_id"] for o in report["entries"][0]["outputs"]] == ["pair_left", "pair_right"]
+    left = pd.read_csv(tmp_path / "pair_store" / "meta" / "pair_left.csv")
+    right = pd.read_csv(tmp_path / "pair_store" / "meta" / "pair_right.csv")
+    assert box_centre(left)[0] < box_centre(right)[0]
+
+
+def test_variable_frame_rate_keeps_true_frame_times(feat_data, tmp_path):
+    frames = decord.VideoReader(str(feat_data / "WolfgangLanger_Pexels.mp4")).get_batch(list(range(0, 120, 2))).asnumpy()
+    pts = np.cumsum([0] + [40 if i % 3 else 120 for i in range(1, 60)]).tolist()
+    write_video(tmp_path / "vfr.mp4", list(frames), pts_ms=pts)
+    report = preprocess([tmp_path / "vfr.mp4"], tmp_path / "store", PreprocessConfig(), workers=1, progress=False)
+    entry = report["entries"][0]
+    assert entry["status"] == "ok" and "variable frame rate" in entry["reason"], entry
+    meta = pd.read_csv(tmp_path / "store" / "meta" / "vfr.csv")
+    np.testing.assert_allclose(meta["time_s"], np.array(pts) / 1000, atol=1e-3)
+    assert meta["has_face"].mean() > 0.95
+
+
+def test_bad_files_get_clear_reasons_and_leave_the_store_intact(feat_data, tmp_path):
+    import shutil
+
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(feat_data / "single_face.mp4", good / "single_face.mp4")
+    store = tmp_path / "store"
+    preprocess([good], store, PreprocessConfig(), workers=1, progress=False)
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and p.parent.name in ("videos", "meta", "done")}
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with av.open(str(bad / "zero_frames.mp4"), "w") as c:  # a container, header written, no frame
+        s = c.add_stream("libx264", rate=25)
+        s.width = s.height = 128
+        c.start_encoding()
+    (bad / "notes.mp4").write_text("this is not a video\n" * 20)
+    shutil.copy(feat_data / "single_face.jpg", bad / "photo.avi")  # an image under a video name
+    frames = [np.full((64, 64, 3), i * 20, np.uint8) for i in range(5)]
+    with av.open(str(bad / "mpeg4.avi"), "w") as c:  # then its codec tag patched to one nobody knows
+        s = c.add_stream("mpeg4", rate=25)
+        s.width = s.height = 64
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    (bad / "unknown_codec.avi").write_bytes((bad / "mpeg4.avi").read_bytes().replace(b"FMP4", b"QQ9Z"))
+    (bad / "mpeg4.avi").unlink()
+
+    report = preprocess([bad, good], store, PreprocessConfig(), workers=2, progress=False)
+    by_id = {e["video_id"]: e for e in report["entries"]}
+    assert sorted(report["failed_this_run"]) == ["notes", "photo", "unknown_codec", "zero_frames"]
+    assert by_id["zero_frames"]["reason"].startswith("no video stream")
+    assert by_id["notes"]["reason"].startswith("not a video file")
+    assert by_id["unknown_codec"]["reason"].startswith("unsupported video codec")
+    for vid in ("zero_frames", "notes", "photo", "unknown_codec"):
+        assert vid in by_id[vid]["reason"]  # the file is named
+    assert report["already_in_store"] == ["single_face"]
+    after = {p: p.read_bytes() for p in before}
+    assert after == before  # nothing already written was touched
+    assert not list((store / "tmp").iterdir())
+
+
+def test_killed_run_resumes_to_the_same_store(feat_data, tmp_path):
+    """SIGKILL in the middle of a video, rerun: the store equals an uninterrupted run's."""
+    import signal
+    import time
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("WolfgangLanger_Pexels.mp4", "face_noface.mov", "single_face.mp4"):
+        shutil.copy(feat_data / name, inputs / name)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+
+    def run(store, **kw):
+        cmd = [sys.executable, "-m", "fer_lightning.cli", "preprocess", "--input", str(inputs), "--output",
+               str(store), "--workers", "1"]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, **kw)
+
+    assert run(tmp_path / "whole").wait(timeout=300) == 0
+    killed = tmp_path / "killed"
+    proc = run(killed)
+    deadline = time.time() + 300
+    # sorted inputs: WolfgangLanger_Pexels first, then face_noface; kill while face_noface is half done
+    while time.time() < deadline and not list((killed / "tmp").glob("face_noface.t*.mp4")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (killed / "done" / "WolfgangLanger_Pexels.json").exists()
+    assert not (killed / "done" / "face_noface.json").exists()
+    assert run(killed).wait(timeout=300) == 0
+
+    def files(store):
+        return {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*")
+                if p.is_file() and p.name != "report.json"}
+
+    whole, resumed = files(tmp_path / "whole"), files(killed)
+    assert sorted(whole) == sorted(resumed)
+    for name in whole:  # face videos too: libx264 on one thread, no look-ahead, is reproducible
+        assert whole[name] == resumed[name], name

@@ -134,10 +134,28 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 112, margin: float = 0.0
     onto the template scaled to ``size`` px; ``margin`` > 0 shrinks the face inside the crop."""
     template = (ALIGN_TEMPLATE_112 - 56.0) / (1.0 + margin) + 56.0
     template = template * (size / 112.0)
-    m, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template, method=cv2.LMEDS)
-    if m is None:
+    return similarity_transform(landmarks, template)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (2x3) taking points ``src`` (N, 2) onto ``dst``
+    (Umeyama, 1991). Closed form and deterministic, unlike OpenCV's robust estimators, whose
+    random sampling made the same face crop differ with the process's history."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s**2).sum() / len(src)
+    if not np.isfinite(var_s) or var_s < 1e-12:
         raise ValueError("landmarks are degenerate; cannot estimate an alignment")
-    return m
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    e = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # a reflection: flip the weakest axis
+        e[1, 1] = -1
+    r = u @ e @ vt
+    scale = (sig * np.diag(e)).sum() / var_s
+    t = mu_d - scale * r @ mu_s
+    return np.hstack([scale * r, t[:, None]]).astype(np.float64)
 
 
 def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112, margin: float = 0.0) -> np.ndarray:

@@ -10,7 +10,7 @@ a face keeps its place with ``has_face = false``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,8 +39,15 @@ class Track:
         return sorted(self.detections)
 
     def last(self) -> tuple[int, Detection]:
-        f = max(self.detections)
+        f = next(reversed(self.detections))  # detections are added in ascending frame order
         return f, self.detections[f]
+
+    def span(self) -> tuple[int, int]:
+        """First and last frame with a detection."""
+        return next(iter(self.detections)), next(reversed(self.detections))
+
+    def median_box(self) -> np.ndarray:
+        return np.median(np.stack([d.box for d in self.detections.values()]), axis=0)
 
     def presence(self) -> float:
         """Main-subject score: frames seen times median box area (large and persistent wins)."""
@@ -48,21 +55,25 @@ class Track:
         return len(areas) * float(np.median(areas))
 
 
-def link_tracks(
-    detections: dict[int, list[Detection]], iou_threshold: float = 0.3, max_gap: int = 10
-) -> list[Track]:
-    """Greedy IoU linking of per-frame detections (frames in ascending order) into tracks.
+class TrackLinker:
+    """Greedy IoU linking of per-frame detections into tracks, fed one frame at a time in
+    ascending frame order (so it runs online, as frames stream past).
 
     A detection joins the open track whose last box overlaps it most (IoU above
     ``iou_threshold``), provided that track was last seen at most ``max_gap`` frames ago;
     otherwise it starts a new track.
     """
-    tracks: list[Track] = []
-    for f in sorted(detections):
-        open_tracks = [t for t in tracks if f - t.last()[0] <= max_gap and t.last()[0] < f]
+
+    def __init__(self, iou_threshold: float = 0.3, max_gap: int = 10) -> None:
+        self.iou_threshold = iou_threshold
+        self.max_gap = max_gap
+        self.tracks: list[Track] = []
+
+    def add(self, frame: int, detections: Sequence[Detection]) -> None:
+        open_tracks = [t for t in self.tracks if frame - t.last()[0] <= self.max_gap and t.last()[0] < frame]
         taken: set[int] = set()
-        for det in sorted(detections[f], key=lambda d: -d.score):
-            best, best_iou = None, iou_threshold
+        for det in sorted(detections, key=lambda d: -d.score):
+            best, best_iou = None, self.iou_threshold
             for t in open_tracks:
                 if t.track_id in taken:
                     continue
@@ -70,11 +81,20 @@ def link_tracks(
                 if o > best_iou:
                     best, best_iou = t, o
             if best is None:
-                best = Track(track_id=len(tracks))
-                tracks.append(best)
-            best.detections[f] = det
+                best = Track(track_id=len(self.tracks))
+                self.tracks.append(best)
+            best.detections[frame] = det
             taken.add(best.track_id)
-    return tracks
+
+
+def link_tracks(
+    detections: dict[int, list[Detection]], iou_threshold: float = 0.3, max_gap: int = 10
+) -> list[Track]:
+    """Link all detections of a video (frame index -> detections) into tracks; see :class:`TrackLinker`."""
+    linker = TrackLinker(iou_threshold, max_gap)
+    for f in sorted(detections):
+        linker.add(f, detections[f])
+    return linker.tracks
 
 
 @dataclass
@@ -142,44 +162,31 @@ def smooth_boxes(boxes: np.ndarray, has_face: np.ndarray, window: int = 5) -> np
     return out
 
 
-def detect_sparse(
-    frames: Iterable[np.ndarray],
-    detect: Callable[[np.ndarray], list[Detection]],
-    every: int = 5,
-) -> tuple[dict[int, list[Detection]], int]:
-    """Detect on every ``every``-th frame (and the last) of a sequential frame stream, and on
-    each frame between two sampled frames whose face count differs, so that appearances and
-    disappearances land on the right frame. Returns the detections by frame index and the
-    number of frames the stream held.
-
-    Frames are consumed in order and at most ``every`` of them are held at once, so memory
-    does not grow with the video's length.
-    """
-    found: dict[int, list[Detection]] = {}
-    pending: list[tuple[int, np.ndarray]] = []  # frames since the last sampled one
-    last: int | None = None
-
-    def sample(i: int, frame: np.ndarray) -> None:
-        nonlocal pending, last
-        found[i] = detect(frame)
-        if last is not None and len(found[last]) != len(found[i]):
-            for j, held in pending:
-                found[j] = detect(held)
-        pending, last = [], i
-
-    n = 0
-    for i, frame in enumerate(frames):
-        n = i + 1
-        if i % every:
-            pending.append((i, frame))
-        else:
-            sample(i, frame)
-    if pending:  # the last frame is always sampled
-        i, frame = pending.pop()
-        sample(i, frame)
-    return found, n
-
-
 def main_subject(tracks: Sequence[Track]) -> Track | None:
     """The track most likely to be the subject: the most persistent and largest face."""
     return max(tracks, key=lambda t: t.presence(), default=None)
+
+
+def group_tracks(tracks: Sequence[Track], max_shift: float = 1.0) -> list[list[Track]]:
+    """Tracks that are one face, most present face first.
+
+    The linker starts a new track whenever a face is lost for longer than its gap (a head turned
+    away, a hand over the face), so one subject can leave several tracks. Taking tracks by
+    presence, a track joins an earlier group when it overlaps none of that group's tracks in
+    time and its median box centre lies within ``max_shift`` median box widths of the group's
+    first (most present) track; otherwise it starts a group of its own. Groups are ordered by
+    their summed presence. Identities across gaps are a heuristic here, not face recognition.
+    """
+    groups: list[list[Track]] = []
+    for t in sorted(tracks, key=lambda t: -t.presence()):
+        lo, hi = t.span()
+        centre = t.median_box().reshape(2, 2).mean(axis=0)
+        for g in groups:
+            ref = g[0].median_box()
+            near = np.linalg.norm(centre - ref.reshape(2, 2).mean(axis=0)) <= max_shift * (ref[2] - ref[0])
+            if near and all(hi < u.span()[0] or lo > u.span()[1] for u in g):
+                g.append(t)
+                break
+        else:
+            groups.append([t])
+    return sorted(groups, key=lambda g: -sum(t.presence() for t in g))

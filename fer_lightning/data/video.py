@@ -86,10 +86,35 @@ def open_video(path: str | Path, num_threads: int = 1):
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
     except Exception as err:
-        raise VideoReadError(f"cannot open video {path}: {err}") from err
+        raise VideoReadError(f"{explain_unreadable(path) or 'cannot open video'}: {path} ({err})") from err
     if len(reader) == 0:
         raise VideoReadError(f"video has no frames: {path}")
     return reader
+
+
+def explain_unreadable(path: str | Path) -> str | None:
+    """Why FFmpeg cannot read ``path`` as a video, in words (decord's own errors name C++
+    check failures): not a media file, no video stream, a codec without a decoder, or no
+    frames. None when no reason is found."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as err:
+        return f"not a video file FFmpeg can read ({type(err).__name__}: {err})"
+    with container:
+        if not container.streams.video:
+            kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams at all"
+            return f"no video stream in the file ({kinds})"
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            return "unsupported video codec: this FFmpeg build has no decoder for it"
+        try:
+            for _ in container.decode(stream):
+                return None
+        except Exception as err:
+            return f"cannot decode the video stream ({type(err).__name__}: {err})"
+        return "the video stream holds no frames"
 
 
 def iter_frames(path: str | Path, times: list[float] | None = None) -> Iterator[np.ndarray]:
