@@ -44,6 +44,7 @@ lint: setup
 bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/ccc_metric.py
 	$(BIN)/python benchmarks/preprocess.py
+	$(BIN)/python benchmarks/face_store_codec.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache
