@@ -111,8 +111,9 @@ class ClipDataset(Dataset):
         frames = np.zeros((self.clip_len, size, size, 3), np.uint8)
         if has_face.any():
             decoded = self.readers.read(rec.path, idx[has_face])
+            margin = rec.extra.get("face_margin", self.face_margin)  # whole-frame records: 0
             for k, frame, box in zip(np.flatnonzero(has_face), decoded, rec.boxes[idx[has_face]], strict=True):
-                frames[k] = crop_face(frame, box, size, self.face_margin)
+                frames[k] = crop_face(frame, box, size, margin)
         if self.transform is not None:
             frames = np.ascontiguousarray(self.transform(frames))
 

@@ -45,6 +45,8 @@ class AffectDataModule(L.LightningDataModule):
         augment: clip-consistent augmentation of training clips.
         generate_if_missing: for ``dataset: synthetic``, create the corpus when ``root`` has none.
         synth_args: arguments of :class:`SynthConfig` used when generating.
+        dataset_args: the adapter's own options, e.g. ``{"method": "linear", "delay": 2.0}``
+            (see each adapter in ``fer_lightning.data.datasets`` and data/README.md).
         face_store: a store written by ``fer-lightning preprocess`` from this corpus's videos:
             clips then read the aligned face videos and preprocessing's ``has_face`` instead
             of cropping source frames with the corpus's boxes. Videos missing from the store
@@ -69,6 +71,7 @@ class AffectDataModule(L.LightningDataModule):
         generate_if_missing: bool = True,
         synth_args: dict | None = None,
         face_store: str | None = None,
+        dataset_args: dict | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -78,7 +81,8 @@ class AffectDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.root = Path(root)
         self.datasets: dict[str, ClipDataset] = {}
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # ids of videos left out at setup
+        self.skip_reasons: dict[str, str] = {}
 
     def prepare_data(self) -> None:
         hp = self.hparams
@@ -89,17 +93,20 @@ class AffectDataModule(L.LightningDataModule):
         if self.datasets:
             return
         hp = self.hparams
-        records = load_dataset(hp.dataset, self.root)
+        left_out: list[tuple[str, str]] = []
+        records = load_dataset(hp.dataset, self.root, skipped=left_out, **(hp.dataset_args or {}))
         margin = hp.face_margin
         if hp.face_store:
             records, missing = attach_store(records, hp.face_store)
             margin = 0.0  # store frames are already aligned crops with their own margin
-            if missing:
-                rank_zero_warn(
-                    f"{len(missing)} videos are not in the face store {hp.face_store} and are skipped: "
-                    + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-                )
-            self.skipped = missing
+            left_out += [(vid, f"not in the face store {hp.face_store}") for vid in missing]
+        if left_out:
+            self.skipped = [vid for vid, _ in left_out]
+            self.skip_reasons = dict(left_out)
+            rank_zero_warn(
+                f"{len(left_out)} videos are skipped: "
+                + "; ".join(f"{vid}: {why}" for vid, why in left_out[:10]) + (" ..." if len(left_out) > 10 else "")
+            )
         by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
         for r in records:
             by_split.setdefault(r.split, []).append(r)

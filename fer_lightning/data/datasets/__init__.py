@@ -29,11 +29,18 @@ def list_datasets() -> list[str]:
     return sorted(_ADAPTERS)
 
 
-def load_dataset(name: str, root: str | Path, **kwargs) -> list[VideoRecord]:
-    """Load every video record of corpus ``name`` stored under ``root``."""
+def load_dataset(name: str, root: str | Path, skipped: list | None = None, **kwargs) -> list[VideoRecord]:
+    """Load every video record of corpus ``name`` stored under ``root``.
+
+    ``kwargs`` are the adapter's own options (``data.dataset_args`` in a config); videos the
+    adapter leaves out are appended to ``skipped`` as ``(video_id, reason)``.
+    """
     if name not in _ADAPTERS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
-    return _ADAPTERS[name](Path(root), **kwargs)
+    return _ADAPTERS[name](Path(root), skipped=skipped, **kwargs)
 
 
-from fer_lightning.data.datasets import synthetic as _synthetic  # noqa: E402,F401  (registers)
+# adapters register themselves on import
+from fer_lightning.data.datasets import manifest as _manifest  # noqa: E402,F401
+from fer_lightning.data.datasets import recola as _recola  # noqa: E402,F401
+from fer_lightning.data.datasets import synthetic as _synthetic  # noqa: E402,F401

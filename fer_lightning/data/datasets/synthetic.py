@@ -13,7 +13,7 @@ from fer_lightning.data.synthetic import INVALID_VA
 
 
 @register_dataset("synthetic")
-def load_synthetic(root: Path) -> list[VideoRecord]:
+def load_synthetic(root: Path, skipped: list | None = None) -> list[VideoRecord]:
     """Read ``index.csv`` and each video's VA, EXPR and face-box files."""
     index_path = root / "index.csv"
     if not index_path.is_file():

@@ -1,0 +1,40 @@
+"""Subject-disjoint splits for corpora without an official one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def subject_splits(subjects: Iterable[str], fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                   seed: int = 0) -> dict[str, str]:
+    """Assign each subject to train/val/test so that no subject is in two splits.
+
+    Subjects are shuffled with ``seed`` and cut by ``fractions`` (normalised); every split
+    with a positive fraction gets at least one subject when there are enough of them. The
+    same subjects and seed always give the same assignment.
+    """
+    unique = sorted(set(subjects))
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise ValueError(f"split fractions must be three non-negative numbers, got {tuple(fractions)}")
+    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
+    frac = np.asarray(fractions, np.float64) / sum(fractions)
+    counts = np.floor(frac * len(unique)).astype(int)
+    for k in np.argsort(-(frac * len(unique) - counts)):  # largest remainders first
+        if counts.sum() < len(unique):
+            counts[k] += 1
+    for k in range(3):  # a wanted split never ends up empty if another can spare a subject
+        if frac[k] > 0 and counts[k] == 0:
+            donor = int(np.argmax(counts))
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[k] += 1
+    out, start = {}, 0
+    for name, c in zip(SPLIT_NAMES, counts, strict=True):
+        for s in order[start:start + c]:
+            out[s] = name
+        start += c
+    return out
