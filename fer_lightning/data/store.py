@@ -58,11 +58,18 @@ class PreprocessConfig:
 
 def find_videos(inputs: list[str | Path]) -> list[Path]:
     """Video files named directly, found in folders (recursively), or listed one per line
-    (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix."""
+    (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix. A folder that
+    directly holds images is one video (an image sequence, as AFEW-VA ships its clips)."""
+    from fer_lightning.data.video import is_image_sequence
+
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+            if is_image_sequence(item):
+                out.append(item)
+                continue
+            out += sorted(p for p in item.rglob("*") if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+                          or (p.is_dir() and is_image_sequence(p)))
         elif item.suffix.lower() in (".txt", ".csv"):
             for line in item.read_text().splitlines():
                 name = line.split(",")[0].strip()
@@ -72,6 +79,11 @@ def find_videos(inputs: list[str | Path]) -> list[Path]:
         else:
             out.append(item)
     return out
+
+
+def source_id(path: Path) -> str:
+    """A source's id in the store: the file name without suffix, or the folder's name."""
+    return path.name if path.is_dir() else path.stem
 
 
 def _meta_header() -> str:
@@ -207,7 +219,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
     from fer_lightning.data.video import VideoReadError, iter_frames, open_video
 
     cv2.setNumThreads(1)  # the pool runs one process per core
-    video_id = source.stem
+    video_id = source_id(source)
     entry = {"video_id": video_id, "source": str(source), "fps": None, "num_frames": 0,
              "face_frames": 0, "coverage": 0.0, "status": "failed", "reason": "", "outputs": []}
     done = _finished(store, video_id, cfg)
@@ -295,7 +307,7 @@ def _encode_from_source(source: Path, store: Path, outputs: list[FaceOutput], n:
     from fer_lightning.data.face_video import FaceVideoWriter
     from fer_lightning.data.video import VideoReadError, iter_frames
 
-    writers = [FaceVideoWriter(store / "tmp" / f"{source.stem}.t-{o.video_id}.mp4", cfg.size, fps, cfg.crf, cfg.gop)
+    writers = [FaceVideoWriter(store / "tmp" / f"{source_id(source)}.t-{o.video_id}.mp4", cfg.size, fps, cfg.crf, cfg.gop)
                for o in outputs]
     try:
         decoded = 0
@@ -320,6 +332,10 @@ def _count_frames(path: Path) -> int:
     """Frames the container lists (0 when unknown or unreadable): the progress bar's total."""
     import av
 
+    from fer_lightning.data.video import ImageSequence, is_image_sequence
+
+    if is_image_sequence(path):
+        return len(ImageSequence(path))
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
@@ -361,7 +377,7 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     for sub in ("videos", "meta", "done", "tmp"):
         (store / sub).mkdir(parents=True, exist_ok=True)
     sources = find_videos(list(inputs))
-    stems = [s.stem for s in sources]
+    stems = [source_id(s) for s in sources]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(f"two inputs share a video id (file name without suffix): {', '.join(dupes)}")

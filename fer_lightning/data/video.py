@@ -1,4 +1,8 @@
-"""Reading frames with decord: readers opened lazily, per process, in a bounded cache."""
+"""Reading frames with decord: readers opened lazily, per process, in a bounded cache.
+
+A folder of numbered images (AFEW-VA ships its clips so) reads like a video too: see
+:class:`ImageSequence`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,52 @@ from pathlib import Path
 
 import numpy as np
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SEQUENCE_FPS = 25.0  # frame rate assumed for a folder of images (AFEW-VA's clips: 25 fps)
+
 
 class VideoReadError(RuntimeError):
     """A video could not be opened or decoded; the message names the file."""
+
+
+def is_image_sequence(path: str | Path) -> bool:
+    """True for a folder that directly holds image files (one per frame, in name order)."""
+    path = Path(path)
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+
+
+class ImageSequence:
+    """A folder of images read as a video: frame i is the i-th image in name order.
+
+    Offers the part of decord's ``VideoReader`` the project uses (``len``,
+    ``get_avg_fps``, indexing and :meth:`read`)."""
+
+    def __init__(self, folder: str | Path, fps: float = IMAGE_SEQUENCE_FPS) -> None:
+        self.folder = Path(folder)
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise VideoReadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {self.folder}")
+        self.fps = fps
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def get_avg_fps(self) -> float:
+        return self.fps
+
+    def image(self, i: int) -> np.ndarray:
+        import cv2
+
+        img = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoReadError(f"cannot read image {self.files[i]}")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.image(i)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        return np.stack([self.image(int(i)) for i in indices])
 
 
 class ReaderCache:
@@ -68,6 +115,8 @@ class ReaderCache:
             raise VideoReadError(
                 f"{path}: asked for frames {indices.min()}..{indices.max()} but the video has {n} frames"
             )
+        if isinstance(reader, ImageSequence):
+            return reader.read(indices)
         try:
             return reader.get_batch(indices.tolist()).asnumpy()
         except Exception as err:  # decord raises its own DECORDError and RuntimeErrors
@@ -75,9 +124,12 @@ class ReaderCache:
 
 
 def open_video(path: str | Path, num_threads: int = 1):
-    """Open ``path`` with decord; raise :class:`VideoReadError` naming the file on failure."""
+    """Open ``path`` with decord (a folder of images as an :class:`ImageSequence`); raise
+    :class:`VideoReadError` naming the file on failure."""
     import decord
 
+    if Path(path).is_dir():
+        return ImageSequence(path)
     path = str(path)
     if not os.path.isfile(path):
         raise VideoReadError(f"video file not found: {path}")
@@ -129,6 +181,13 @@ def iter_frames(path: str | Path, times: list[float] | None = None) -> Iterator[
     """
     import av
 
+    if Path(path).is_dir():
+        seq = ImageSequence(path)
+        for i in range(len(seq)):
+            if times is not None:
+                times.append(i / seq.fps)
+            yield seq.image(i)
+        return
     try:
         container = av.open(str(path))
     except Exception as err:

@@ -41,6 +41,9 @@ def load_dataset(name: str, root: str | Path, skipped: list | None = None, **kwa
 
 
 # adapters register themselves on import
+from fer_lightning.data.datasets import afewva as _afewva  # noqa: E402,F401
+from fer_lightning.data.datasets import affwild2 as _affwild2  # noqa: E402,F401
 from fer_lightning.data.datasets import manifest as _manifest  # noqa: E402,F401
 from fer_lightning.data.datasets import recola as _recola  # noqa: E402,F401
+from fer_lightning.data.datasets import sewa as _sewa  # noqa: E402,F401
 from fer_lightning.data.datasets import synthetic as _synthetic  # noqa: E402,F401
