@@ -2,6 +2,7 @@
 
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
     fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --faces all --workers W]
+    fer-lightning data check --dataset NAME --root DIR [--dataset-args JSON --face-store STORE]
     fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 TOOLS = {
     "synth": "generate the synthetic face-video corpus",
     "preprocess": "detect, track, align and crop faces into a face-clip store",
+    "data": "data check: what an adapter reads from a corpus (JSON summary)",
 }
 
 
@@ -49,6 +51,16 @@ def synth_main(argv: Sequence[str]) -> int:
     index = generate_corpus(cfg, args.out, workers=args.workers)
     print(f"wrote {cfg.videos} videos x {cfg.num_frames} frames; index: {index}")
     return 0
+
+
+def data_main(argv: Sequence[str]) -> int:
+    """``fer-lightning data check --dataset NAME --root DIR``: see fer_lightning.data.check."""
+    from fer_lightning.data.check import check_main
+
+    if not argv or argv[0] != "check":
+        print("usage: fer-lightning data check --dataset NAME --root DIR [--dataset-args JSON] [--face-store STORE]")
+        return 2
+    return check_main(argv[1:])
 
 
 def preprocess_main(argv: Sequence[str]) -> int:
@@ -151,7 +163,7 @@ def evaluate_best(trainer, model, datamodule) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
-        return {"synth": synth_main, "preprocess": preprocess_main}[args[0]](args[1:])
+        return {"synth": synth_main, "preprocess": preprocess_main, "data": data_main}[args[0]](args[1:])
     lightning_main(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 

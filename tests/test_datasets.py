@@ -283,3 +283,59 @@ def test_afewva_clips_go_through_preprocess_into_the_store(afewva_root, tmp_path
     assert sorted(dm.skipped) == ["001", "004"]  # 001 not preprocessed, 004 without labels
     item = dm.datasets["train"][0]
     assert item["frames"].shape == (8, 3, 32, 32) and item["frames"].float().mean() > 20
+
+
+def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_path):
+    from fer_lightning.data.synthetic import EMOTIONS
+
+    for i in range(6):
+        write_video(tmp_path / "v" / f"p{i}.mp4", 30, 30)
+    rows = []
+    for i in range(4):  # class names on frame indices; frame 5 of each video unlabelled
+        rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": EMOTIONS[(f + i) % 6]} for f in range(30) if f != 5]
+    rows += [{"video": "v/p4.mp4", "time": f / 30 + 0.004, "label": "happy"} for f in range(0, 30, 3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    recs = {r.video_id: r for r in load_dataset("emotion_manifest", tmp_path)}
+    assert sorted(recs) == ["p0", "p1", "p2", "p3", "p4"]
+    assert recs["p2"].labels[7] == (7 + 2) % 6 and recs["p2"].labels[5] == -1
+    p4 = recs["p4"].labels
+    assert (p4[::3] == EMOTIONS.index("happy")).all() and (p4[1::3] == -1).all()
+    assert recs["p1"].extra["class_counts"] == np.bincount([(f + 1) % 6 for f in range(30) if f != 5]).tolist()
+
+    probs = pd.DataFrame({"video": "v/p5.mp4", "frame": range(30)})
+    for k, name in enumerate(EMOTIONS):
+        probs[name] = [1.0 if f % 6 == k else 0.1 for f in range(30)]
+    probs.loc[10, list(EMOTIONS)] = 0.0  # no class: no label
+    probs.to_parquet(tmp_path / "probs.parquet")
+    p5 = load_dataset("emotion_manifest", tmp_path, manifest="probs.parquet")[0]
+    assert p5.labels[8] == 2 and p5.labels[10] == -1
+
+    dm = AffectDataModule(root=str(tmp_path), dataset="emotion_manifest", task="pretrain", clip_len=6, image_size=32,
+                          batch_size=2, num_workers=0, augment=False, dataset_args={"split_fractions": [1, 0, 0]})
+    dm.setup()
+    item = dm.datasets["train"][0]
+    rec = next(r for r in dm.split_records("train") if r.video_id == item["video_id"])
+    idx = item["frame_index"].numpy()
+    np.testing.assert_array_equal(item["targets"].numpy(), rec.labels[idx])
+    with pytest.raises(ValueError, match="not among the configured classes"):
+        load_dataset("emotion_manifest", tmp_path, class_names=("neutral", "happy"))
+
+
+def test_data_check_prints_a_summary_and_fails_on_left_out_videos(affwild2_root):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "fer_lightning.cli", "data", "check", "--dataset", "affwild2", "--root",
+           str(affwild2_root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["ok"] is False and summary["skipped"][0]["video_id"] == "video10_2_right"
+    assert "20 rows but the video has 30 frames" in summary["skipped"][0]["reason"]
+    train, val = summary["splits"]["train"], summary["splits"]["val"]
+    assert (train["videos"], train["frames"], train["labelled_frames"]) == (2, 70, 67)
+    assert train["why_unlabelled"] == {"invalid_marker": 3}
+    assert val["length_mismatch"] == {"118-30-640x480": -2} and val["unlabelled_frames"] == 2
+    proc = subprocess.run(cmd[:-4] + ["--dataset", "sewa", "--root", str(affwild2_root)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "no SEWA label files" in json.loads(proc.stdout)["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from fer_lightning.data.clips import TASKS, ClipDataset
-from fer_lightning.data.datasets import list_datasets, load_dataset
+from fer_lightning.data.datasets import get_adapter, list_datasets, load_dataset
 from fer_lightning.data.records import VideoRecord
 from fer_lightning.data.store import attach_store
 from fer_lightning.data.synthetic import EMOTIONS, SynthConfig, generate_corpus
@@ -94,7 +95,10 @@ class AffectDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         left_out: list[tuple[str, str]] = []
-        records = load_dataset(hp.dataset, self.root, skipped=left_out, **(hp.dataset_args or {}))
+        args = dict(hp.dataset_args or {})
+        if "class_names" in inspect.signature(get_adapter(hp.dataset)).parameters:
+            args.setdefault("class_names", tuple(hp.class_names))  # one class list for data and model
+        records = load_dataset(hp.dataset, self.root, skipped=left_out, **args)
         margin = hp.face_margin
         if hp.face_store:
             records, missing = attach_store(records, hp.face_store)
