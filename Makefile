@@ -45,6 +45,7 @@ bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/ccc_metric.py
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/face_store_codec.py
+	$(BIN)/python benchmarks/datamodule.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

@@ -20,7 +20,7 @@ from fer_lightning.data.store import PreprocessConfig, find_videos, preprocess
 @pytest.fixture(scope="module")
 def store_run(feat_data, tmp_path_factory):
     inputs = tmp_path_factory.mktemp("inputs")
-    for name in ("WolfgangLanger_Pexels.mp4", "no_face.mp4", "face_noface.mov"):
+    for name in ("WolfgangLanger_Pexels.mp4", "no_face.mp4", "face_noface.mov", "noface_face.mov"):
         shutil.copy(feat_data / name, inputs / name)
     (inputs / "truncated.mp4").write_bytes((feat_data / "single_face.mp4").read_bytes()[:3000])
     (inputs / "empty.mp4").write_bytes(b"")
@@ -31,7 +31,7 @@ def store_run(feat_data, tmp_path_factory):
 
 def test_report_lists_every_video_and_why_bad_ones_failed(store_run):
     _, store, report = store_run
-    assert (report["videos"], report["ok"], report["failed"]) == (5, 3, 2)
+    assert (report["videos"], report["ok"], report["failed"]) == (6, 4, 2)
     by_id = {e["video_id"]: e for e in report["entries"]}
     assert "empty.mp4" in by_id["empty"]["reason"] and "empty" in by_id["empty"]["reason"]
     assert "truncated.mp4" in by_id["truncated"]["reason"]
@@ -71,9 +71,31 @@ def test_coverage_and_transition_on_real_faces(store_run):
     cut = pd.read_csv(store / "meta" / "face_noface.csv")["has_face"].to_numpy()
     first_gone = int(np.flatnonzero(cut == 0)[0])
     assert abs(first_gone - 72) <= 3 and cut[first_gone:].sum() == 0  # found by eye: black at 72
+    appear = pd.read_csv(store / "meta" / "noface_face.csv")["has_face"].to_numpy()
+    first_face = int(np.flatnonzero(appear)[0])
+    assert abs(first_face - 96) <= 3 and appear[first_face:].mean() > 0.95  # found by eye: face from 96
     # a faceless frame is black in the store, a face frame is not
     faces = decord.VideoReader(str(store / "videos" / "face_noface.mp4"))
     assert faces[first_gone + 5].asnumpy().max() < 30 and faces[10].asnumpy().mean() > 40
+
+
+def test_aligned_crops_are_centred_on_the_face(store_run):
+    """The detector, run again on the store's 112 px crops, finds one face in the middle."""
+    from fer_lightning.data.faces import create_detector
+
+    _, store, _ = store_run
+    faces = decord.VideoReader(str(store / "videos" / "WolfgangLanger_Pexels.mp4"))
+    detector = create_detector("mtcnn", min_face_size=20)
+    centres, widths = [], []
+    for i in range(0, len(faces), 20):
+        found = detector.detect(faces[i].asnumpy())
+        assert len(found) == 1, i
+        x0, y0, x1, y1 = found[0].box
+        centres.append(((x0 + x1) / 2, (y0 + y1) / 2))
+        widths.append(x1 - x0)
+    centres = np.array(centres)
+    assert np.abs(centres[:, 0] - 56).max() < 8 and np.abs(centres[:, 1] - 60).max() < 12, centres.round(1)
+    assert 45 < np.median(widths) < 100  # the face fills the crop, with the margin around it
 
 
 def test_rerun_skips_finished_videos_and_redoes_unfinished(store_run):
@@ -90,7 +112,7 @@ def test_rerun_skips_finished_videos_and_redoes_unfinished(store_run):
     assert (store / "meta" / "no_face.csv").exists()
     # a later run over one file keeps the others in the index and report
     report = preprocess([inputs / "no_face.mp4"], store, PreprocessConfig(), workers=1, progress=False)
-    assert report["videos"] == 5 and len(pd.read_csv(store / "index.csv")) == 5
+    assert report["videos"] == 6 and len(pd.read_csv(store / "index.csv")) == 6
 
 
 def test_find_videos_reads_folders_and_manifests(tmp_path):

@@ -102,6 +102,12 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         rec_i, start = self.windows[i]
         rec = self.records[rec_i]
+        return self.make_item(rec_i, start, lambda idx: self.readers.read(rec.path, idx))
+
+    def make_item(self, rec_i: int, start: int, decode: Callable[[np.ndarray], np.ndarray]) -> dict:
+        """The item for the window of record ``rec_i`` that starts at frame ``start``;
+        ``decode(indices)`` returns those frames (RGB uint8, N x H x W x 3) of the video."""
+        rec = self.records[rec_i]
         index = start + np.arange(self.clip_len) * self.frame_step
         inside = index < rec.num_frames
         idx = np.where(inside, index, rec.num_frames - 1)
@@ -110,7 +116,7 @@ class ClipDataset(Dataset):
         size = self.image_size
         frames = np.zeros((self.clip_len, size, size, 3), np.uint8)
         if has_face.any():
-            decoded = self.readers.read(rec.path, idx[has_face])
+            decoded = decode(idx[has_face])
             margin = rec.extra.get("face_margin", self.face_margin)  # whole-frame records: 0
             for k, frame, box in zip(np.flatnonzero(has_face), decoded, rec.boxes[idx[has_face]], strict=True):
                 frames[k] = crop_face(frame, box, size, margin)

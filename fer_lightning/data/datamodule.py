@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from fer_lightning.data.chunked import ChunkedClipStream
 from fer_lightning.data.clips import TASKS, ClipDataset
 from fer_lightning.data.datasets import get_adapter, list_datasets, load_dataset
 from fer_lightning.data.records import VideoRecord
@@ -46,6 +47,16 @@ class AffectDataModule(L.LightningDataModule):
         augment: clip-consistent augmentation of training clips.
         generate_if_missing: for ``dataset: synthetic``, create the corpus when ``root`` has none.
         synth_args: arguments of :class:`SynthConfig` used when generating.
+        train_reader: ``chunked`` (default) reads long contiguous chunks of each face video,
+            cuts them into clips at a random position and phase and mixes them in a shuffle
+            buffer (:class:`~fer_lightning.data.chunked.ChunkedClipStream`); ``random`` reads
+            each clip with its own seek (stride-tiled windows, shuffled). See
+            benchmarks/datamodule.py for what each costs.
+        chunk_len: frames per contiguous read (``chunked``).
+        shuffle_buffer: clips mixed before they leave (``chunked``).
+        windows_per_video: training clips per video per epoch (``chunked``; default: as many
+            as the tiled windows, i.e. about one pass over every frame).
+        seed: the chunked stream's random seed.
         dataset_args: the adapter's own options, e.g. ``{"method": "linear", "delay": 2.0}``
             (see each adapter in ``fer_lightning.data.datasets`` and data/README.md).
         face_store: a store written by ``fer-lightning preprocess`` from this corpus's videos:
@@ -73,10 +84,17 @@ class AffectDataModule(L.LightningDataModule):
         synth_args: dict | None = None,
         face_store: str | None = None,
         dataset_args: dict | None = None,
+        train_reader: str = "chunked",
+        chunk_len: int = 128,
+        shuffle_buffer: int = 256,
+        windows_per_video: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"data.task must be one of {TASKS}, got {task!r}")
+        if train_reader not in ("chunked", "random"):
+            raise ValueError(f"data.train_reader must be 'chunked' or 'random', got {train_reader!r}")
         if dataset not in list_datasets():
             raise ValueError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
         self.save_hyperparameters()
@@ -153,7 +171,20 @@ class AffectDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        hp = self.hparams
+        if hp.train_reader == "random":
+            return self._loader("train", shuffle=True)
+        clips = self.datasets["train"]
+        if len(clips) == 0:
+            raise ValueError(f"the 'train' split of {hp.dataset} at {self.root} holds no clips")
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = hp.windows_per_video * len(clips.records) // world if hp.windows_per_video else None
+        stream = ChunkedClipStream(clips, chunk_len=hp.chunk_len, buffer_size=hp.shuffle_buffer,
+                                   num_workers=hp.num_workers, world_size=world, clips_per_epoch=per_rank,
+                                   batch_size=hp.batch_size, seed=hp.seed)
+        return DataLoader(stream, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=_worker_init)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
