@@ -131,7 +131,10 @@ def _ddp_worker(rank, world, port, preds, target, mask, queue):
             m.update(torch.tensor(preds[i : i + 1]), torch.tensor(target[i : i + 1]), torch.tensor(mask[i : i + 1]))
             s.update(torch.tensor(preds[i : i + 1]), torch.tensor(target[i : i + 1]), [f"v{i}"],
                      torch.arange(preds.shape[1])[None], torch.tensor(mask[i : i + 1]))
-        queue.put((rank, m.compute().numpy(), s.compute().numpy()))
+        if rank == 1:  # what a DistributedSampler's padding does: rank 1 sees sequence 0 again
+            s.update(torch.tensor(preds[:1]), torch.tensor(target[:1]), ["v0"], torch.arange(preds.shape[1])[None],
+                     torch.tensor(mask[:1]))
+        queue.put((rank, m.compute().numpy(), s.compute().numpy(), s.compute_pooled().numpy()))
     finally:
         dist.destroy_process_group()
 
@@ -157,6 +160,7 @@ def test_two_process_gloo_equals_single_process():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    for _, pooled, per_seq in results:
+    for _, pooled, per_seq, pooled_unique in results:
         np.testing.assert_allclose(pooled, single.compute().numpy(), rtol=1e-12)
         np.testing.assert_allclose(per_seq, single_seq.compute().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(pooled_unique, single.compute().numpy(), rtol=1e-10)

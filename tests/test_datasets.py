@@ -339,3 +339,39 @@ def test_data_check_prints_a_summary_and_fails_on_left_out_videos(affwild2_root)
     proc = subprocess.run(cmd[:-4] + ["--dataset", "sewa", "--root", str(affwild2_root)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "no SEWA label files" in json.loads(proc.stdout)["error"]
+
+
+def test_two_replica_evaluation_scores_each_frame_once(recola_root):
+    """Evaluation windows split over two DistributedSampler replicas (which pad by repeating
+    windows) cover every frame; the deduplicating metric's pooled CCC equals numpy's over the
+    frames themselves."""
+    import torch
+    from torch.utils.data.distributed import DistributedSampler
+
+    from fer_lightning.data.clips import ClipDataset
+    from fer_lightning.metrics import SequenceConcordanceCC
+
+    records = [r for r in load_dataset("recola", recola_root) if r.split == "train"]
+    ds = ClipDataset(records, clip_len=8, stride=8, image_size=16, pad_last=True)
+    assert len(ds) % 2 == 1  # odd: the sampler must pad
+
+    def fake_pred(vid, f):  # any deterministic prediction per frame
+        return [np.sin(f * 0.3 + len(vid)), np.cos(f * 0.2)]
+
+    metric, seen = SequenceConcordanceCC(2), []
+    for rank in (0, 1):
+        for i in DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=False):
+            item = ds[i]
+            idx = item["frame_index"]
+            preds = torch.tensor([fake_pred(item["video_id"], int(f)) for f in idx], dtype=torch.float64)[None]
+            metric.update(preds, item["targets"][None].double(), [item["video_id"]], idx[None], item["mask"][None])
+            seen += [(item["video_id"], int(f)) for f in idx if f >= 0]
+    every = {(r.video_id, f) for r in records for f in range(r.num_frames)}
+    assert set(seen) == every and len(seen) > len(every)  # all frames, some twice (padding)
+    p = np.array([fake_pred(r.video_id, f) for r in records for f in range(r.num_frames)])
+    t = np.concatenate([r.values for r in records])
+    ok = np.isfinite(t).all(axis=1)
+    p, t = p[ok], t[ok]
+    cov = ((p - p.mean(0)) * (t - t.mean(0))).mean(0)
+    expected = 2 * cov / (p.var(0) + t.var(0) + (p.mean(0) - t.mean(0)) ** 2)
+    np.testing.assert_allclose(metric.compute_pooled().numpy(), expected, rtol=1e-6)

@@ -145,16 +145,39 @@ class SequenceConcordanceCC(Metric):
         self.preds.append(p.detach().to(torch.float64)[keep])
         self.target.append(tg.detach().to(torch.float64)[keep])
 
-    def compute_per_sequence(self) -> tuple[Tensor, Tensor]:
-        """Video keys (G,) and their CCC (G, D), after deduplication."""
+    def _unique_frames(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D), each frame once."""
         keys, frames = dim_zero_cat(self.keys), dim_zero_cat(self.frames)
         p, t = dim_zero_cat(self.preds), dim_zero_cat(self.target)
         if keys.numel() == 0:
-            return keys, torch.empty(0, self.num_outputs, dtype=torch.float64)
+            empty = torch.empty(0, self.num_outputs, dtype=torch.float64)
+            return torch.empty(0, 2, dtype=torch.int64), empty, empty
         rows, inverse = torch.unique(torch.stack([keys, frames], 1), dim=0, return_inverse=True)
         first = torch.full((rows.shape[0],), keys.numel(), dtype=torch.int64, device=keys.device)
         first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=keys.device), reduce="amin")
-        p, t = p[first], t[first]
+        return rows, p[first], t[first]
+
+    def _gathered(self):
+        """Every rank's frames under DDP, as ``compute()`` sees them (a no-op in one process,
+        and inside ``compute()``, which has gathered them already)."""
+        fresh = not self._is_synced
+        return self.sync_context(should_sync=fresh, should_unsync=fresh)
+
+    def compute_pooled(self) -> Tensor:
+        """CCC pooled over every distinct frame (D,): what :class:`ConcordanceCC` gives on the
+        same data seen once, but immune to DistributedSampler padding and window overlap."""
+        with self._gathered():
+            _, p, t = self._unique_frames()
+        return _ccc_from_sums(torch.tensor([float(p.shape[0])], dtype=torch.float64).expand(self.num_outputs),
+                              p.sum(0), t.sum(0), (p * p).sum(0), (t * t).sum(0), (p * t).sum(0),
+                              zero_division=self.zero_division)
+
+    def compute_per_sequence(self) -> tuple[Tensor, Tensor]:
+        """Video keys (G,) and their CCC (G, D), after deduplication."""
+        with self._gathered():
+            rows, p, t = self._unique_frames()
+        if rows.shape[0] == 0:
+            return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64)
         groups, g = torch.unique(rows[:, 0], return_inverse=True)
         sums = []
         for x in (torch.ones_like(p), p, t, p * p, t * t, p * t):

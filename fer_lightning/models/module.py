@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fer_lightning.data.clips import TASKS
 from fer_lightning.data.synthetic import EMOTIONS
-from fer_lightning.metrics.ccc import ConcordanceCC, SequenceConcordanceCC, ccc_loss
+from fer_lightning.metrics.ccc import SequenceConcordanceCC, ccc_loss
 from fer_lightning.models.affect_net import AffectNet
 
 EVAL_STAGES = ("val", "test")
@@ -75,7 +75,9 @@ class AffectModule(L.LightningModule):
     def _make_metrics(self) -> nn.ModuleDict:
         if self.task == "finetune":
             d = len(self.target_names)
-            return nn.ModuleDict({"ccc": ConcordanceCC(d), "seq_ccc": SequenceConcordanceCC(d)})
+            # one metric keeps every frame once (keyed by video and frame index), so the pooled
+            # and per-video CCC ignore DistributedSampler padding and window overlaps alike
+            return nn.ModuleDict({"ccc": SequenceConcordanceCC(d)})
         c = len(self.class_names)
         return nn.ModuleDict(
             {
@@ -108,8 +110,7 @@ class AffectModule(L.LightningModule):
         self.log(f"{stage}/loss", self.loss(preds, targets, mask), batch_size=preds.shape[0], sync_dist=True)
         m = self.metrics[stage]
         if self.task == "finetune":
-            m["ccc"].update(preds, targets, mask)
-            m["seq_ccc"].update(preds, targets, batch["video_id"], batch["frame_index"], mask)
+            m["ccc"].update(preds, targets, batch["video_id"], batch["frame_index"], mask)
         else:
             labels = torch.where(mask, targets, torch.full_like(targets, -1))
             logits = preds.reshape(-1, preds.shape[-1])
@@ -120,7 +121,7 @@ class AffectModule(L.LightningModule):
     def _eval_epoch_end(self, stage: str) -> None:
         m = self.metrics[stage]
         if self.task == "finetune":
-            pooled, per_seq = m["ccc"].compute(), m["seq_ccc"].compute()
+            pooled, per_seq = m["ccc"].compute_pooled(), m["ccc"].compute()
             for i, name in enumerate(self.target_names):
                 self.log(f"{stage}/ccc_{name}", pooled[i].float())
                 self.log(f"{stage}/seq_ccc_{name}", per_seq[i].float())
