@@ -120,3 +120,28 @@ def test_video_shorter_than_labels_is_reported(tiny_corpus):
     ds = ClipDataset([rec], clip_len=4, stride=4, image_size=32)
     with pytest.raises(VideoReadError, match=r"synth_000\.mp4.*has 75 frames"):
         ds[len(ds) - 1]
+
+
+def test_augmentation_is_one_draw_per_clip_and_configurable(tmp_path):
+    import albumentations as A
+
+    from fer_lightning.data.transforms import build_augment
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    clip = np.stack([frame] * 8)
+    aug = build_augment(True)
+    outs = [aug(clip) for _ in range(6)]
+    for out in outs:  # identical frames stay identical: the same flip/affine/colour on all
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        assert all(np.array_equal(out[0], f) for f in out[1:])
+    assert len({o.tobytes() for o in outs}) > 1  # but clips differ from one another
+
+    assert build_augment(False) is None and build_augment({"flip": 0.0, "affine": 0.0, "photometric": 0.0})(clip).tobytes() == clip.tobytes()
+    pipeline = A.Compose([A.HorizontalFlip(p=1.0)])
+    A.save(pipeline, str(tmp_path / "aug.yaml"), data_format="yaml")
+    flipped = build_augment(str(tmp_path / "aug.yaml"))(clip)
+    np.testing.assert_array_equal(flipped, clip[:, :, ::-1])
+    np.testing.assert_array_equal(build_augment(A.to_dict(pipeline))(clip), clip[:, :, ::-1])
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_augment({"blur": 1.0})

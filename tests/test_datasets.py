@@ -375,3 +375,30 @@ def test_two_replica_evaluation_scores_each_frame_once(recola_root):
     cov = ((p - p.mean(0)) * (t - t.mean(0))).mean(0)
     expected = 2 * cov / (p.var(0) + t.var(0) + (p.mean(0) - t.mean(0)) ** 2)
     np.testing.assert_allclose(metric.compute_pooled().numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reader", ["random", "chunked"])
+def test_class_balanced_pretraining_sees_a_rare_class_as_often_as_a_common_one(tmp_path, reader):
+    from fer_lightning.data.synthetic import EMOTIONS
+
+    rows = []
+    for i in range(6):  # five videos of 'neutral', one of 'sad': sad is 1/6 of the frames
+        write_video(tmp_path / "v" / f"p{i}.mp4", 40, 25, size=32)
+        rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": "sad" if i == 5 else "neutral", "split": "train"}
+                 for f in range(40)]
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+
+    def sad_share(balance):
+        dm = AffectDataModule(root=str(tmp_path), dataset="emotion_manifest", task="pretrain", clip_len=8,
+                              image_size=16, batch_size=4, num_workers=0, augment=False, train_reader=reader,
+                              windows_per_video=40, balance_classes=balance, seed=1)
+        dm.setup()
+        labels = torch.cat([b["targets"].reshape(-1) for b in dm.train_dataloader()])
+        labels = labels[labels >= 0]
+        return float((labels == EMOTIONS.index("sad")).float().mean())
+
+    import torch
+
+    torch.manual_seed(0)
+    plain, balanced = sad_share(False), sad_share(True)
+    assert plain < 0.3 and 0.35 < balanced < 0.65, (plain, balanced)

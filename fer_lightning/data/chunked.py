@@ -39,11 +39,13 @@ class ChunkedClipStream(IterableDataset):
             exact whatever the number of workers.
         seed: base of every shard's random stream.
         rank: this process's DDP rank (default: torch.distributed's, or 0).
+        video_weights: how often each record is drawn, relative (default: its frame count);
+            class-balanced pretraining passes :func:`class_balanced_weights`.
     """
 
     def __init__(self, clips: ClipDataset, chunk_len: int = 128, buffer_size: int = 256, num_workers: int = 0,
                  world_size: int = 1, clips_per_epoch: int | None = None, batch_size: int = 1, seed: int = 0,
-                 rank: int | None = None) -> None:
+                 rank: int | None = None, video_weights: np.ndarray | None = None) -> None:
         super().__init__()
         if not clips.records:
             raise ValueError("no training videos to stream clips from")
@@ -57,6 +59,8 @@ class ChunkedClipStream(IterableDataset):
         self.per_shard = max(1, per_rank // self.num_workers // batch_size) * batch_size
         self.seed = seed
         self.rank = rank
+        lengths = np.array([r.num_frames for r in clips.records], np.float64)
+        self.video_weights = lengths if video_weights is None else np.asarray(video_weights, np.float64)
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -80,8 +84,8 @@ class ChunkedClipStream(IterableDataset):
         mine = np.arange(len(records))
         if len(records) >= shards:
             mine = mine[shard::shards]
-        lengths = np.array([records[i].num_frames for i in mine], np.float64)
-        p = lengths / lengths.sum()
+        w = self.video_weights[mine]
+        p = w / w.sum() if w.sum() > 0 else np.full(len(mine), 1.0 / len(mine))
         buffer: list[dict] = []
         produced = 0
         while produced < self.per_shard:
@@ -113,3 +117,20 @@ class ChunkedClipStream(IterableDataset):
             frames = dict(zip(wanted.tolist(), decoded, strict=True))
         for start in starts:
             yield self.clips.make_item(rec_i, start, lambda idx: np.stack([frames[int(i)] for i in idx]))
+
+
+def inverse_class_frequency(records, num_classes: int) -> np.ndarray:
+    """(C,) weight per class: 1 / (its share of the labelled face frames); 0 for absent classes."""
+    counts = np.zeros(num_classes, np.float64)
+    for r in records:
+        lab = r.labels[(r.labels >= 0) & r.has_face]
+        counts += np.bincount(lab, minlength=num_classes)[:num_classes]
+    return np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
+
+
+def class_balanced_weights(records, num_classes: int) -> np.ndarray:
+    """Per-record draw weights that even out emotion classes: each labelled frame counts its
+    class's :func:`inverse_class_frequency`, so a video full of a rare class is drawn as often
+    as one full of a common class is, frame for frame."""
+    inv = inverse_class_frequency(records, num_classes)
+    return np.array([inv[r.labels[(r.labels >= 0) & r.has_face]].sum() for r in records], np.float64)

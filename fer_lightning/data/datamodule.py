@@ -9,15 +9,19 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from fer_lightning.data.chunked import ChunkedClipStream
+from fer_lightning.data.chunked import (
+    ChunkedClipStream,
+    class_balanced_weights,
+    inverse_class_frequency,
+)
 from fer_lightning.data.clips import TASKS, ClipDataset
 from fer_lightning.data.datasets import get_adapter, list_datasets, load_dataset
 from fer_lightning.data.records import VideoRecord
 from fer_lightning.data.store import attach_store
 from fer_lightning.data.synthetic import EMOTIONS, SynthConfig, generate_corpus
-from fer_lightning.data.transforms import ClipAugment
+from fer_lightning.data.transforms import build_augment
 
 SPLITS = ("train", "val", "test")
 
@@ -44,7 +48,10 @@ class AffectDataModule(L.LightningDataModule):
         face_margin: crop enlargement around the face box (0.2 = 20 %).
         batch_size: clips per batch.
         num_workers: DataLoader worker processes.
-        augment: clip-consistent augmentation of training clips.
+        augment: clip-consistent augmentation of training clips: ``true`` (the default
+            pipeline), ``false``, a mapping of its probabilities, or any albumentations
+            pipeline (a serialized mapping or a saved file); see
+            :func:`~fer_lightning.data.transforms.build_augment`.
         generate_if_missing: for ``dataset: synthetic``, create the corpus when ``root`` has none.
         synth_args: arguments of :class:`SynthConfig` used when generating.
         train_reader: ``chunked`` (default) reads long contiguous chunks of each face video,
@@ -57,6 +64,8 @@ class AffectDataModule(L.LightningDataModule):
         windows_per_video: training clips per video per epoch (``chunked``; default: as many
             as the tiled windows, i.e. about one pass over every frame).
         seed: the chunked stream's random seed.
+        balance_classes: pretraining only: draw training videos (``chunked``) or windows
+            (``random``) so that rare emotion classes are seen as often as common ones.
         dataset_args: the adapter's own options, e.g. ``{"method": "linear", "delay": 2.0}``
             (see each adapter in ``fer_lightning.data.datasets`` and data/README.md).
         face_store: a store written by ``fer-lightning preprocess`` from this corpus's videos:
@@ -79,7 +88,7 @@ class AffectDataModule(L.LightningDataModule):
         face_margin: float = 0.2,
         batch_size: int = 8,
         num_workers: int = 2,
-        augment: bool = True,
+        augment: bool | dict | str = True,
         generate_if_missing: bool = True,
         synth_args: dict | None = None,
         face_store: str | None = None,
@@ -89,12 +98,15 @@ class AffectDataModule(L.LightningDataModule):
         shuffle_buffer: int = 256,
         windows_per_video: int | None = None,
         seed: int = 0,
+        balance_classes: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"data.task must be one of {TASKS}, got {task!r}")
         if train_reader not in ("chunked", "random"):
             raise ValueError(f"data.train_reader must be 'chunked' or 'random', got {train_reader!r}")
+        if balance_classes and task != "pretrain":
+            raise ValueError("data.balance_classes applies to task: pretrain (emotion classes) only")
         if dataset not in list_datasets():
             raise ValueError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
         self.save_hyperparameters()
@@ -146,7 +158,7 @@ class AffectDataModule(L.LightningDataModule):
             self.datasets[split] = ClipDataset(
                 by_split[split],
                 stride=(hp.train_stride or max(1, span // 2)) if train else span,
-                transform=ClipAugment() if (train and hp.augment) else None,
+                transform=build_augment(hp.augment) if train else None,
                 pad_last=not train,  # evaluation sees every frame exactly once
                 **common,
             )
@@ -154,7 +166,7 @@ class AffectDataModule(L.LightningDataModule):
     def split_records(self, split: str) -> list[VideoRecord]:
         return self.datasets[split].records
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
         ds = self.datasets[split]
         if len(ds) == 0:
             raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips")
@@ -163,7 +175,8 @@ class AffectDataModule(L.LightningDataModule):
             ds,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(ds) > self.hparams.batch_size,
+            sampler=sampler,
+            drop_last=(shuffle or sampler is not None) and len(ds) > self.hparams.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -172,16 +185,28 @@ class AffectDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        if hp.train_reader == "random":
-            return self._loader("train", shuffle=True)
         clips = self.datasets["train"]
+        if hp.train_reader == "random":
+            if not hp.balance_classes:
+                return self._loader("train", shuffle=True)
+            inv = inverse_class_frequency(clips.records, len(hp.class_names))
+            weights = []
+            for rec_i, start in clips.windows:  # a window weighs its labelled frames' mean
+                rec = clips.records[rec_i]
+                lab = rec.labels[start : start + (clips.clip_len - 1) * clips.frame_step + 1 : clips.frame_step]
+                lab = lab[lab >= 0]
+                weights.append(float(inv[lab].mean()) if len(lab) else 0.0)
+            sampler = WeightedRandomSampler(weights, num_samples=len(clips), replacement=True)
+            return self._loader("train", shuffle=False, sampler=sampler)
         if len(clips) == 0:
             raise ValueError(f"the 'train' split of {hp.dataset} at {self.root} holds no clips")
         world = self.trainer.world_size if self.trainer is not None else 1
         per_rank = hp.windows_per_video * len(clips.records) // world if hp.windows_per_video else None
         stream = ChunkedClipStream(clips, chunk_len=hp.chunk_len, buffer_size=hp.shuffle_buffer,
                                    num_workers=hp.num_workers, world_size=world, clips_per_epoch=per_rank,
-                                   batch_size=hp.batch_size, seed=hp.seed)
+                                   batch_size=hp.batch_size, seed=hp.seed,
+                                   video_weights=class_balanced_weights(clips.records, len(hp.class_names))
+                                   if hp.balance_classes else None)
         return DataLoader(stream, batch_size=hp.batch_size, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0, pin_memory=torch.cuda.is_available(),
                           worker_init_fn=_worker_init)
