@@ -64,3 +64,21 @@ def test_the_buffer_mixes_videos_within_a_batch(tiny_corpus):
     stream = ChunkedClipStream(make_clips(tiny_corpus), chunk_len=16, buffer_size=32, clips_per_epoch=64, seed=2)
     batches = list(DataLoader(stream, batch_size=8))
     assert np.mean([len(set(b["video_id"])) for b in batches[:-1]]) >= 3
+
+
+def test_a_video_that_breaks_mid_epoch_is_masked_and_named(tiny_corpus, tmp_path):
+    import pytest
+
+    records = load_dataset("synthetic", tiny_corpus)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(records[0].path.read_bytes()[:3000])  # opened fine at setup, truncated now
+    records[0].path = broken
+    clips = ClipDataset(records[:2], clip_len=8, image_size=16, stride=8, on_read_error="mask")
+    with pytest.warns(UserWarning, match=f"masking unreadable frames of {records[0].video_id}"):
+        items = list(ChunkedClipStream(clips, chunk_len=16, buffer_size=4, clips_per_epoch=24, seed=0))
+    bad = [it for it in items if it["video_id"] == records[0].video_id]
+    good = [it for it in items if it["video_id"] != records[0].video_id]
+    assert bad and good and not any(it["mask"].any() for it in bad) and any(it["mask"].any() for it in good)
+    assert clips.unreadable == {records[0].video_id}
+    with pytest.warns(UserWarning):  # map-style reads follow the same policy
+        assert not ClipDataset(records[:1], clip_len=8, image_size=16, on_read_error="mask")[0]["mask"].any()

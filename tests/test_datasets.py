@@ -110,6 +110,9 @@ def write_manifest_corpus(root, with_split: bool):
                      "split": split})
     rows.append({"video": "videos/missing.mp4", "subject": "s9", "labels": "labels/missing.csv",
                  "split": "train" if with_split else ""})
+    (root / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    rows.append({"video": "videos/broken.mp4", "subject": "s9", "labels": "labels/clip0.csv",
+                 "split": "train" if with_split else ""})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
 
 
@@ -122,7 +125,8 @@ def test_generic_manifest_resamples_scales_and_splits_by_subject(tmp_path):
     write_manifest_corpus(tmp_path, with_split=False)
     skipped = []
     records = load_dataset("manifest", tmp_path, skipped=skipped, scale=(0, 100), invalid=-1, method="nearest")
-    assert [s[0] for s in skipped] == ["missing"] and "missing.mp4" in skipped[0][1]
+    assert [s[0] for s in skipped] == ["missing", "broken"] and "missing.mp4" in skipped[0][1]
+    assert "broken.mp4" in skipped[1][1]  # a corrupt video is left out at setup, with its reason
     by_subject = {}
     for r in records:
         by_subject.setdefault(r.subject, set()).add(r.split)

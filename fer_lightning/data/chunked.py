@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from fer_lightning.data.clips import ClipDataset
+from fer_lightning.data.video import VideoReadError
 
 
 class ChunkedClipStream(IterableDataset):
@@ -111,12 +112,20 @@ class ChunkedClipStream(IterableDataset):
         starts = list(range(lo + phase, max(lo + phase + 1, hi - self.span + 1), self.span))[: self.chunk_clips]
         has = rec.has_face[lo:hi]
         wanted = np.flatnonzero(has) + lo
-        frames = {}
+        frames, failure = {}, None
         if len(wanted):
-            decoded = self.clips.readers.read(rec.path, wanted)
-            frames = dict(zip(wanted.tolist(), decoded, strict=True))
+            try:
+                frames = dict(zip(wanted.tolist(), self.clips.readers.read(rec.path, wanted), strict=True))
+            except VideoReadError as err:  # make_item applies the dataset's on_read_error policy
+                failure = err
+
+        def decode(idx: np.ndarray) -> np.ndarray:
+            if failure is not None:
+                raise failure
+            return np.stack([frames[int(i)] for i in idx])
+
         for start in starts:
-            yield self.clips.make_item(rec_i, start, lambda idx: np.stack([frames[int(i)] for i in idx]))
+            yield self.clips.make_item(rec_i, start, decode)
 
 
 def inverse_class_frequency(records, num_classes: int) -> np.ndarray:

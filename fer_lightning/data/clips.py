@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ from torch.utils.data import Dataset
 
 from fer_lightning.data.faces import crop_face
 from fer_lightning.data.records import VideoRecord
-from fer_lightning.data.video import ReaderCache
+from fer_lightning.data.video import ReaderCache, VideoReadError
 
 TASKS = ("finetune", "pretrain")
 __all__ = ["TASKS", "ClipDataset", "clip_starts", "crop_face"]
@@ -51,6 +52,10 @@ class ClipDataset(Dataset):
     - ``mask``: bool (T), true where the frame exists, shows a face and has a valid label;
     - ``video_id``: str; ``frame_index``: int64 (T), -1 on padding past the end.
 
+    ``on_read_error``: ``raise`` (default) raises :class:`VideoReadError` naming the file when
+    frames cannot be decoded; ``mask`` (what training uses) returns the clip with every frame
+    masked, warns once per video and keeps the video's id in ``unreadable``.
+
     Decoders are opened on first use inside whichever process reads (DataLoader workers), never
     when the dataset is built.
     """
@@ -68,9 +73,14 @@ class ClipDataset(Dataset):
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         pad_last: bool = False,
         max_open_readers: int = 1,
+        on_read_error: str = "raise",
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if on_read_error not in ("raise", "mask"):
+            raise ValueError(f"on_read_error must be 'raise' or 'mask', got {on_read_error!r}")
+        self.on_read_error = on_read_error
+        self.unreadable: set[str] = set()  # videos that failed to decode in this process
         self.records = list(records)
         self.clip_len = clip_len
         self.frame_step = frame_step
@@ -116,7 +126,18 @@ class ClipDataset(Dataset):
         size = self.image_size
         frames = np.zeros((self.clip_len, size, size, 3), np.uint8)
         if has_face.any():
-            decoded = decode(idx[has_face])
+            try:
+                decoded = decode(idx[has_face])
+            except VideoReadError as err:
+                if self.on_read_error == "raise":
+                    raise
+                # a file that opened at setup but fails to decode now: its frames are masked,
+                # the epoch goes on, and the video is named once per process
+                if rec.video_id not in self.unreadable:
+                    self.unreadable.add(rec.video_id)
+                    warnings.warn(f"masking unreadable frames of {rec.video_id}: {err}", stacklevel=2)
+                has_face = np.zeros_like(has_face)
+                decoded = np.zeros((0, 1, 1, 3), np.uint8)
             margin = rec.extra.get("face_margin", self.face_margin)  # whole-frame records: 0
             for k, frame, box in zip(np.flatnonzero(has_face), decoded, rec.boxes[idx[has_face]], strict=True):
                 frames[k] = crop_face(frame, box, size, margin)

@@ -160,6 +160,7 @@ class AffectDataModule(L.LightningDataModule):
                 stride=(hp.train_stride or max(1, span // 2)) if train else span,
                 transform=build_augment(hp.augment) if train else None,
                 pad_last=not train,  # evaluation sees every frame exactly once
+                on_read_error="mask",  # a file that breaks mid-epoch is masked and named, not a crash
                 **common,
             )
 
