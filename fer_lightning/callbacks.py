@@ -69,8 +69,11 @@ class TracePlot(L.Callback):
         videos = {}
         for vid, parts in sorted(frames.items()):
             idx, mask, pred, true = (np.concatenate(x) for x in zip(*parts, strict=True))
-            idx, first = np.unique(idx, return_index=True)  # overlapping windows: keep first
-            videos[vid] = (idx, mask[first], pred[first], true[first])
+            idx, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
+            mean = np.zeros((len(idx), pred.shape[1]))  # overlapping windows: their mean, as the metric
+            np.add.at(mean, inverse, pred)
+            mean /= np.bincount(inverse, minlength=len(idx))[:, None]
+            videos[vid] = (idx, mask[first], mean, true[first])
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         csv = out / f"predictions_{stage}.csv"

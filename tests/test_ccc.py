@@ -164,3 +164,17 @@ def test_two_process_gloo_equals_single_process():
         np.testing.assert_allclose(pooled, single.compute().numpy(), rtol=1e-12)
         np.testing.assert_allclose(per_seq, single_seq.compute().numpy(), rtol=1e-12)
         np.testing.assert_allclose(pooled_unique, single.compute().numpy(), rtol=1e-10)
+
+
+def test_overlapping_windows_are_stitched_by_their_mean():
+    """Two windows predict frames 4..7 of one video differently; the metric scores each frame
+    once with the mean of its predictions (numpy reference on the stitched trace)."""
+    rng = np.random.default_rng(4)
+    target = rng.normal(size=(12, 2))
+    pred_a, pred_b = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))  # frames 0..7 and 4..11
+    m = SequenceConcordanceCC(2)
+    m.update(torch.tensor(pred_a)[None], torch.tensor(target[:8])[None], ["v"], torch.arange(8)[None])
+    m.update(torch.tensor(pred_b)[None], torch.tensor(target[4:])[None], ["v"], torch.arange(4, 12)[None])
+    stitched = np.concatenate([pred_a[:4], (pred_a[4:] + pred_b[:4]) / 2, pred_b[4:]])
+    np.testing.assert_allclose(m.compute_pooled().numpy(), np_ccc(stitched, target), rtol=1e-10)
+    np.testing.assert_allclose(m.compute().numpy(), np_ccc(stitched, target), rtol=1e-10)

@@ -80,7 +80,7 @@ def test_recola_clips_carry_the_frames_labels(recola_root):
     dm.setup()
     assert dm.skipped == ["test_1"] and "missing gold standard" in dm.skip_reasons["test_1"]
     val = dm.datasets["val"]
-    seen = 0
+    seen = []
     for i in range(len(val)):
         item = val[i]
         idx = item["frame_index"].numpy()
@@ -90,8 +90,9 @@ def test_recola_clips_carry_the_frames_labels(recola_root):
             if f != 20:
                 np.testing.assert_allclose(item["targets"][k].numpy(), [-0.01 * f, 0.01 * f], atol=1e-6)
             assert bool(item["mask"][k]) == (f != 20)
-            seen += 1
-    assert seen == 50  # evaluation covers every frame once
+            seen.append(f)
+    # evaluation windows (8 frames, half overlapping) reach every frame, most of them twice
+    assert set(seen) == set(range(50)) and np.bincount(seen).min() >= 1 and np.bincount(seen)[4:46].min() == 2
 
 
 def write_manifest_corpus(root, with_split: bool):

@@ -23,9 +23,9 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
     Windows start every ``stride`` frames. Without ``pad_last`` every window lies inside the
     video, and the last one is moved back to end on the last frame it can reach, so the tail is
     not dropped (a video shorter than one window still yields one, padded). With ``pad_last``
-    windows keep their regular starts and run past the end, where the dataset pads and masks;
-    with ``stride`` equal to the window span that covers each frame exactly once, which is what
-    evaluation needs.
+    windows keep their regular starts and run past the end, where the dataset pads and masks,
+    so every frame is covered: once with ``stride`` equal to the window span, several times
+    with a shorter stride (evaluation's overlapping windows, stitched by the CCC metric).
     """
     if clip_len < 1 or stride < 1 or frame_step < 1:
         raise ValueError(f"clip_len, stride and frame_step must be >= 1 (got {clip_len}, {stride}, {frame_step})")

@@ -63,6 +63,8 @@ class AffectDataModule(L.LightningDataModule):
         shuffle_buffer: clips mixed before they leave (``chunked``).
         windows_per_video: training clips per video per epoch (``chunked``; default: as many
             as the tiled windows, i.e. about one pass over every frame).
+        eval_overlap: fraction of a window that consecutive validation/test windows share
+            (0.5: every frame is predicted by two windows and gets their mean; 0: each once).
         seed: the chunked stream's random seed.
         balance_classes: pretraining only: draw training videos (``chunked``) or windows
             (``random``) so that rare emotion classes are seen as often as common ones.
@@ -99,12 +101,15 @@ class AffectDataModule(L.LightningDataModule):
         windows_per_video: int | None = None,
         seed: int = 0,
         balance_classes: bool = False,
+        eval_overlap: float = 0.5,
     ) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"data.task must be one of {TASKS}, got {task!r}")
         if train_reader not in ("chunked", "random"):
             raise ValueError(f"data.train_reader must be 'chunked' or 'random', got {train_reader!r}")
+        if not 0.0 <= eval_overlap < 1.0:
+            raise ValueError(f"data.eval_overlap must be in [0, 1), got {eval_overlap}")
         if balance_classes and task != "pretrain":
             raise ValueError("data.balance_classes applies to task: pretrain (emotion classes) only")
         if dataset not in list_datasets():
@@ -157,9 +162,9 @@ class AffectDataModule(L.LightningDataModule):
             train = split == "train"
             self.datasets[split] = ClipDataset(
                 by_split[split],
-                stride=(hp.train_stride or max(1, span // 2)) if train else span,
+                stride=(hp.train_stride or max(1, span // 2)) if train else max(1, round(span * (1 - hp.eval_overlap))),
                 transform=build_augment(hp.augment) if train else None,
-                pad_last=not train,  # evaluation sees every frame exactly once
+                pad_last=not train,  # evaluation windows reach every frame; the metric stitches them
                 on_read_error="mask",  # a file that breaks mid-epoch is masked and named, not a crash
                 **common,
             )

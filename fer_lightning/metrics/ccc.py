@@ -105,11 +105,13 @@ def video_key(video_id: str) -> int:
 
 
 class SequenceConcordanceCC(Metric):
-    """Mean over videos of each video's CCC, per output dimension.
+    """Mean over videos of each video's CCC, per output dimension; :meth:`compute_pooled`
+    gives the CCC pooled over all frames from the same state.
 
-    Frames are deduplicated on ``(video_id, frame_index)`` before scoring, so overlapping
-    windows and the padding a DistributedSampler adds never count a frame twice. Keeps every
-    frame it sees (cat states), so use it on validation and test splits.
+    Frames are keyed by ``(video_id, frame_index)``: a frame seen several times (overlapping
+    evaluation windows, the padding a DistributedSampler adds) counts once, with the mean of
+    its predictions. Keeps every frame it sees (cat states), so use it on validation and test
+    splits.
     """
 
     is_differentiable = False
@@ -155,7 +157,12 @@ class SequenceConcordanceCC(Metric):
         rows, inverse = torch.unique(torch.stack([keys, frames], 1), dim=0, return_inverse=True)
         first = torch.full((rows.shape[0],), keys.numel(), dtype=torch.int64, device=keys.device)
         first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=keys.device), reduce="amin")
-        return rows, p[first], t[first]
+        # a frame predicted by several overlapping windows gets their mean (stitching); copies
+        # from sampler padding are identical, so their mean is the prediction itself
+        count = torch.zeros(rows.shape[0], dtype=torch.float64, device=p.device).index_add_(
+            0, inverse, torch.ones(keys.numel(), dtype=torch.float64, device=p.device))
+        mean = torch.zeros(rows.shape[0], p.shape[1], dtype=torch.float64, device=p.device).index_add_(0, inverse, p)
+        return rows, mean / count[:, None], t[first]
 
     def _gathered(self):
         """Every rank's frames under DDP, as ``compute()`` sees them (a no-op in one process,
