@@ -31,6 +31,7 @@ class AffectNet(nn.Module):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
+        self.backbone_name = backbone
         self.encoder = FrameEncoder(backbone, pretrained, backbone_checkpoint, channels_last)
         self.temporal = TemporalLSTM(self.encoder.num_features, hidden_size, num_layers, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
@@ -15,6 +17,7 @@ from fer_lightning.data.clips import TASKS
 from fer_lightning.data.synthetic import EMOTIONS
 from fer_lightning.metrics.ccc import SequenceConcordanceCC, ccc_loss
 from fer_lightning.models.affect_net import AffectNet
+from fer_lightning.models.transfer import latest_checkpoint, load_parts
 
 EVAL_STAGES = ("val", "test")
 
@@ -33,6 +36,13 @@ class AffectModule(L.LightningModule):
         hidden_size, num_layers, bidirectional, dropout: the LSTM and head.
         lr, weight_decay: AdamW. warmup_steps: linear warm-up, then cosine decay to
             ``min_lr_ratio * lr`` over the run's optimizer steps.
+        init_from: a pretraining checkpoint whose ``init_parts`` are loaded before fitting
+            starts (not when resuming a run), or ``latest`` for the newest one under
+            ``runs/pretrain*``.
+        init_parts: ``encoder`` (the face feature extractor) and optionally ``temporal``.
+        freeze_backbone: keep the encoder's weights and BatchNorm statistics fixed ...
+        unfreeze_backbone_at_epoch: ... until this epoch (None: for the whole run).
+        backbone_lr_scale: the encoder's learning rate relative to ``lr`` (e.g. 0.1).
     """
 
     def __init__(
@@ -51,6 +61,11 @@ class AffectModule(L.LightningModule):
         weight_decay: float = 1e-4,
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.01,
+        init_from: str | None = None,
+        init_parts: Sequence[str] = ("encoder",),
+        freeze_backbone: bool = False,
+        unfreeze_backbone_at_epoch: int | None = None,
+        backbone_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -71,6 +86,33 @@ class AffectModule(L.LightningModule):
             dropout=dropout,
         )
         self.metrics = nn.ModuleDict({s: self._make_metrics() for s in EVAL_STAGES})
+        self.loaded_from: str | None = None
+        self._backbone_frozen = False
+        if freeze_backbone:
+            self._set_backbone_trainable(False)
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        resuming = self._trainer is not None and self.trainer.ckpt_path is not None
+        if stage == "fit" and hp.init_from and not resuming:
+            path = latest_checkpoint() if hp.init_from == "latest" else Path(hp.init_from)
+            loaded = load_parts(self.net, path, tuple(hp.init_parts))
+            self.loaded_from = str(path)
+            rank_zero_info(f"initialised {', '.join(f'{k} ({n} tensors)' for k, n in loaded.items())} from {path}")
+
+    def _set_backbone_trainable(self, trainable: bool) -> None:
+        for p in self.net.encoder.parameters():
+            p.requires_grad_(trainable)
+        self._backbone_frozen = not trainable
+
+    def on_train_epoch_start(self) -> None:
+        hp = self.hparams
+        if hp.freeze_backbone and hp.unfreeze_backbone_at_epoch is not None \
+                and self.current_epoch >= hp.unfreeze_backbone_at_epoch and self._backbone_frozen:
+            self._set_backbone_trainable(True)
+            rank_zero_info(f"epoch {self.current_epoch}: backbone unfrozen")
+        if self._backbone_frozen:
+            self.net.encoder.eval()  # frozen means BatchNorm statistics too
 
     def _make_metrics(self) -> nn.ModuleDict:
         if self.task == "finetune":
@@ -152,12 +194,18 @@ class AffectModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
+        # groups: (backbone or not) x (decay or not). A frozen backbone stays in the optimizer
+        # (its parameters get no gradient, so AdamW skips them) so that unfreezing needs no
+        # new optimizer and resuming finds the same groups.
+        groups: dict[tuple[bool, bool], list] = {(b, d): [] for b in (True, False) for d in (True, False)}
         for name, p in self.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+            if p.requires_grad or name.startswith("net.encoder."):
+                decays = not (p.ndim <= 1 or name.endswith(".bias"))
+                groups[(name.startswith("net.encoder."), decays)].append(p)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": params, "weight_decay": hp.weight_decay if decays else 0.0,
+              "lr": hp.lr * (hp.backbone_lr_scale if backbone else 1.0)}
+             for (backbone, decays), params in groups.items() if params],
             lr=hp.lr,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -1,0 +1,89 @@
+"""Transfer from a pretraining checkpoint: exact tensors, freezing, learning rates, clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import pytest
+import torch
+
+from fer_lightning.data.datamodule import AffectDataModule
+from fer_lightning.models import AffectModule
+from fer_lightning.models.transfer import latest_checkpoint
+
+TINY = dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0)
+
+
+def datamodule(root, task):
+    return AffectDataModule(root=str(root), task=task, clip_len=4, image_size=32, batch_size=2, num_workers=0,
+                            augment=False)
+
+
+def trainer(tmp_path, **kw):
+    args = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    return L.Trainer(**(args | kw))
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_corpus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pretrain")
+    model = AffectModule(task="pretrain", **TINY)
+    t = trainer(tmp, max_steps=3)
+    t.fit(model, datamodule=datamodule(tiny_corpus, "pretrain"))
+    path = tmp / "pretrain.ckpt"
+    t.save_checkpoint(path)
+    return path, {k: v.clone() for k, v in model.net.state_dict().items()}
+
+
+def test_fine_tuning_starts_from_the_pretrained_tensors(tiny_corpus, pretrained, tmp_path):
+    path, reference = pretrained
+    model = AffectModule(task="finetune", init_from=str(path), init_parts=("encoder", "temporal"), **TINY)
+    trainer(tmp_path, max_epochs=1, limit_train_batches=0).fit(model, datamodule=datamodule(tiny_corpus, "finetune"))
+    got = model.net.state_dict()
+    for key, value in reference.items():
+        if key.startswith(("encoder.", "temporal.")):
+            assert torch.equal(got[key], value), key  # weights and BatchNorm statistics alike
+    assert got["head.weight"].shape[0] == 2 and model.loaded_from == str(path)  # the head is new
+
+
+def test_a_frozen_backbone_stays_put_until_it_is_unfrozen(tiny_corpus, pretrained, tmp_path):
+    path, reference = pretrained
+    model = AffectModule(task="finetune", init_from=str(path), freeze_backbone=True, unfreeze_backbone_at_epoch=1,
+                         lr=1e-2, backbone_lr_scale=0.1, **TINY)
+    snapshots = []
+
+    class Snap(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            snapshots.append({k: v.clone() for k, v in pl_module.net.encoder.state_dict().items()})
+
+    t = trainer(tmp_path, max_epochs=2, limit_train_batches=3, callbacks=[Snap()])
+    t.fit(model, datamodule=datamodule(tiny_corpus, "finetune"))
+    enc0 = {k[len("encoder."):]: v for k, v in reference.items() if k.startswith("encoder.")}
+    assert all(torch.equal(snapshots[0][k], v) for k, v in enc0.items())  # epoch 0: frozen, BN too
+    assert any(not torch.equal(snapshots[1][k], v) for k, v in enc0.items())  # epoch 1: training
+    lrs = sorted({g["initial_lr"] for g in t.optimizers[0].param_groups})
+    assert lrs == pytest.approx([1e-3, 1e-2])
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_with_its_keys(tiny_corpus, pretrained, tmp_path):
+    path, _ = pretrained
+    model = AffectModule(task="finetune", init_from=str(path), backbone="resnet10t", hidden_size=8, num_layers=1)
+    with pytest.raises(ValueError) as err:
+        trainer(tmp_path, max_epochs=1, limit_train_batches=0).fit(model, datamodule=datamodule(tiny_corpus, "finetune"))
+    msg = str(err.value)
+    assert "'test_resnet'" in msg and "'resnet10t'" in msg
+    assert "different shapes: model." in msg and "(16, 3, 3, 3) vs (24, 3, 3, 3)" in msg
+
+
+def test_latest_finds_the_newest_pretraining_run(tmp_path, monkeypatch):
+    for i, name in enumerate(("pretrain_synthetic/logs/version_0", "pretrain_synthetic/logs/version_1")):
+        d = tmp_path / "runs" / name / "checkpoints"
+        d.mkdir(parents=True)
+        for f in ("last.ckpt", "best-epoch=01.ckpt"):
+            (d / f).write_bytes(b"x")
+            os.utime(d / f, (1000 + i * 10, 1000 + i * 10))
+    assert latest_checkpoint(tmp_path / "runs") == tmp_path / "runs/pretrain_synthetic/logs/version_1/checkpoints/best-epoch=01.ckpt"
+    with pytest.raises(FileNotFoundError, match="make pretrain"):
+        latest_checkpoint(tmp_path / "nothing")
