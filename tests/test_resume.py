@@ -1,0 +1,48 @@
+"""A run stopped after N steps and resumed from its last checkpoint ends exactly where an
+uninterrupted run ends: same global step, same weights (CPU, deterministic)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from fer_lightning.data.datamodule import AffectDataModule
+from fer_lightning.models import AffectModule
+
+
+class StopAfterEpoch(L.Callback):
+    """An interruption: the run ends after this epoch, with the schedule of the full run."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def run(root, tmp, max_epochs, ckpt_path=None, seed=0, stop_after=None):
+    L.seed_everything(seed, workers=True)
+    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.3, lr=5e-3, warmup_steps=2)
+    dm = AffectDataModule(root=str(root), clip_len=4, image_size=32, batch_size=2, num_workers=0, augment=True)
+    ckpt = ModelCheckpoint(dirpath=tmp / "ckpt", save_last=True, every_n_epochs=1)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, limit_train_batches=3, limit_val_batches=0,
+                        num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        deterministic=True, default_root_dir=tmp,
+                        callbacks=[ckpt] + ([StopAfterEpoch(stop_after)] if stop_after is not None else []))
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    return trainer, model
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_corpus, tmp_path):
+    whole_trainer, whole = run(tiny_corpus, tmp_path / "whole", max_epochs=3)
+    cut_trainer, _ = run(tiny_corpus, tmp_path / "cut", max_epochs=3, stop_after=0)
+    assert cut_trainer.global_step == 3  # stopped after 3 of 9 steps
+    last = tmp_path / "cut" / "ckpt" / "last.ckpt"
+    assert last.is_file()
+    resumed_trainer, resumed = run(tiny_corpus, tmp_path / "cut", max_epochs=3, ckpt_path=str(last), seed=123)
+    assert resumed_trainer.global_step == whole_trainer.global_step == 9
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    torch.load(last, weights_only=True)  # the checkpoint stays loadable without running code
