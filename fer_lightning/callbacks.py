@@ -87,6 +87,10 @@ class TracePlot(L.Callback):
         png = out / f"traces_{stage}.png"
         plot_traces(videos, names, png, self.num_videos, fps=_fps(trainer, stage))
         self.written = {"csv": csv, "png": png}
+        for logger in trainer.loggers:  # the same picture in W&B, one per validation epoch
+            if callable(getattr(logger, "log_image", None)):
+                logger.log_image(key=f"{stage}/traces", images=[str(png)], step=trainer.global_step,
+                                 caption=[f"epoch {trainer.current_epoch}"])
 
 
 def _fps(trainer, split: str) -> float | None:

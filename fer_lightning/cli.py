@@ -101,12 +101,35 @@ def preprocess_main(argv: Sequence[str]) -> int:
 
 def lightning_main(argv: Sequence[str] | None) -> None:
     """Run a LightningCLI subcommand (fit, validate, test, predict)."""
-    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.models.module import AffectModule
 
+    class LoggedConfig(SaveConfigCallback):
+        """Saves config.yaml in the run folder (LightningCLI's default) and logs the full
+        resolved config to every logger (W&B shows it as the run's config)."""
+
+        def save_config(self, trainer, pl_module, stage: str) -> None:
+            config = self.parser.dump(self.config, skip_none=False, format="json")
+            import json
+
+            for logger in trainer.loggers:
+                logger.log_hyperparams(json.loads(config))
+
     class FerLightningCLI(LightningCLI):
+        def before_instantiate_classes(self) -> None:
+            # resuming: continue the W&B run the checkpoint names
+            if self.subcommand != "fit":
+                return
+            cfg = self.config["fit"]
+            run_id = resumed_wandb_id(cfg.get("ckpt_path"), cfg["trainer"].get("default_root_dir"))
+            loggers = cfg["trainer"].get("logger")
+            if run_id and isinstance(loggers, list):
+                for logger in loggers:
+                    if str(getattr(logger, "class_path", "")).endswith("RunWandbLogger"):
+                        logger.init_args.id = run_id
+
         def add_arguments_to_parser(self, parser) -> None:
             # one source of truth for what the data holds; the model's head follows it
             parser.link_arguments("data.task", "model.task")
@@ -127,10 +150,29 @@ def lightning_main(argv: Sequence[str] | None) -> None:
         AffectModule,
         AffectDataModule,
         args=None if argv is None else list(argv),
+        save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "fer-lightning: facial affect from video. Also: "
                        + "; ".join(f"'fer-lightning {k}' to {v}" for k, v in TOOLS.items())},
     )
+
+
+def resumed_wandb_id(ckpt_path: str | None, root: str | None) -> str | None:
+    """The W&B run id stored in the checkpoint a fit resumes from (``last`` = the newest
+    last.ckpt under the run's root folder), or None."""
+    from pathlib import Path
+
+    import torch
+
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path)
+    if ckpt_path == "last":
+        found = sorted(Path(root or ".").rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+        path = found[-1] if found else path
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True).get("wandb_run_id")
 
 
 def evaluate_best(trainer, model, datamodule) -> dict:

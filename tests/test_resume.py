@@ -46,3 +46,28 @@ def test_resumed_run_equals_uninterrupted_run(tiny_corpus, tmp_path):
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     torch.load(last, weights_only=True)  # the checkpoint stays loadable without running code
+
+
+def test_a_nan_loss_stops_with_a_message_and_the_last_good_weights(tiny_corpus, tmp_path):
+    import pytest
+
+    L.seed_everything(0)
+    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1)
+    real_loss = model.loss
+    calls = []
+
+    def loss(*args):
+        calls.append(1)
+        value = real_loss(*args)
+        return value * float("nan") if len(calls) == 3 else value
+
+    model.loss = loss
+    dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=5, limit_val_batches=0, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at step 2 .*last-good.ckpt"):
+        trainer.fit(model, datamodule=dm)
+    saved = torch.load(tmp_path / "checkpoints" / "last-good.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
+    for name, value in saved["state_dict"].items():
+        assert torch.equal(value, model.state_dict()[name]), name  # the weights as they were

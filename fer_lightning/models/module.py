@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fer_lightning.data.clips import TASKS
 from fer_lightning.data.synthetic import EMOTIONS
+from fer_lightning.loggers import wandb_run_id
 from fer_lightning.metrics.ccc import SequenceConcordanceCC, ccc_loss
 from fer_lightning.models.affect_net import AffectNet
 from fer_lightning.models.transfer import latest_checkpoint, load_parts
@@ -89,6 +91,7 @@ class AffectModule(L.LightningModule):
         )
         self.metrics = nn.ModuleDict({s: self._make_metrics() for s in EVAL_STAGES})
         self.loaded_from: str | None = None
+        self._last_batch_end: float | None = None
         self._backbone_frozen = False
         if freeze_backbone:
             self._set_backbone_trainable(False)
@@ -114,6 +117,8 @@ class AffectModule(L.LightningModule):
             "python": list(random.getstate()[1]) + [random.getstate()[0]],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        if self._trainer is not None and (run_id := wandb_run_id(self.trainer)):
+            checkpoint["wandb_run_id"] = run_id  # a resumed run continues this W&B run
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
@@ -175,6 +180,13 @@ class AffectModule(L.LightningModule):
         preds = self(batch["frames"])
         loss = self.loss(preds, batch["targets"], batch["mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=preds.shape[0])
+        if not torch.isfinite(loss):
+            self._stop_on_bad_loss(loss)
+        now = time.perf_counter()  # throughput including data loading: batch end to batch end
+        if self._last_batch_end is not None:
+            frames = batch["frames"].shape[0] * batch["frames"].shape[1]
+            self.log("train/frames_per_s", frames / max(1e-9, now - self._last_batch_end), batch_size=preds.shape[0])
+        self._last_batch_end = now
         return loss
 
     def _eval_step(self, batch: dict, stage: str) -> dict:
@@ -204,6 +216,21 @@ class AffectModule(L.LightningModule):
                 self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "f1_macro")
         for metric in m.values():
             metric.reset()
+
+    def _stop_on_bad_loss(self, loss: Tensor) -> None:
+        """A NaN/inf loss ends the run: the weights are saved first if they are still finite
+        (the bad loss has not been backpropagated yet), and the message says where."""
+        from fer_lightning.callbacks import run_dir
+
+        where = f"step {self.global_step} (epoch {self.current_epoch})"
+        if all(torch.isfinite(p).all() for p in self.parameters()):
+            path = run_dir(self.trainer) / "checkpoints" / "last-good.ckpt"
+            self.trainer.save_checkpoint(path)
+            saved = f"the weights before it are saved in {path}"
+        else:
+            saved = "the weights are no longer finite; resume from the run's last checkpoint"
+        raise FloatingPointError(f"training loss is {loss.item()} at {where}; {saved}. "
+                                 "Lower model.lr or check the labels (data check) before resuming.")
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         return self._eval_step(batch, "val")
