@@ -177,6 +177,8 @@ def resumed_wandb_id(ckpt_path: str | None, root: str | None) -> str | None:
 
 def evaluate_best(trainer, model, datamodule) -> dict:
     """Validate and test the best checkpoint of a finished fit; print a CCC summary table."""
+    from pathlib import Path
+
     from fer_lightning.callbacks import TracePlot, run_dir
 
     ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
@@ -198,6 +200,14 @@ def evaluate_best(trainer, model, datamodule) -> dict:
         if isinstance(cb, TracePlot) and cb.written:
             lines.append(f"Test predictions: {cb.written['csv']}\nTrace plot:       {cb.written['png']}")
     lines.append(f"Run folder:       {run_dir(trainer)}")
+    for logger in trainer.loggers:
+        if type(logger).__name__.endswith("WandbLogger"):
+            exp = logger.experiment
+            folder = Path(exp.dir).parent if getattr(exp, "dir", None) else None
+            if folder is not None and getattr(exp, "offline", False):
+                lines.append(f"W&B run:          {folder} (offline; upload with: wandb sync {folder})")
+            elif getattr(exp, "url", None):
+                lines.append(f"W&B run:          {exp.url}")
     print("\n".join(lines), flush=True)
     return {"val": val, "test": test, "ckpt": ckpt}
 
