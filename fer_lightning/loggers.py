@@ -39,13 +39,15 @@ class RunWandbLogger(WandbLogger):
     Args:
         save_dir: the experiment's run folder (``runs/<experiment>``).
         project, name, tags, group: as in W&B.
-        online: stream to wandb.ai while training instead of writing offline run files.
+        online: stream to wandb.ai while training instead of writing offline run files (also
+            when the environment says ``WANDB_MODE=online``).
         id: the W&B run to continue (set by the CLI on ``--ckpt_path``).
     """
 
     def __init__(self, save_dir: str = "runs", project: str = "fer-lightning", name: str | None = None,
                  online: bool = False, id: str | None = None, tags: list[str] | None = None,
                  group: str | None = None, log_model: bool = False) -> None:
+        online = online or os.environ.get("WANDB_MODE") == "online"
         if online and not has_wandb_key():
             raise ValueError("W&B online logging needs an API key: run `wandb login` or set WANDB_API_KEY "
                              "(or leave online: false; offline runs upload later with `wandb sync`)")
