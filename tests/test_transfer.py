@@ -87,3 +87,24 @@ def test_latest_finds_the_newest_pretraining_run(tmp_path, monkeypatch):
     assert latest_checkpoint(tmp_path / "runs") == tmp_path / "runs/pretrain_synthetic/logs/version_1/checkpoints/best-epoch=01.ckpt"
     with pytest.raises(FileNotFoundError, match="make pretrain"):
         latest_checkpoint(tmp_path / "nothing")
+
+
+def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from fer_lightning.ablation import main
+
+    path, _ = pretrained
+    config = Path(__file__).resolve().parents[1] / "experiments/ablation_pretrain.yaml"
+    monkeypatch.chdir(tmp_path)
+    overrides = ["--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_size=32",
+                 "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0", f"--data.root={tiny_corpus}",
+                 "--data.train_subjects=2", "--data.windows_per_video=4", "--trainer.max_epochs=1",
+                 "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", "--trainer.accelerator=cpu"]
+    assert main(["--config", str(config), "--init-from", str(path), "--seeds", "0", "1",
+                 "--out", str(tmp_path / "out"), "--", *overrides]) == 0
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert rows[0] == "condition,seed,ccc_valence,ccc_arousal,ccc_mean" and len(rows) == 5
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| pretrained | 2 |" in summary and "| scratch | 2 |" in summary and "±" in summary
+    assert (tmp_path / "out" / "ablation.png").stat().st_size > 10_000

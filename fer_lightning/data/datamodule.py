@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -67,6 +68,8 @@ class AffectDataModule(L.LightningDataModule):
         shuffle_buffer: clips mixed before they leave (``chunked``).
         windows_per_video: training clips per video per epoch (``chunked``; default: as many
             as the tiled windows, i.e. about one pass over every frame).
+        train_subjects: train on this many training subjects only (drawn with ``seed``), for
+            few-subject experiments; validation and test keep all of theirs.
         eval_overlap: fraction of a window that consecutive validation/test windows share
             (0.5: every frame is predicted by two windows and gets their mean; 0: each once).
         seed: the chunked stream's random seed.
@@ -106,6 +109,7 @@ class AffectDataModule(L.LightningDataModule):
         seed: int = 0,
         balance_classes: bool = False,
         eval_overlap: float = 0.5,
+        train_subjects: int | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -153,6 +157,10 @@ class AffectDataModule(L.LightningDataModule):
         by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
         for r in records:
             by_split.setdefault(r.split, []).append(r)
+        if hp.train_subjects:  # a few-subject regime: keep that many training subjects, drawn by seed
+            subjects = sorted({r.subject for r in by_split["train"]})
+            keep = set(np.random.default_rng(hp.seed).permutation(subjects)[: hp.train_subjects].tolist())
+            by_split["train"] = [r for r in by_split["train"] if r.subject in keep]
         span = (hp.clip_len - 1) * hp.frame_step + 1
         common = dict(
             clip_len=hp.clip_len,
