@@ -108,3 +108,52 @@ def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "| pretrained | 2 |" in summary and "| scratch | 2 |" in summary and "±" in summary
     assert (tmp_path / "out" / "ablation.png").stat().st_size > 10_000
+
+
+def test_feature_cache_gives_the_frozen_backbone_s_features_and_the_same_predictions(tiny_corpus, pretrained,
+                                                                                    tmp_path):
+    import decord
+    import numpy as np
+
+    from fer_lightning.data.clips import crop_face
+    from fer_lightning.data.features import load_encoder
+
+    path, _ = pretrained
+    cache = tmp_path / "features"
+    common = dict(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0, augment=False,
+                  eval_overlap=0.0)
+    fdm = AffectDataModule(feature_cache=str(path), feature_cache_dir=str(cache), **common)
+    fdm.setup()
+    folders = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and len(folders[0].name) == 16  # keyed by the checkpoint's hash
+    # independent reference: decode, crop and encode a few frames by hand
+    rec = fdm.split_records("val")[0]
+    encoder, backbone = load_encoder(path)
+    assert backbone == "test_resnet"
+    idx = [i for i in (0, 7, 30) if rec.has_face[i]]
+    frames = decord.VideoReader(str(rec.path)).get_batch(idx).asnumpy()
+    crops = np.stack([crop_face(f, b, 32, 0.2) for f, b in zip(frames, rec.boxes[idx], strict=True)])
+    with torch.no_grad():
+        expected = encoder(torch.from_numpy(crops).permute(0, 3, 1, 2)[None])[0].numpy()
+    cached = np.load(folders[0] / f"{rec.video_id}.npy")
+    np.testing.assert_allclose(cached[idx].astype(np.float32), expected, rtol=2e-2, atol=2e-2)
+    stamp = (folders[0] / f"{rec.video_id}.npy").stat().st_mtime_ns
+    AffectDataModule(feature_cache=str(path), feature_cache_dir=str(cache), **common).setup()
+    assert (folders[0] / f"{rec.video_id}.npy").stat().st_mtime_ns == stamp  # reused, not recomputed
+
+    # the LSTM and head see the same thing either way: predictions agree
+    model = AffectModule(task="finetune", init_from=str(path), freeze_backbone=True, **TINY).eval()
+    from fer_lightning.models.transfer import load_parts
+
+    load_parts(model.net, path, ("encoder",))
+    idm = AffectDataModule(**common)
+    idm.setup()
+    with torch.no_grad():
+        a = model.predict_batch({k: v[None] if torch.is_tensor(v) else [v] for k, v in idm.datasets["val"][0].items()})
+        b = model.predict_batch({k: v[None] if torch.is_tensor(v) else [v] for k, v in fdm.datasets["val"][0].items()})
+    torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+    # and training on features runs, the backbone untouched
+    before = {k: v.clone() for k, v in model.net.encoder.state_dict().items()}
+    trainer(tmp_path, max_epochs=1, limit_train_batches=3).fit(model, datamodule=fdm)
+    assert all(torch.equal(before[k], v) for k, v in model.net.encoder.state_dict().items())

@@ -144,6 +144,13 @@ class ClipDataset(Dataset):
         if self.transform is not None:
             frames = np.ascontiguousarray(self.transform(frames))
 
+        return {"frames": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
+                **self.labels_of(rec_i, index, inside, idx, has_face)}
+
+    def labels_of(self, rec_i: int, index: np.ndarray, inside: np.ndarray, idx: np.ndarray,
+                  has_face: np.ndarray) -> dict:
+        """``targets``, ``mask``, ``video_id`` and ``frame_index`` of a window (see class docs)."""
+        rec = self.records[rec_i]
         if self.task == "finetune":
             values = rec.values[idx][:, self._columns[rec_i]]
             valid = np.isfinite(values).all(axis=1)
@@ -152,11 +159,9 @@ class ClipDataset(Dataset):
             labels = rec.labels[idx]
             valid = labels >= 0
             targets = torch.from_numpy(np.where(valid & has_face, labels, -1).astype(np.int64))
-        mask = has_face & valid
         return {
-            "frames": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
             "targets": targets,
-            "mask": torch.from_numpy(mask),
+            "mask": torch.from_numpy(has_face & valid),
             "video_id": rec.video_id,
             "frame_index": torch.from_numpy(np.where(inside, index, -1).astype(np.int64)),
         }

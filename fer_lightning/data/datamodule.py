@@ -68,6 +68,11 @@ class AffectDataModule(L.LightningDataModule):
         shuffle_buffer: clips mixed before they leave (``chunked``).
         windows_per_video: training clips per video per epoch (``chunked``; default: as many
             as the tiled windows, i.e. about one pass over every frame).
+        feature_cache: a pretraining checkpoint (or ``latest``): its frozen face feature
+            extractor computes every frame's features once (cached under ``feature_cache_dir``,
+            keyed by the checkpoint's hash) and clips carry ``features`` instead of frames, so
+            only the LSTM and head train. No image augmentation then.
+        feature_cache_dir: where (default: ``<face_store>/features``, else ``<root>/features``).
         train_subjects: train on this many training subjects only (drawn with ``seed``), for
             few-subject experiments; validation and test keep all of theirs.
         eval_overlap: fraction of a window that consecutive validation/test windows share
@@ -110,6 +115,8 @@ class AffectDataModule(L.LightningDataModule):
         balance_classes: bool = False,
         eval_overlap: float = 0.5,
         train_subjects: int | None = None,
+        feature_cache: str | None = None,
+        feature_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -170,6 +177,21 @@ class AffectDataModule(L.LightningDataModule):
             task=hp.task,
             target_names=hp.target_names,
         )
+        if hp.feature_cache:
+            from fer_lightning.data.features import FeatureClipDataset, build_feature_cache
+            from fer_lightning.models.transfer import latest_checkpoint
+
+            ckpt = latest_checkpoint() if hp.feature_cache == "latest" else Path(hp.feature_cache)
+            cache_root = hp.feature_cache_dir or str(Path(hp.face_store or self.root) / "features")
+            folder = build_feature_cache([r for rs in by_split.values() for r in rs], ckpt, cache_root,
+                                         hp.image_size, margin)
+            for split in SPLITS:
+                train = split == "train"
+                self.datasets[split] = FeatureClipDataset(
+                    by_split[split], folder,
+                    stride=(hp.train_stride or max(1, span // 2)) if train else max(1, round(span * (1 - hp.eval_overlap))),
+                    pad_last=not train, **common)
+            return
         for split in SPLITS:
             train = split == "train"
             self.datasets[split] = ClipDataset(
@@ -210,7 +232,7 @@ class AffectDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         clips = self.datasets["train"]
-        if hp.train_reader == "random":
+        if hp.train_reader == "random" or hp.feature_cache:  # cached features: no video to read
             if not hp.balance_classes:
                 return self._loader("train", shuffle=True)
             inv = inverse_class_frequency(clips.records, len(hp.class_names))

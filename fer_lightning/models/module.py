@@ -168,6 +168,14 @@ class AffectModule(L.LightningModule):
         """(B, T, 3, H, W) uint8 -> (B, T, D) predictions or (B, T, C) logits."""
         return self.net(frames)
 
+    def predict_batch(self, batch: dict) -> Tensor:
+        """Predictions for a batch of face clips (``frames``), or of cached backbone features
+        (``features``, (B, T, F)): then only the LSTM and head run."""
+        if "features" in batch:
+            net = self.net
+            return net.head(net.dropout(net.temporal(batch["features"].to(net.head.weight.dtype))))
+        return self(batch["frames"])
+
     def loss(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
         if self.task == "finetune":
             return ccc_loss(preds, targets, mask)
@@ -177,20 +185,20 @@ class AffectModule(L.LightningModule):
         return F.cross_entropy(preds.reshape(-1, preds.shape[-1]).float(), labels, ignore_index=-1)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        preds = self(batch["frames"])
+        preds = self.predict_batch(batch)
         loss = self.loss(preds, batch["targets"], batch["mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=preds.shape[0])
         if not torch.isfinite(loss):
             self._stop_on_bad_loss(loss)
         now = time.perf_counter()  # throughput including data loading: batch end to batch end
         if self._last_batch_end is not None:
-            frames = batch["frames"].shape[0] * batch["frames"].shape[1]
+            frames = batch["mask"].numel()
             self.log("train/frames_per_s", frames / max(1e-9, now - self._last_batch_end), batch_size=preds.shape[0])
         self._last_batch_end = now
         return loss
 
     def _eval_step(self, batch: dict, stage: str) -> dict:
-        preds = self(batch["frames"])
+        preds = self.predict_batch(batch)
         targets, mask = batch["targets"], batch["mask"]
         self.log(f"{stage}/loss", self.loss(preds, targets, mask), batch_size=preds.shape[0], sync_dist=True)
         m = self.metrics[stage]
@@ -245,7 +253,7 @@ class AffectModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        preds = self(batch["frames"])
+        preds = self.predict_batch(batch)
         if self.task == "pretrain":
             preds = preds.softmax(-1)
         return {"preds": preds, "video_id": batch["video_id"], "frame_index": batch["frame_index"]}
