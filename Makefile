@@ -70,6 +70,7 @@ bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/face_store_codec.py
 	$(BIN)/python benchmarks/datamodule.py
+	$(BIN)/python benchmarks/feature_cache.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache
