@@ -47,3 +47,11 @@ def test_unknown_dataset_is_named(tmp_path):
 def test_help_lists_synth(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and "synth" in proc.stdout
+
+
+def test_a_missing_face_store_says_which_command_to_run(tiny_corpus, tmp_path):
+    proc = run_cli("fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+                   "--config", str(ROOT / "experiments/presets/debug.yaml"), f"--data.root={tiny_corpus}",
+                   f"--data.face_store={tmp_path / 'nostore'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "fer-lightning preprocess --input" in proc.stderr and "nostore" in proc.stderr

@@ -151,7 +151,15 @@ class AffectDataModule(L.LightningDataModule):
         records = load_dataset(hp.dataset, self.root, skipped=left_out, **args)
         margin = hp.face_margin
         if hp.face_store:
+            if not (Path(hp.face_store) / "meta").is_dir():
+                raise FileNotFoundError(
+                    f"data.face_store: no face-clip store at {hp.face_store}; make it first with "
+                    f"`fer-lightning preprocess --input {self.root} --output {hp.face_store}`")
             records, missing = attach_store(records, hp.face_store)
+            if records == [] and missing:
+                raise FileNotFoundError(
+                    f"none of the {len(missing)} videos of {self.root} is in the face store {hp.face_store}: "
+                    f"run `fer-lightning preprocess --input {self.root} --output {hp.face_store}` first")
             margin = 0.0  # store frames are already aligned crops with their own margin
             left_out += [(vid, f"not in the face store {hp.face_store}") for vid in missing]
         if left_out:
