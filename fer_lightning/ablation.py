@@ -28,7 +28,8 @@ def run_one(config: str, condition: str, seed: int, init_from: str | None, extra
             f"--trainer.logger.init_args.name={condition}_seed{seed}", *extra]
     cli = lightning_main(args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    result = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)[0]
+    best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
+    result = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)[0]
     return {"condition": condition, "seed": seed, **{m.split("/")[1]: float(result[m]) for m in METRICS}}
 
 

@@ -100,6 +100,7 @@ def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path
     overrides = ["--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_size=32",
                  "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0", f"--data.root={tiny_corpus}",
                  "--data.train_subjects=2", "--data.windows_per_video=4", "--trainer.max_epochs=1",
+                 "--trainer.check_val_every_n_epoch=1",
                  "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", "--trainer.accelerator=cpu"]
     assert main(["--config", str(config), "--init-from", str(path), "--seeds", "0", "1",
                  "--out", str(tmp_path / "out"), "--", *overrides]) == 0

@@ -185,6 +185,10 @@ class AffectDataModule(L.LightningDataModule):
             task=hp.task,
             target_names=hp.target_names,
         )
+
+        def stride(train: bool) -> int:  # training: half-overlapping tiles; evaluation: eval_overlap
+            return (hp.train_stride or max(1, span // 2)) if train else max(1, round(span * (1 - hp.eval_overlap)))
+
         if hp.feature_cache:
             from fer_lightning.data.features import FeatureClipDataset, build_feature_cache
             from fer_lightning.models.transfer import latest_checkpoint
@@ -197,14 +201,14 @@ class AffectDataModule(L.LightningDataModule):
                 train = split == "train"
                 self.datasets[split] = FeatureClipDataset(
                     by_split[split], folder,
-                    stride=(hp.train_stride or max(1, span // 2)) if train else max(1, round(span * (1 - hp.eval_overlap))),
+                    stride=stride(train),
                     pad_last=not train, **common)
             return
         for split in SPLITS:
             train = split == "train"
             self.datasets[split] = ClipDataset(
                 by_split[split],
-                stride=(hp.train_stride or max(1, span // 2)) if train else max(1, round(span * (1 - hp.eval_overlap))),
+                stride=stride(train),
                 transform=self._augment() if train else None,
                 pad_last=not train,  # evaluation windows reach every frame; the metric stitches them
                 on_read_error="mask",  # a file that breaks mid-epoch is masked and named, not a crash
