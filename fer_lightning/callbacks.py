@@ -14,8 +14,12 @@ from fer_lightning.data.tracking import face_runs
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """Where this run's files go: the logger's versioned folder, else the root dir."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """Where this run's files go: the first logger's versioned folder, else the root dir.
+
+    Read from the logger itself: ``trainer.log_dir`` broadcasts from rank zero, a collective
+    that deadlocks when only rank zero asks."""
+    log_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
+    return Path(log_dir or trainer.default_root_dir)
 
 
 class TracePlot(L.Callback):
@@ -63,6 +67,14 @@ class TracePlot(L.Callback):
 
     def _write(self, trainer, pl_module, stage: str) -> None:
         frames, self._frames = self._frames, defaultdict(list)
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank scored a share of the windows: rank zero writes them all
+            shares = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shares, dict(frames))
+            frames = defaultdict(list)
+            for share in shares:
+                for vid, parts in (share or {}).items():
+                    frames[vid] += parts
         if not frames or not trainer.is_global_zero:
             return
         names = list(pl_module.target_names)
@@ -119,7 +131,8 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
         for d, name in enumerate(names):
             ax = axes[row, 0]
             row += 1
-            metric = ConcordanceCC(1)
+            # local only: this runs on rank zero, so a metric that syncs across ranks would hang
+            metric = ConcordanceCC(1, sync_on_compute=False)
             metric.update(torch.from_numpy(pred[:, d]), torch.from_numpy(true[:, d]), torch.from_numpy(mask))
             ccc = float(metric.compute().reshape(-1)[0])
             ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
