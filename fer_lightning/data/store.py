@@ -24,6 +24,7 @@ unfinished videos.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -124,11 +125,13 @@ def _choose_outputs(video_id: str, groups: list[list], faces: str, min_frames: i
     frames (``faces="all"``), named ``<video>_left``/``<video>_right`` for two faces and
     ``<video>_face1``.. left to right for more; one face, or none, keeps the video's own id."""
     if faces == "all":
-        sized = [g for g in groups if _combine(tracker, "", g, n).has_face.sum() >= min_frames]
+        faces_of = [(g, _combine(tracker, "", g, n)) for g in groups]
+        sized = [(g, out) for g, out in faces_of if out.has_face.sum() >= min_frames]
         if len(sized) >= 2:
-            sized.sort(key=lambda g: float(g[0].median_box()[[0, 2]].mean()))
+            sized.sort(key=lambda pair: float(pair[0][0].median_box()[[0, 2]].mean()))
             names = ["left", "right"] if len(sized) == 2 else [f"face{i + 1}" for i in range(len(sized))]
-            return [_combine(tracker, f"{video_id}_{name}", g, n) for name, g in zip(names, sized, strict=True)]
+            return [dataclasses.replace(out, video_id=f"{video_id}_{name}")
+                    for name, (_, out) in zip(names, sized, strict=True)]
     return [_combine(tracker, video_id, groups[0] if groups else [], n)]
 
 
@@ -474,8 +477,6 @@ def attach_store(records: list, store: str | Path) -> tuple[list, list[str]]:
     report as skipped. A store whose frame count differs from the record's is an error: labels
     would no longer line up with frames.
     """
-    import dataclasses
-
     import pandas as pd
 
     store = Path(store)

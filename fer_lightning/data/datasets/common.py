@@ -17,12 +17,13 @@ def video_info(path: str | Path) -> tuple[float, int, int, int]:
     return float(reader.get_avg_fps()), len(reader), w, h
 
 
-def whole_frame_record(video_id: str, path: Path, subject: str, split: str, values: np.ndarray,
-                       fps: float, num_frames: int, width: int, height: int, **extra) -> VideoRecord:
+def whole_frame_record(video_id: str, path: Path, subject: str, split: str, values: np.ndarray | None,
+                       fps: float, num_frames: int, width: int, height: int, labels: np.ndarray | None = None,
+                       **extra) -> VideoRecord:
     """A record whose face box is the whole frame: real corpora get their faces from a face
     store (``data.face_store``, made by ``fer-lightning preprocess``), which replaces path,
     boxes and has_face; without one, clips show the whole frame."""
     boxes = np.tile(np.array([[0, 0, width, height]], np.float32), (num_frames, 1))
     return VideoRecord(video_id=video_id, path=path, subject=subject, split=split, fps=fps,
                        num_frames=num_frames, has_face=np.ones(num_frames, bool), boxes=boxes,
-                       values=values, extra={"face_margin": 0.0, **extra})
+                       values=values, labels=labels, extra={"face_margin": 0.0, **extra})

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fer_lightning.data.datasets import register_dataset
-from fer_lightning.data.datasets.common import video_info
+from fer_lightning.data.datasets.common import video_info, whole_frame_record
 from fer_lightning.data.records import VideoRecord
 from fer_lightning.data.splits import SPLIT_NAMES, subject_splits
 from fer_lightning.data.synthetic import EMOTIONS
@@ -103,11 +103,9 @@ def load_emotion_manifest(
         if split and split not in SPLIT_NAMES:
             raise ValueError(f"{path}: unknown split {split!r} for {vid}; use {', '.join(SPLIT_NAMES)}")
         histogram = np.bincount(labels[labels >= 0], minlength=len(class_names)).tolist()
-        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (n, 1))
-        records.append(VideoRecord(video_id=vid, path=video, subject=subject, split=split, fps=fps, num_frames=n,
-                                   has_face=np.ones(n, bool), boxes=boxes, labels=labels,
-                                   extra={"face_margin": 0.0, "class_counts": histogram,
-                                          "label_counts": {"frames": n, "labelled": int((labels >= 0).sum())}}))
+        records.append(whole_frame_record(vid, video, subject=subject, split=split, values=None, fps=fps,
+                                          num_frames=n, width=w, height=h, labels=labels, class_counts=histogram,
+                                          label_counts={"frames": n, "labelled": int((labels >= 0).sum())}))
     undecided = [r for r in records if not r.split]
     if undecided:
         assign = subject_splits([r.subject for r in undecided], split_fractions, seed)
