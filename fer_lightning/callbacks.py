@@ -1,4 +1,5 @@
-"""Callbacks: per-frame predictions of evaluation runs written as CSV and plotted as traces."""
+"""Callbacks: per-frame predictions of evaluation runs written as CSV and plotted as traces; a
+ModelCheckpoint whose ``last.ckpt`` is the last epoch."""
 
 from __future__ import annotations
 
@@ -20,6 +21,29 @@ def run_dir(trainer: L.Trainer) -> Path:
     that deadlocks when only rank zero asks."""
     log_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
     return Path(log_dir or trainer.default_root_dir)
+
+
+class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with ``save_last`` meaning the newest epoch again.
+
+    Lightning 2.6 writes ``last.ckpt`` only at steps where a top-k checkpoint is also saved, so
+    with a monitored metric ``last.ckpt`` became a copy of the best epoch, and a run resumed
+    from it (``--ckpt_path=last``) would train again the epochs after the best one. Here
+    ``last.ckpt`` is also written whenever the parent skipped it."""
+
+    def _save_last_if_skipped(self, trainer: L.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_skipped(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_skipped(trainer)
 
 
 class TracePlot(L.Callback):

@@ -120,16 +120,40 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
 
     class FerLightningCLI(LightningCLI):
         def before_instantiate_classes(self) -> None:
-            # resuming: continue the W&B run the checkpoint names
+            from fer_lightning.cluster import check_launch, hpc_checkpoint, in_slurm_job
+
+            check_launch()
+            cfg = self.config[self.subcommand]
+            loggers = cfg["trainer"].get("logger")
+            loggers = loggers if isinstance(loggers, list) else [loggers] if loggers else []
+            if run_root := cfg.get("run_root"):
+                # one folder for the whole run: checkpoints, HPC checkpoints, CSV logs, W&B files
+                cfg["trainer"]["default_root_dir"] = run_root
+                for logger in loggers:
+                    if "save_dir" in getattr(logger, "init_args", {}):
+                        logger.init_args.save_dir = run_root
             if self.subcommand != "fit":
                 return
-            cfg = self.config["fit"]
-            run_id = resumed_wandb_id(cfg.get("ckpt_path"), cfg["trainer"].get("default_root_dir"))
-            loggers = cfg["trainer"].get("logger")
-            if run_id and isinstance(loggers, list):
-                for logger in loggers:
-                    if str(getattr(logger, "class_path", "")).endswith("RunWandbLogger"):
-                        logger.init_args.id = run_id
+            # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its W&B run
+            ckpt = cfg.get("ckpt_path")
+            if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(cfg["trainer"].get("default_root_dir"))):
+                print(f"requeued SLURM job: resuming from {hpc}", flush=True)
+                ckpt = str(hpc)
+            run_id = resumed_wandb_id(ckpt, cfg["trainer"].get("default_root_dir"))
+            for logger in loggers:
+                if run_id and str(getattr(logger, "class_path", "")).endswith("RunWandbLogger"):
+                    logger.init_args.id = run_id
+
+        def instantiate_trainer(self, **kwargs):
+            from lightning.pytorch.plugins.io import CheckpointIO
+
+            from fer_lightning.checkpoint_io import AtomicCheckpointIO
+
+            plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+            plugins = plugins if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(p, CheckpointIO) for p in plugins):
+                kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+            return super().instantiate_trainer(**kwargs)
 
         def add_arguments_to_parser(self, parser) -> None:
             # one source of truth for what the data holds; the model's head follows it
@@ -141,6 +165,14 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
                 type=bool,
                 default=False,
                 help="after fit, validate and test the best checkpoint and print a summary table",
+            )
+            parser.add_argument(
+                "--run_root",
+                type=str | None,
+                default=None,
+                help="put the whole run in this folder: the trainer's default_root_dir (checkpoints, SLURM "
+                     "HPC checkpoints) and every logger's save_dir (the SLURM templates pass "
+                     "runs/<experiment>/slurm-<job id>, so a requeued job finds its own checkpoint)",
             )
 
         def after_fit(self) -> None:
@@ -186,6 +218,8 @@ def evaluate_best(trainer, model, datamodule) -> dict:
     ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    if not trainer.is_global_zero:  # the table, paths and W&B run are rank zero's to report
+        return {"val": val, "test": test, "ckpt": ckpt}
     names = model.target_names if model.task == "finetune" else ()
     lines = [f"\nBest checkpoint: {ckpt or '(final weights)'}"]
     if model.task == "finetune":
@@ -218,7 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
         return {"synth": synth_main, "preprocess": preprocess_main, "data": data_main}[args[0]](args[1:])
-    lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+    from fer_lightning.cluster import LaunchError
+
+    try:
+        lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+    except LaunchError as err:
+        print(f"fer-lightning: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

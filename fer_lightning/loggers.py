@@ -54,6 +54,26 @@ class RunWandbLogger(WandbLogger):
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(save_dir=save_dir, project=project, name=name, offline=not online, id=id,
                          resume="allow" if id else None, tags=tags, group=group, log_model=log_model)
+        self._closed_for_requeue = False
+
+    @property
+    def experiment(self):
+        if self._closed_for_requeue:  # the job is being requeued: what is left to log goes nowhere
+            from lightning.fabric.loggers.logger import _DummyExperiment
+
+            return _DummyExperiment()
+        return super().experiment
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        from fer_lightning.cluster import in_slurm_job
+
+        # Lightning's SLURM requeue handler finalizes with "finished", saves the HPC checkpoint and
+        # requeues; SLURM then kills the job. Close the run now so that its file is complete (a
+        # killed W&B process leaves an empty one); the requeued job reopens it by id.
+        if status == "finished" and in_slurm_job() and self._experiment is not None:
+            self._experiment.finish()
+            self._closed_for_requeue = True
 
 
 def wandb_run_id(trainer) -> str | None:

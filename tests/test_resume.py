@@ -71,3 +71,23 @@ def test_a_nan_loss_stops_with_a_message_and_the_last_good_weights(tiny_corpus, 
     assert saved["global_step"] == 2
     for name, value in saved["state_dict"].items():
         assert torch.equal(value, model.state_dict()[name]), name  # the weights as they were
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_the_metric_stops_improving(tmp_path):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from fer_lightning.callbacks import ModelCheckpoint
+
+    class Worsening(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val/score", float(self.current_epoch))  # best at epoch 0 with mode="min"
+            return super().validation_step(batch, batch_idx)
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path, monitor="val/score", mode="min", save_last=True, filename="best")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[ckpt])
+    trainer.fit(Worsening())
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    best = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 6)  # Lightning 2.6's own: (0, 2), a copy of best
+    assert best["global_step"] == 2

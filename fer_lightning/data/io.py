@@ -13,11 +13,15 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+def atomic_path(path: str | Path, keep_suffix: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    ``keep_suffix`` keeps the extension (writers that pick a format by it need it); without it
+    the temporary name ends in ``.tmp``, so that globs such as ``*.ckpt`` never see it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tail = f".tmp{path.suffix}" if keep_suffix else f"{path.suffix}.tmp"
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{tail}")
     try:
         yield tmp
         os.replace(tmp, path)

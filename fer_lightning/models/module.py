@@ -212,7 +212,12 @@ class AffectModule(L.LightningModule):
         return {"preds": preds.detach()}
 
     def _eval_epoch_end(self, stage: str) -> None:
+        import warnings
+
         m = self.metrics[stage]
+        # these values are already global: every metric gathers all ranks' frames before it
+        # computes, so Lightning's advice to average them again with sync_dist does not apply
+        warnings.filterwarnings("ignore", message=r".*sync_dist=True.* when logging on epoch level")
         if self.task == "finetune":
             pooled, per_seq = m["ccc"].compute_pooled(), m["ccc"].compute()
             for i, name in enumerate(self.target_names):

@@ -1,0 +1,58 @@
+"""Running under SLURM: is this process launched the way Lightning needs, which job is it, and
+which checkpoint does a requeued job resume from.
+
+Lightning's ``SLURMEnvironment`` reads ranks from the variables ``srun`` sets for each task;
+``experiments/slurm/*.sbatch`` start one task per device with ``srun``. A process started in a
+multi-task allocation without ``srun`` would wait forever for ranks that were never started,
+so :func:`check_launch` stops it with instructions instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+HPC_CKPT = re.compile(r"^hpc_ckpt_(\d+)\.ckpt$")
+
+
+class LaunchError(RuntimeError):
+    """The process was started in a way that cannot work (the message says how to launch)."""
+
+
+def in_slurm_job(environ: Mapping[str, str] = os.environ) -> bool:
+    """Inside a SLURM allocation (batch script, salloc shell or srun task)."""
+    return "SLURM_JOB_ID" in environ
+
+
+def slurm_job_id(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The job's id as ``scontrol`` names it: ``<array job>_<task>`` for array tasks."""
+    if "SLURM_ARRAY_JOB_ID" in environ and "SLURM_ARRAY_TASK_ID" in environ:
+        return f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']}"
+    return environ.get("SLURM_JOB_ID")
+
+
+def check_launch(environ: Mapping[str, str] = os.environ) -> None:
+    """Raise :class:`LaunchError` when a multi-task SLURM allocation runs us without ``srun``."""
+    if not in_slurm_job(environ):
+        return
+    tasks = int(environ.get("SLURM_NTASKS", "1") or 1)
+    if tasks > 1 and "SLURM_STEP_ID" not in environ:
+        raise LaunchError(
+            f"this SLURM job ({slurm_job_id(environ)}) has {tasks} tasks, but fer-lightning was started "
+            "without srun, so the other ranks do not exist and training would wait for them forever. "
+            "Start one process per task with srun, as the templates do:\n"
+            "    srun fer-lightning fit --config ... --trainer.devices=$SLURM_NTASKS_PER_NODE "
+            "--trainer.num_nodes=$SLURM_NNODES\n"
+            "or submit a template: sbatch experiments/slurm/fit_one_node.sbatch experiments/<experiment>.yaml")
+
+
+def hpc_checkpoint(root: str | Path | None) -> Path | None:
+    """The checkpoint Lightning resumes a requeued SLURM job from: ``hpc_ckpt_<N>.ckpt`` with
+    the highest N in the run folder (the trainer's ``default_root_dir``), or None."""
+    folder = Path(root or ".")
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := HPC_CKPT.match(p.name))]
+    return max(found)[1] if found else None
