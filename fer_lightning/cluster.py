@@ -56,3 +56,18 @@ def hpc_checkpoint(root: str | Path | None) -> Path | None:
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := HPC_CKPT.match(p.name))]
     return max(found)[1] if found else None
+
+
+def check_hpc_owner(path: Path, environ: Mapping[str, str] = os.environ) -> None:
+    """Raise :class:`LaunchError` when the HPC checkpoint Lightning is about to resume from was
+    saved by another SLURM job (runs that share a folder would continue each other)."""
+    import torch
+
+    saved_by = torch.load(path, map_location="cpu", weights_only=True).get("slurm_job_id")
+    this_job = slurm_job_id(environ)
+    if saved_by is not None and saved_by != this_job:
+        raise LaunchError(
+            f"{path} was saved by SLURM job {saved_by}, not by this job ({this_job}), and Lightning resumes "
+            "any SLURM job from the HPC checkpoint in its run folder. Give each job its own folder with "
+            "--run_root=runs/<experiment>/slurm-$SLURM_JOB_ID (the templates in experiments/slurm do), "
+            "or move the file away to start afresh.")

@@ -133,6 +133,12 @@ def test_template_trains_two_ranks_then_survives_preemption(cluster, work, tiny_
     steps = [row["trainer/global_step"] for row in runs[1]["history"] if "trainer/global_step" in row]
     assert steps and min(steps) >= saved_step - 1, steps  # the second attempt continues, not restarts
 
+    # 3. another job pointed at that run folder must not silently continue the preempted run
+    other = cluster.sbatch([*SBATCH_CPU, TEMPLATE, EXPERIMENT, *tiny(tiny_corpus)], cwd=work,
+                           env={**job_env(), "RUN_ROOT": str(run_root.relative_to(work))})
+    cluster.wait(other, {"FAILED"}, timeout=180)
+    assert f"was saved by SLURM job {job}, not by this job ({other})" in job_log(work, other), job_log(work, other)
+
 
 def test_a_dying_rank_fails_the_job_quickly_and_says_which(cluster, work, tiny_corpus):
     job = cluster.sbatch([*SBATCH_CPU, TEMPLATE, EXPERIMENT, *tiny(tiny_corpus), "--trainer.max_epochs=50",

@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from fer_lightning.cluster import slurm_job_id
 from fer_lightning.data.clips import TASKS
 from fer_lightning.data.synthetic import EMOTIONS
 from fer_lightning.loggers import wandb_run_id
@@ -119,6 +120,8 @@ class AffectModule(L.LightningModule):
         }
         if self._trainer is not None and (run_id := wandb_run_id(self.trainer)):
             checkpoint["wandb_run_id"] = run_id  # a resumed run continues this W&B run
+        if job := slurm_job_id():
+            checkpoint["slurm_job_id"] = job  # only this job may resume from its HPC checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
