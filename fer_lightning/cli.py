@@ -19,6 +19,11 @@ TOOLS = {
 }
 
 
+# how a collective reports that a peer process is gone (gloo on CPU; NCCL's watchdog on GPU)
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "NCCL communicator was aborted",
+             "Watchdog caught collective operation timeout", "ProcessGroupNCCL is aborted")
+
+
 def synth_main(argv: Sequence[str]) -> int:
     """``fer-lightning synth``: write the synthetic corpus (see fer_lightning.data.synthetic)."""
     from fer_lightning.data.synthetic import SynthConfig, generate_corpus
@@ -121,6 +126,7 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
     class FerLightningCLI(LightningCLI):
         def before_instantiate_classes(self) -> None:
             from fer_lightning.cluster import (
+                LaunchError,
                 check_hpc_owner,
                 check_launch,
                 hpc_checkpoint,
@@ -139,6 +145,11 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
                         logger.init_args.save_dir = run_root
             if self.subcommand != "fit":
                 return
+            trainer = cfg["trainer"]
+            if trainer.get("sync_batchnorm") and not _training_on_gpu(trainer.get("accelerator")):
+                raise LaunchError("trainer.sync_batchnorm: SyncBatchNorm trains on GPUs only (torch's kernel); "
+                                  "leave it false on CPU (validate and test accept it: BatchNorm does not sync "
+                                  "in eval mode)")
             # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its W&B run
             ckpt = cfg.get("ckpt_path")
             if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(cfg["trainer"].get("default_root_dir"))):
@@ -195,6 +206,13 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
         parser_kwargs={"description": "fer-lightning: facial affect from video. Also: "
                        + "; ".join(f"'fer-lightning {k}' to {v}" for k, v in TOOLS.items())},
     )
+
+
+def _training_on_gpu(accelerator) -> bool:
+    import torch
+
+    name = str(accelerator or "auto").lower()
+    return name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
 
 
 def resumed_wandb_id(ckpt_path: str | None, root: str | None) -> str | None:
@@ -265,6 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LaunchError as err:
         print(f"fer-lightning: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if not any(sign in str(err) for sign in PEER_LOST):
+            raise
+        import os
+
+        rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "?"))
+        print(f"fer-lightning: rank {rank} stops because another rank of this distributed run ended first "
+              f"(its own output above says why: out of memory, a crash, a lost node). Collective error: "
+              f"{str(err).splitlines()[0][:300]}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,6 +16,7 @@ TINY = ["--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_s
 
 
 def cli(cwd, *args):
+    cwd.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     proc = subprocess.run([sys.executable, "-m", "fer_lightning.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -30,20 +31,60 @@ def logged(run_root: Path) -> dict:
     return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
 
 
+def global_step(run_root: Path) -> int:
+    import torch
+
+    last = max(run_root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+
+
 @pytest.mark.ddp
-def test_two_gloo_ranks_score_a_checkpoint_like_one_process(tiny_corpus, tmp_path):
+def test_two_gloo_ranks_split_training_and_score_exactly_like_one_process(tiny_corpus, tmp_path):
     base = ["--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config",
             str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", *TINY]
-    cli(tmp_path, "fit", *base, "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
-        "--trainer.limit_val_batches=1", "--evaluate_after_fit=false")
-    ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
-    runs = tmp_path / "runs" / "finetune_synthetic" / "logs"
-    cli(tmp_path, "validate", *base, f"--ckpt_path={ckpt}")
-    single = logged(runs)
-    cli(tmp_path, "validate", *base, "--config", str(ROOT / "experiments/presets/ddp.yaml"),
-        "--trainer.devices=2", f"--ckpt_path={ckpt}")
-    ddp = logged(runs)
-    assert set(single) >= {"val/ccc_valence", "val/ccc_arousal", "val/seq_ccc_valence", "val/ccc_mean"}
-    for key, value in single.items():
-        if "ccc" in key:  # pooled and per-video CCC: the same frames, each once
-            assert ddp[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (key, single, ddp)
+    ddp = ["--config", str(ROOT / "experiments/presets/ddp.yaml"), "--trainer.devices=2"]
+    one_epoch = ["--trainer.max_epochs=1", "--trainer.limit_val_batches=1", "--evaluate_after_fit=false"]
+    cli(tmp_path / "single", "fit", *base, *one_epoch)
+    cli(tmp_path / "ddp", "fit", *base, *ddp, *one_epoch)
+    single_steps, ddp_steps = global_step(tmp_path / "single" / "runs"), global_step(tmp_path / "ddp" / "runs")
+    # one epoch is every training clip once: two ranks take half the steps each (no clip twice)
+    assert single_steps >= 10 and abs(2 * ddp_steps - single_steps) <= 1, (single_steps, ddp_steps)
+
+    ckpt = max((tmp_path / "ddp" / "runs").rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    runs = tmp_path / "ddp" / "runs" / "finetune_synthetic" / "logs"
+    # clip_len 75: each 3 s validation video is one window, fewer windows than ranks (padding)
+    for clip_len in (4, 75):
+        clip = [f"--data.clip_len={clip_len}", f"--ckpt_path={ckpt}"]
+        cli(tmp_path / "ddp", "validate", *base, *clip)
+        single = logged(runs)
+        cli(tmp_path / "ddp", "validate", *base, *ddp, *clip, "--trainer.sync_batchnorm=true")
+        two = logged(runs)
+        assert set(single) >= {"val/ccc_valence", "val/ccc_arousal", "val/seq_ccc_valence", "val/ccc_mean"}
+        for key, value in single.items():
+            if "ccc" in key:  # pooled and per-video CCC: the same frames, each once
+                assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (clip_len, key, single, two)
+
+
+@pytest.mark.ddp
+def test_a_dying_rank_ends_the_whole_run_with_its_exit_code(tiny_corpus, tmp_path):
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(ROOT / "tests"), PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_lightning.cli", "fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+         "--config", str(ROOT / "experiments/presets/cpu.yaml"), "--config", str(ROOT / "experiments/presets/ddp.yaml"),
+         "--trainer.devices=2", f"--data.root={tiny_corpus}", *TINY, "--trainer.max_epochs=100",
+         "--trainer.callbacks+=faults.ExitOnRank", "--trainer.callbacks.init_args.step=2",
+         "--trainer.callbacks.init_args.code=3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # no hang: bounded by the timeout
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "rank 1 exits with code 3" in out, out[-3000:]
+    # the survivor says why it stops (gloo saw the peer go) unless Lightning's launcher killed it first
+    assert ("another rank of this distributed run ended first" in out or "terminated with code 3" in out), out[-3000:]
+
+
+def test_sync_batchnorm_training_on_cpu_is_refused_with_the_reason(tmp_path):
+    env = dict(os.environ, WANDB_MODE="offline")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_lightning.cli", "fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+         "--config", str(ROOT / "experiments/presets/cpu.yaml"), "--trainer.sync_batchnorm=true", *TINY],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "SyncBatchNorm trains on GPUs only" in proc.stderr, proc.stderr[-2000:]
