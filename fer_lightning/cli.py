@@ -3,6 +3,7 @@
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
     fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --faces all --workers W]
     fer-lightning data check --dataset NAME --root DIR [--dataset-args JSON --face-store STORE]
+    fer-lightning export --ckpt CKPT [--format onnx|torchscript --out PATH]
     fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
 """
 
@@ -16,6 +17,7 @@ TOOLS = {
     "synth": "generate the synthetic face-video corpus",
     "preprocess": "detect, track, align and crop faces into a face-clip store",
     "data": "data check: what an adapter reads from a corpus (JSON summary)",
+    "export": "export a checkpoint as ONNX (dynamic batch and time) or TorchScript, checked for parity",
 }
 
 
@@ -275,7 +277,10 @@ def evaluate_best(trainer, model, datamodule) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
-        return {"synth": synth_main, "preprocess": preprocess_main, "data": data_main}[args[0]](args[1:])
+        from fer_lightning.export import export_main
+
+        tools = {"synth": synth_main, "preprocess": preprocess_main, "data": data_main, "export": export_main}
+        return tools[args[0]](args[1:])
     from fer_lightning.cluster import LaunchError
 
     try:
