@@ -18,7 +18,7 @@ def test_training_learns_affect_of_held_out_subjects(tmp_path):
     L.seed_everything(0, workers=True)
     dm = AffectDataModule(root=str(root), clip_len=16, image_size=48, batch_size=16, num_workers=1, augment=False)
     model = AffectModule(backbone="resnet10t", hidden_size=32, num_layers=1, lr=2e-3, warmup_steps=20, dropout=0.0)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=8, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(accelerator="cpu", max_epochs=12, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, default_root_dir=tmp_path)
     before = trainer.test(model, datamodule=dm, verbose=False)[0]
