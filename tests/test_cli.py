@@ -55,3 +55,18 @@ def test_a_missing_face_store_says_which_command_to_run(tiny_corpus, tmp_path):
                    f"--data.face_store={tmp_path / 'nostore'}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "fer-lightning preprocess --input" in proc.stderr and "nostore" in proc.stderr
+
+
+def test_causal_preset_trains_a_unidirectional_model(tiny_corpus, tmp_path):
+    import torch
+
+    proc = run_cli("fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+                   "--config", str(ROOT / "experiments/presets/cpu.yaml"),
+                   "--config", str(ROOT / "experiments/presets/causal.yaml"),
+                   f"--data.root={tiny_corpus}", "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
+                   "--evaluate_after_fit=false", "--data.num_workers=0", f"--run_root={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["bidirectional"] is False
+    lstm = ckpt["state_dict"]
+    assert not any("reverse" in k for k in lstm) and any("weight_ih_l0" in k for k in lstm)

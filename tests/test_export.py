@@ -7,27 +7,17 @@ import json
 import subprocess
 import sys
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from fer_lightning.data.datamodule import AffectDataModule
 from fer_lightning.export import export
 from fer_lightning.models import AffectModule
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_corpus, tmp_path_factory):
-    L.seed_everything(0)
-    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1)
-    dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0)
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
-    trainer.fit(model, datamodule=dm)
-    path = tmp_path_factory.mktemp("export") / "model.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def reference(ckpt, x: torch.Tensor) -> np.ndarray:

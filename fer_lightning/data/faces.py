@@ -187,3 +187,14 @@ def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> n
     if side == size:
         return np.ascontiguousarray(roi)
     return cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def face_crop(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None, size: int, margin: float) -> np.ndarray:
+    """Preprocessing's crop: aligned on the five landmarks when they are all known, else the
+    square around the box (also when the landmarks are degenerate)."""
+    if landmarks is not None and np.isfinite(landmarks).all():
+        try:
+            return align_face(frame, landmarks, size, margin)
+        except ValueError:
+            pass
+    return crop_face(frame, box, size, margin)

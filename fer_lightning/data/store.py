@@ -136,14 +136,9 @@ def _choose_outputs(video_id: str, groups: list[list], faces: str, min_frames: i
 
 
 def _face_crop(frame: np.ndarray, box: np.ndarray, marks: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    from fer_lightning.data.faces import align_face, crop_face
+    from fer_lightning.data.faces import face_crop
 
-    if np.isfinite(marks).all():
-        try:
-            return align_face(frame, marks, cfg.size, cfg.margin)
-        except ValueError:  # degenerate landmarks: fall back to the box
-            pass
-    return crop_face(frame, box, cfg.size, cfg.margin)
+    return face_crop(frame, box, marks, cfg.size, cfg.margin)
 
 
 def _write_meta(path: Path, out: FaceOutput, times: list[float]) -> None:

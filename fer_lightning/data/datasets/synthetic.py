@@ -13,8 +13,15 @@ from fer_lightning.data.synthetic import INVALID_VA
 
 
 @register_dataset("synthetic")
-def load_synthetic(root: Path, skipped: list | None = None) -> list[VideoRecord]:
-    """Read ``index.csv`` and each video's VA, EXPR and face-box files."""
+def load_synthetic(root: Path, skipped: list | None = None, label_delay: float = 0.0) -> list[VideoRecord]:
+    """Read ``index.csv`` and each video's VA, EXPR and face-box files.
+
+    ``label_delay`` (seconds, >= 0) plays a rater who reacts late: the label of frame ``t`` is
+    the truth of frame ``t - delay`` (the first ``delay`` seconds have none). It gives
+    ``fer-lightning evaluate``'s delay compensation a known delay to find.
+    """
+    if label_delay < 0:
+        raise ValueError(f"label_delay must be >= 0 seconds, got {label_delay}")
     index_path = root / "index.csv"
     if not index_path.is_file():
         raise FileNotFoundError(
@@ -29,6 +36,10 @@ def load_synthetic(root: Path, skipped: list | None = None) -> list[VideoRecord]
         values = va[["valence", "arousal"]].to_numpy(np.float32)
         values[(values == INVALID_VA).any(axis=1)] = np.nan
         expr = pd.read_csv(root / "annotations" / "EXPR" / f"{vid}.csv")
+        labels = expr["label"].to_numpy(np.int64)
+        if lag := int(round(label_delay * float(row.fps))):
+            values = np.concatenate([np.full((lag, values.shape[1]), np.nan, np.float32), values[:-lag]])[: len(values)]
+            labels = np.concatenate([np.full(lag, -1, np.int64), labels[:-lag]])[: len(labels)]
         faces = pd.read_csv(root / "faces" / f"{vid}.csv")
         records.append(
             VideoRecord(
@@ -41,7 +52,7 @@ def load_synthetic(root: Path, skipped: list | None = None) -> list[VideoRecord]
                 has_face=faces["has_face"].to_numpy(bool),
                 boxes=faces[["x0", "y0", "x1", "y1"]].to_numpy(np.float32),
                 values=values,
-                labels=expr["label"].to_numpy(np.int64),
+                labels=labels,
             )
         )
     return records

@@ -1,0 +1,240 @@
+"""AVEC-style post-processing of per-frame affect predictions, fitted on the development split.
+
+The steps of the AVEC challenges' baselines (Ringeval et al., AVEC 2016-2019), each fitted per
+dimension on the development split and kept only when it raises the development CCC:
+
+1. **delay compensation**: raters react a few seconds after the face does, so predictions are
+   delayed by ``d`` seconds (``out[t] = pred[t - d]``, the first ``d`` seconds repeat the first
+   value); ``d`` is searched over a grid in seconds (one frame apart by default);
+2. **temporal smoothing**: a median or Savitzky-Golay filter over each video, window searched
+   in seconds;
+3. **bias correction**: add the development split's ``mean(true) - mean(pred)``;
+4. **scale correction**: scale predictions about their mean by ``std(true) / std(pred)``.
+
+The fitted :class:`PostProcessor` then applies the same steps to any split (the test split).
+Sequences are dicts ``video_id -> Sequence``; only frames whose ``mask`` is true (a face and a
+valid label) are scored, but every frame is filtered, so a shift or a filter never mixes videos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+SMOOTHERS = ("median", "savgol")
+
+
+@dataclass
+class Sequence:
+    """One video's per-frame predictions ``pred`` (N, D), targets ``true`` (N, D), ``mask`` (N,)."""
+
+    pred: np.ndarray
+    true: np.ndarray
+    mask: np.ndarray
+    fps: float
+    subject: str = ""
+
+
+def ccc(pred: np.ndarray, true: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient of two 1-D arrays (population moments)."""
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if len(pred) < 2:
+        return float("nan")
+    mp, mt = pred.mean(), true.mean()
+    cov = ((pred - mp) * (true - mt)).mean()
+    denom = pred.var() + true.var() + (mp - mt) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def pearson(pred: np.ndarray, true: np.ndarray) -> float:
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if len(pred) < 2 or pred.std() == 0 or true.std() == 0:
+        return 0.0 if len(pred) >= 2 else float("nan")
+    return float(np.corrcoef(pred, true)[0, 1])
+
+
+def rmse(pred: np.ndarray, true: np.ndarray) -> float:
+    d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
+    return float(np.sqrt((d**2).mean())) if len(d) else float("nan")
+
+
+def shift(pred: np.ndarray, frames: int) -> np.ndarray:
+    """Delay ``pred`` (N, ...) by ``frames`` (negative: advance), repeating the edge value."""
+    n = len(pred)
+    if frames == 0 or n == 0:
+        return pred.copy()
+    src = np.clip(np.arange(n) - frames, 0, n - 1)
+    return pred[src]
+
+
+def odd_window(seconds: float, fps: float) -> int:
+    """A filter window of about ``seconds``, in frames, odd and at least 1."""
+    return max(1, 2 * int(round(seconds * fps / 2)) + 1)
+
+
+def smooth(pred: np.ndarray, method: str, window: int) -> np.ndarray:
+    """Median or Savitzky-Golay (order 2) filtering of a 1-D trace with a ``window``-frame window."""
+    from scipy.ndimage import median_filter
+    from scipy.signal import savgol_filter
+
+    if method not in SMOOTHERS:
+        raise ValueError(f"smoothing must be one of {SMOOTHERS}, not {method!r}")
+    if window <= 1 or len(pred) < 2:
+        return pred.copy()
+    if method == "median":
+        return median_filter(pred, size=window, mode="nearest")
+    window = min(window, len(pred) if len(pred) % 2 else len(pred) - 1)
+    if window <= 2:
+        return pred.copy()
+    return savgol_filter(pred, window, polyorder=2, mode="interp" if window <= len(pred) else "nearest")
+
+
+@dataclass
+class DimensionSteps:
+    """The fitted post-processing of one output dimension (None / 1 / 0: step not used)."""
+
+    delay_s: float = 0.0
+    smoothing: str | None = None
+    window_s: float = 0.0
+    bias: float = 0.0
+    scale: float = 1.0
+    scale_centre: float = 0.0
+    dev_ccc: dict[str, float] = field(default_factory=dict)  # dev CCC after each step
+
+
+@dataclass
+class SearchSpace:
+    """What the fit tries: delays and smoothing windows in seconds."""
+
+    max_delay_s: float = 4.0
+    min_delay_s: float = 0.0
+    delay_step_s: float | None = None  # None: one frame of the slowest video
+    windows_s: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0)
+    smoothers: tuple[str, ...] = SMOOTHERS
+    bias: bool = True
+    scale: bool = True
+
+
+def _apply_dim(seqs: Mapping[str, Sequence], d: int, steps: DimensionSteps, upto: str = "scale") -> dict[str, np.ndarray]:
+    """Dimension ``d`` of every sequence after the fitted steps up to and including ``upto``."""
+    order = ("delay", "smoothing", "bias", "scale")
+    out = {}
+    for vid, s in seqs.items():
+        y = shift(s.pred[:, d].astype(np.float64), int(round(steps.delay_s * s.fps)))
+        if order.index(upto) >= 1 and steps.smoothing:
+            y = smooth(y, steps.smoothing, odd_window(steps.window_s, s.fps))
+        if order.index(upto) >= 2:
+            y = y + steps.bias
+        if order.index(upto) >= 3 and steps.scale != 1.0:
+            y = (y - steps.scale_centre) * steps.scale + steps.scale_centre
+        out[vid] = y
+    return out
+
+
+def _pooled(seqs: Mapping[str, Sequence], d: int, preds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    p, t = [], []
+    for vid, s in seqs.items():
+        keep = s.mask & np.isfinite(s.true[:, d])
+        p.append(preds[vid][keep])
+        t.append(s.true[keep, d])
+    return (np.concatenate(p), np.concatenate(t)) if p else (np.zeros(0), np.zeros(0))
+
+
+def _delay_grid(seqs: Mapping[str, Sequence], space: SearchSpace) -> np.ndarray:
+    step = space.delay_step_s or 1.0 / min(s.fps for s in seqs.values())
+    return np.round(np.arange(space.min_delay_s, space.max_delay_s + step / 2, step), 6)
+
+
+@dataclass
+class PostProcessor:
+    """Per-dimension steps fitted on a development split (see the module docs)."""
+
+    names: list[str]
+    dims: list[DimensionSteps]
+    curves: dict = field(default_factory=dict)  # dev CCC over the searched delays / windows, for plots
+
+    @classmethod
+    def fit(cls, dev: Mapping[str, Sequence], names: Iterable[str], space: SearchSpace | None = None) -> PostProcessor:
+        """Search each step on ``dev`` in turn; keep a step only when it raises the pooled CCC."""
+        space = space or SearchSpace()
+        names = list(names)
+        if not dev:
+            raise ValueError("post-processing needs a development split with at least one video")
+        dims, curves = [], {}
+        delays = _delay_grid(dev, space)
+        for d, name in enumerate(names):
+            steps = DimensionSteps()
+
+            def score(s: DimensionSteps, upto: str, d=d) -> float:
+                return ccc(*_pooled(dev, d, _apply_dim(dev, d, s, upto)))
+
+            steps.dev_ccc["raw"] = score(steps, "delay")
+            by_delay = [score(replace(steps, delay_s=float(x)), "delay") for x in delays]
+            best = int(np.nanargmax(by_delay))
+            if by_delay[best] > steps.dev_ccc["raw"]:
+                steps.delay_s = float(delays[best])
+            steps.dev_ccc["delay"] = score(steps, "delay")
+            curves[name] = {"delay_s": delays.tolist(), "delay_ccc": by_delay, "smoothing": {}}
+            best_smooth = (steps.dev_ccc["delay"], None, 0.0)
+            for method in space.smoothers:
+                by_window = [score(replace(steps, smoothing=method, window_s=w), "smoothing") for w in space.windows_s]
+                curves[name]["smoothing"][method] = {"window_s": list(space.windows_s), "ccc": by_window}
+                k = int(np.nanargmax(by_window))
+                if by_window[k] > best_smooth[0]:
+                    best_smooth = (by_window[k], method, float(space.windows_s[k]))
+            _, steps.smoothing, steps.window_s = best_smooth
+            steps.dev_ccc["smoothing"] = score(steps, "smoothing")
+            p, t = _pooled(dev, d, _apply_dim(dev, d, steps, "smoothing"))
+            if space.bias and len(p):
+                trial = replace(steps, bias=float(t.mean() - p.mean()))
+                if score(trial, "bias") > steps.dev_ccc["smoothing"]:
+                    steps = trial
+            steps.dev_ccc["bias"] = score(steps, "bias")
+            p, t = _pooled(dev, d, _apply_dim(dev, d, steps, "bias"))
+            if space.scale and len(p) > 1 and p.std() > 0:
+                trial = replace(steps, scale=float(t.std() / p.std()), scale_centre=float(p.mean()))
+                if score(trial, "scale") > steps.dev_ccc["bias"]:
+                    steps = trial
+            steps.dev_ccc["scale"] = score(steps, "scale")
+            steps.dev_ccc = dict(steps.dev_ccc)
+            dims.append(steps)
+        return cls(names, dims, curves)
+
+    def apply(self, seqs: Mapping[str, Sequence], upto: str = "scale") -> dict[str, Sequence]:
+        """The sequences with post-processed predictions (steps up to ``upto``)."""
+        out = {vid: replace(s, pred=np.empty_like(s.pred, dtype=np.float64)) for vid, s in seqs.items()}
+        for d, steps in enumerate(self.dims):
+            for vid, y in _apply_dim(seqs, d, steps, upto).items():
+                out[vid].pred[:, d] = y
+        return out
+
+    def as_dict(self) -> dict:
+        return {name: asdict(steps) for name, steps in zip(self.names, self.dims, strict=True)}
+
+
+def scores(seqs: Mapping[str, Sequence], names: Iterable[str]) -> dict:
+    """Per dimension: pooled CCC, Pearson and RMSE over all scored frames; the mean and each
+    video's CCC; and the same three figures per subject (its videos pooled)."""
+    names = list(names)
+    out: dict = {}
+    subjects = sorted({s.subject for s in seqs.values()})
+    for d, name in enumerate(names):
+        preds = {vid: s.pred[:, d] for vid, s in seqs.items()}
+        p, t = _pooled(seqs, d, preds)
+        per_seq = {}
+        for vid, s in seqs.items():
+            keep = s.mask & np.isfinite(s.true[:, d])
+            if keep.sum() >= 2:
+                per_seq[vid] = ccc(s.pred[keep, d], s.true[keep, d])
+        per_subject = {}
+        for subj in subjects:
+            mine = {vid: s for vid, s in seqs.items() if s.subject == subj}
+            sp, st = _pooled(mine, d, preds)
+            if len(sp) >= 2:
+                per_subject[subj] = {"ccc": ccc(sp, st), "pearson": pearson(sp, st), "rmse": rmse(sp, st), "frames": len(sp)}
+        out[name] = {"ccc": ccc(p, t), "pearson": pearson(p, t), "rmse": rmse(p, t), "frames": int(len(p)),
+                     "seq_ccc_mean": float(np.mean(list(per_seq.values()))) if per_seq else float("nan"),
+                     "per_sequence": per_seq, "per_subject": per_subject}
+    return out

@@ -1,0 +1,164 @@
+"""predict: real face video in, one CSV row per decoded frame out, no-face frames marked and
+left empty; windows and causal streaming checked against whole-sequence references."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fer_lightning.cli import main
+from fer_lightning.data.store import PreprocessConfig, preprocess
+from fer_lightning.models.transfer import load_checkpoint_model
+from fer_lightning.predict import CausalRunner, ModelStream, PredictConfig, Timings, WindowedRunner
+
+
+def decoded_frames(path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_windows_give_each_frame_the_mean_of_the_windows_covering_it():
+    # a window function whose output depends on the window's content: cumulative sum in time
+    def run(clips):
+        return np.cumsum(clips[..., :1, 0, 0].astype(np.float64), axis=1)
+
+    n, length, stride = 21, 8, 4
+    x = np.arange(n, dtype=np.float64)
+    runner = WindowedRunner(run, length, stride, batch=2)
+    got = {}
+    for i in range(n):
+        got.update(runner.push(i, np.full((1, 1, 1), x[i])))
+    got.update(runner.finish())
+    # hand-made reference: windows at 0, 4, 8, 12 and the last 8 frames (13..20)
+    sums, counts = np.zeros(n), np.zeros(n)
+    for s in (0, 4, 8, 12, 13):
+        sums[s : s + length] += np.cumsum(x[s : s + length])
+        counts[s : s + length] += 1
+    assert sorted(got) == list(range(n))
+    np.testing.assert_allclose([got[i][0] for i in range(n)], sums / counts)
+
+
+def test_the_model_stream_equals_the_network_on_each_window(tiny_checkpoint):
+    # the encoder runs once per frame and the LSTM over windows of its features: the result
+    # must be what the whole network gives on each window, averaged
+    model, _ = load_checkpoint_model(tiny_checkpoint)
+    n, length = 21, 8
+    crops = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8)
+    stream = ModelStream(model, torch.device("cpu"), 1, PredictConfig(window=length, batch_size=3), 4, Timings(),
+                         encode_batch=5)
+    got = {}
+    for i in range(n):
+        got.update(stream.push(i, crops[i].numpy()))
+    got.update(stream.finish())
+    sums, counts = np.zeros((n, 2)), np.zeros((n, 1))
+    with torch.no_grad():
+        for s in (0, 4, 8, 12, 13):
+            sums[s : s + length] += model.net(crops[s : s + length].permute(0, 3, 1, 2)[None])[0].numpy()
+            counts[s : s + length] += 1
+    np.testing.assert_allclose(np.stack([got[i] for i in range(n)]), sums / counts, atol=1e-5)
+
+
+def test_a_video_shorter_than_a_window_is_one_window():
+    runner = WindowedRunner(lambda c: np.cumsum(c[..., :1, 0, 0], axis=1), 16, 8, batch=4)
+    got = {}
+    for i in range(5):
+        got.update(runner.push(i, np.full((1, 1, 1), 1.0)))
+    got.update(runner.finish())
+    assert [got[i][0] for i in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_causal_streaming_equals_the_whole_sequence_and_never_looks_ahead(tiny_causal_checkpoint):
+    model, _ = load_checkpoint_model(tiny_causal_checkpoint)
+    net = model.net
+    frames = torch.randint(0, 256, (1, 23, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = net(frames)[0].numpy()
+
+    def run(clips, state):
+        with torch.no_grad():
+            feats, state = net.temporal.lstm(net.encoder(torch.from_numpy(clips)), state)
+            return net.head(feats).numpy(), state
+
+    def stream(x):
+        runner, out = CausalRunner(run, chunk=5), {}
+        for i in range(x.shape[1]):
+            out.update(runner.push(i, x[0, i].numpy()))
+        out.update(runner.finish())
+        return np.stack([out[i] for i in range(x.shape[1])])
+
+    np.testing.assert_allclose(stream(frames), whole, atol=1e-5)
+    changed = frames.clone()
+    changed[:, 15:] = 0  # another future: outputs before frame 15 must not move
+    np.testing.assert_allclose(stream(changed)[:15], whole[:15], atol=1e-5)
+
+
+def test_predict_marks_frames_without_a_face_and_matches_preprocessing(feat_data, tiny_checkpoint, tmp_path, capsys):
+    video = feat_data / "face_noface.mov"
+    out = tmp_path / "pred"
+    assert main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out),
+                 "--render", "--quiet"]) == 0
+    rows = pd.read_csv(out / "face_noface.csv")
+    assert list(rows.columns) == ["frame_index", "time_s", "has_face", "track_id", "x0", "y0", "x1", "y1",
+                                  "valence", "arousal"]
+    n = decoded_frames(video)
+    assert len(rows) == n and rows["frame_index"].tolist() == list(range(n))
+    face, none = rows[rows.has_face == 1], rows[rows.has_face == 0]
+    assert len(face) > 20 and len(none) > 20  # the clip holds both
+    assert face[["valence", "arousal", "x0"]].notna().all().all()
+    assert none[["valence", "arousal", "x0", "track_id"]].isna().all().all()  # marked, never guessed
+    assert face[["valence", "arousal"]].abs().le(1.5).all().all()
+    # the same faces as preprocessing finds (the same detector, tracker and smoothing)
+    store = tmp_path / "store"
+    preprocess([video], store, PreprocessConfig(), workers=1, progress=False)
+    meta = pd.read_csv(store / "meta" / "face_noface.csv")
+    np.testing.assert_array_equal(rows["has_face"].to_numpy(), meta["has_face"].to_numpy())
+    np.testing.assert_allclose(face[["x0", "y0", "x1", "y1"]].to_numpy(),
+                               meta.loc[meta.has_face == 1, ["x0", "y0", "x1", "y1"]].to_numpy(), atol=0.06)
+    # the annotated video: every frame, the source's size
+    with av.open(str(out / "face_noface.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height) == (960, 540)
+    assert decoded_frames(out / "face_noface.mp4") == n
+    assert (out / "face_noface.png").stat().st_size > 5000
+    report = json.loads((out / "predict_report.json").read_text())
+    entry = report["videos"][0]
+    assert entry["status"] == "ok" and entry["frames"] == n and entry["causal"] is False
+    assert set(entry["seconds"]) == {"decode", "face", "model", "other", "total"}
+
+
+def test_a_folder_goes_on_past_bad_videos_and_lists_them(feat_data, tiny_causal_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a_no_face.mp4").write_bytes((feat_data / "no_face.mp4").read_bytes())
+    (folder / "b_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    (folder / "c_empty.mp4").write_bytes(b"")
+    out = tmp_path / "pred"
+    assert main(["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(folder), "--out", str(out),
+                 "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert "1 of 3 videos predicted" in printed and "2 failed" in printed
+    assert "b_corrupt.mp4" in printed and "c_empty.mp4: video file is empty" in printed
+    rows = pd.read_csv(out / "a_no_face.csv")
+    assert len(rows) == decoded_frames(feat_data / "no_face.mp4")
+    assert (rows.has_face == 0).all() and rows[["valence", "arousal"]].isna().all().all()
+    report = json.loads((out / "predict_report.json").read_text())
+    ok = report["videos"][0]
+    assert ok["causal"] is True and "no face found" in ok["notes"][0]
+    assert sorted(report["failed"]) == [str(folder / "b_corrupt.mp4"), str(folder / "c_empty.mp4")]
+
+
+@pytest.mark.parametrize("bad", ["missing", "not_a_checkpoint"])
+def test_a_bad_checkpoint_is_refused_with_a_clear_message(bad, feat_data, tmp_path, capsys):
+    ckpt = tmp_path / "model.ckpt"
+    if bad == "not_a_checkpoint":
+        ckpt.write_text("hello")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--ckpt", str(ckpt), "--input", str(feat_data / "no_face.mp4"), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert ("checkpoint not found" if bad == "missing" else "not a readable PyTorch checkpoint") in err
