@@ -111,6 +111,7 @@ bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/datamodule.py
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/predict.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

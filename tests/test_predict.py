@@ -63,6 +63,18 @@ def test_the_model_stream_equals_the_network_on_each_window(tiny_checkpoint):
     np.testing.assert_allclose(np.stack([got[i] for i in range(n)]), sums / counts, atol=1e-5)
 
 
+def test_windows_hold_a_bounded_number_of_frames_however_long_the_stream():
+    length, stride, batch = 16, 8, 4
+    runner = WindowedRunner(lambda c: c[..., :1, 0, 0].astype(np.float64), length, stride, batch)
+    held, done = 0, 0
+    for i in range(5000):
+        done += len(runner.push(i, np.zeros((1, 1, 1))))
+        held = max(held, len(runner.sums) + sum(len(w) for w in runner.queued) + len(runner.recent))
+    done += len(runner.finish())
+    assert done == 5000
+    assert held <= 3 * length + 2 * batch * stride  # not growing with the stream
+
+
 def test_a_video_shorter_than_a_window_is_one_window():
     runner = WindowedRunner(lambda c: np.cumsum(c[..., :1, 0, 0], axis=1), 16, 8, batch=4)
     got = {}
@@ -162,3 +174,20 @@ def test_a_bad_checkpoint_is_refused_with_a_clear_message(bad, feat_data, tmp_pa
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert ("checkpoint not found" if bad == "missing" else "not a readable PyTorch checkpoint") in err
+
+
+def test_a_face_video_gets_values_on_every_frame_and_a_pretraining_model_gives_probabilities(
+        feat_data, tiny_corpus, tmp_path):
+    from conftest import train_tiny_checkpoint
+
+    ckpt = train_tiny_checkpoint(tiny_corpus, tmp_path / "pretrain.ckpt", task="pretrain")
+    video = feat_data / "single_face.mp4"
+    out = tmp_path / "pred"
+    assert main(["predict", "--ckpt", str(ckpt), "--input", str(video), "--out", str(out), "--quiet"]) == 0
+    rows = pd.read_csv(out / "single_face.csv")
+    model, _ = load_checkpoint_model(ckpt)
+    probs = [f"p_{c}" for c in model.class_names]
+    assert list(rows.columns[8:]) == probs
+    assert len(rows) == decoded_frames(video) and (rows.has_face == 1).all()  # one face, always in view
+    np.testing.assert_allclose(rows[probs].sum(axis=1), 1.0, atol=1e-4)
+    assert rows[probs].ge(0).all().all()

@@ -52,7 +52,8 @@ class AffectDataModule(L.LightningDataModule):
         image_size: side of the square face crop, pixels.
         face_margin: crop enlargement around the face box (0.2 = 20 %).
         batch_size: clips per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (persistent across epochs).
+        prefetch_factor: batches each worker prepares ahead (None: torch's default, 2).
         augment: clip-consistent augmentation of training clips: ``true`` (the default
             pipeline), ``false``, a mapping of its probabilities, or any albumentations
             pipeline (a serialized mapping or a saved file); see
@@ -102,6 +103,7 @@ class AffectDataModule(L.LightningDataModule):
         face_margin: float = 0.2,
         batch_size: int = 8,
         num_workers: int = 2,
+        prefetch_factor: int | None = None,
         augment: bool | dict | str = True,
         generate_if_missing: bool = True,
         synth_args: dict | None = None,
@@ -237,6 +239,7 @@ class AffectDataModule(L.LightningDataModule):
             drop_last=(shuffle or sampler is not None) and len(ds) > self.hparams.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
+            prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=_worker_init,
         )
@@ -267,6 +270,7 @@ class AffectDataModule(L.LightningDataModule):
                                    if hp.balance_classes else None)
         return DataLoader(stream, batch_size=hp.batch_size, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          prefetch_factor=hp.prefetch_factor if hp.num_workers > 0 else None,
                           worker_init_fn=_worker_init)
 
     def val_dataloader(self) -> DataLoader:

@@ -48,6 +48,8 @@ class AffectModule(L.LightningModule):
         freeze_backbone: keep the encoder's weights and BatchNorm statistics fixed ...
         unfreeze_backbone_at_epoch: ... until this epoch (None: for the whole run).
         backbone_lr_scale: the encoder's learning rate relative to ``lr`` (e.g. 0.1).
+        compile_backbone: ``torch.compile`` the timm backbone in place when training starts
+            (the LSTM stays eager: cuDNN's RNN breaks graphs); checkpoints keep the same keys.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class AffectModule(L.LightningModule):
         freeze_backbone: bool = False,
         unfreeze_backbone_at_epoch: int | None = None,
         backbone_lr_scale: float = 1.0,
+        compile_backbone: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -96,6 +99,12 @@ class AffectModule(L.LightningModule):
         self._backbone_frozen = False
         if freeze_backbone:
             self._set_backbone_trainable(False)
+
+    def configure_model(self) -> None:
+        # nn.Module.compile works in place: parameter names, and so checkpoints, do not change
+        if self.hparams.get("compile_backbone") and not getattr(self, "_compiled", False):
+            self.net.encoder.model.compile()
+            self._compiled = True
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
