@@ -11,7 +11,8 @@ and the judged ratio b / a. Also: loader-only frames/s per worker count (the CPU
 the frames/s one worker delivers, the workers the measured ratio needed and the workers that
 12,000 frames/s (an H100's ResNet-50 ceiling at 112 px, ../shared/probes) would need at that
 per-worker rate; and the shuffle quality: distinct videos among the 16 clips of a batch, against
-the expectation under uniform random sampling of clips.
+the expectation under uniform random sampling of clips (over all videos, and over the share of
+videos one worker reads: a batch comes from one worker).
 
 Here (2 CPU cores) it runs a small backbone on the CPU; on a GPU machine run e.g.
 ``--device cuda --backbone resnet50 --hidden-size 256 --num-layers 2 --precision bf16-mixed
@@ -136,6 +137,30 @@ def loader_only(corpus: Path, store: Path, args, workers: int, batches: int) -> 
     return batches * args.batch_size * args.clip_len / (time.perf_counter() - start), distinct
 
 
+def augment_cost(args, clips: int = 200) -> dict[str, float]:
+    """Milliseconds per clip of each part of the default CPU augmentation (one thread): what a
+    worker spends besides decoding, and what moving it onto the GPU would free."""
+    import cv2
+
+    from fer_lightning.data.transforms import ClipAugment
+
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (args.clip_len, args.image_size, args.image_size, 3), dtype=np.uint8)
+    parts = {"flip": dict(flip=1.0, affine=0.0, photometric=0.0), "affine": dict(flip=0.0, affine=1.0, photometric=0.0),
+             "photometric": dict(flip=0.0, affine=0.0, photometric=1.0), "default": {}}
+    out = {}
+    for name, probs in parts.items():
+        aug = ClipAugment(**probs)
+        aug.seed(0)
+        aug(clip)
+        start = time.perf_counter()
+        for _ in range(clips):
+            aug(clip)
+        out[name] = round(1000 * (time.perf_counter() - start) / clips, 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -168,18 +193,25 @@ def main() -> None:
         out["store_mb_per_million_frames"] = round(
             sum(p.stat().st_size for p in (store / "videos").glob("*.mp4")) / 2**20
             / (args.videos * args.seconds * 25) * 1e6, 1)
-        loader_fps, distinct = {}, []
+        loader_fps, distinct = {}, {}
         for w in args.workers:
-            fps, d = loader_only(corpus, store, args, w, args.loader_batches)
-            loader_fps[w] = fps
-            distinct += d
+            loader_fps[w], distinct[w] = loader_only(corpus, store, args, w, args.loader_batches)
         per_worker = max(loader_fps[w] / w for w in args.workers if w)
         out["loader_frames_per_s"] = {str(w): round(v, 1) for w, v in loader_fps.items()}
         out["frames_per_s_per_worker"] = round(per_worker, 1)
         out[f"workers_for_{int(args.target_fps)}_frames_per_s"] = int(np.ceil(args.target_fps / per_worker))
+        # a batch comes from one worker, and workers read disjoint shares of the videos: compare
+        # with uniform sampling over all videos and over one worker's share
         v, k = args.videos, args.batch_size
-        out["distinct_videos_per_batch"] = round(float(np.mean(distinct)), 2)
-        out["distinct_videos_per_batch_random_sampling"] = round(v * (1 - (1 - 1 / v) ** k), 2)
+
+        def expected(n: float) -> float:
+            return round(n * (1 - (1 - 1 / n) ** k), 2)
+
+        out["distinct_videos_per_batch"] = {str(w): round(float(np.mean(d)), 2) for w, d in distinct.items()}
+        out["distinct_videos_per_batch_random_sampling"] = expected(v)
+        out["distinct_videos_per_batch_random_sampling_within_a_worker_share"] = {
+            str(w): expected(max(1.0, v / max(1, w))) for w in distinct}
+        out["augment_ms_per_clip"] = augment_cost(args)
         step = Step(args, device)
         ceiling = model_only(step, args)
         full = {w: pipeline(step, corpus, store, args, w) for w in args.workers}

@@ -168,15 +168,24 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
                     logger.init_args.id = run_id
 
         def instantiate_trainer(self, **kwargs):
+            from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
             from lightning.pytorch.plugins.io import CheckpointIO
 
             from fer_lightning.checkpoint_io import AtomicCheckpointIO
+            from fer_lightning.cluster import SlurmRequeue
 
             plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
             plugins = plugins if isinstance(plugins, list) else [plugins]
             if not any(isinstance(p, CheckpointIO) for p in plugins):
-                kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-            return super().instantiate_trainer(**kwargs)
+                plugins = [*plugins, AtomicCheckpointIO()]
+            requeue = SLURMEnvironment.detect() and not any(isinstance(p, ClusterEnvironment) for p in plugins)
+            if requeue:  # our race-free preemption handling instead of Lightning's (see SlurmRequeue)
+                plugins = [*plugins, SLURMEnvironment(auto_requeue=False)]
+            kwargs["plugins"] = plugins
+            trainer = super().instantiate_trainer(**kwargs)
+            if requeue:
+                trainer.callbacks.append(SlurmRequeue())
+            return trainer
 
         def add_arguments_to_parser(self, parser) -> None:
             # one source of truth for what the data holds; the model's head follows it

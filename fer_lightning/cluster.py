@@ -71,3 +71,73 @@ def check_hpc_owner(path: Path, environ: Mapping[str, str] = os.environ) -> None
             "any SLURM job from the HPC checkpoint in its run folder. Give each job its own folder with "
             "--run_root=runs/<experiment>/slurm-$SLURM_JOB_ID (the templates in experiments/slurm do), "
             "or move the file away to start afresh.")
+
+
+def _requeue_callback_base():
+    import lightning as L
+
+    return L.Callback
+
+
+class SlurmRequeue(_requeue_callback_base()):
+    """SLURM preemption without races: SIGUSR1 (``#SBATCH --signal=SIGUSR1@90``, or ``scancel
+    --signal=USR1``) only raises a flag; at the next training batch end, which every rank
+    reaches together, the ranks agree on the flag (one boolean all-reduce), save the HPC
+    checkpoint, rank zero runs ``scontrol requeue``, and training stops.
+
+    It replaces Lightning's own handler (the CLI turns ``SLURMEnvironment.auto_requeue`` off),
+    which saves the checkpoint inside the signal handler: a rank that takes the signal while
+    its peer is inside a gradient all-reduce enters the checkpoint's barrier alone and the job
+    hangs; and DataLoader workers, which inherit the handler and get the signal too, would save
+    checkpoints and finish the W&B run from their forked copy of the trainer.
+    """
+
+    def __init__(self, signum: int | None = None) -> None:
+        import signal
+
+        self.signum = signum or signal.SIGUSR1
+        self._pid: int | None = None
+        self._received = False
+        self._previous = None
+
+    def _flag(self, signum, frame) -> None:
+        if os.getpid() == self._pid:  # a forked DataLoader worker ignores it
+            self._received = True
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        import signal
+
+        if in_slurm_job():
+            self._pid, self._received = os.getpid(), False
+            self._previous = signal.signal(self.signum, self._flag)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        import signal
+
+        if self._pid is not None and self._previous is not None:
+            signal.signal(self.signum, self._previous)
+        self._pid = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._pid is None or not trainer.strategy.reduce_boolean_decision(self._received, all=False):
+            return
+        from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+        rank_zero_info(f"SLURM preemption signal: saving the HPC checkpoint at step {trainer.global_step}")
+        for logger in trainer.loggers:  # the run's files are complete before the job goes
+            logger.finalize("finished")
+        trainer.save_checkpoint(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+        requeued = True
+        if trainer.is_global_zero:
+            import subprocess
+
+            job = slurm_job_id()
+            result = subprocess.run(["scontrol", "requeue", str(job)], capture_output=True, text=True)
+            requeued = result.returncode == 0
+            if requeued:
+                rank_zero_info(f"requeued SLURM job {job}")
+            else:
+                rank_zero_warn(f"scontrol requeue {job} failed ({result.returncode}): {result.stderr.strip()}; "
+                               "training goes on until the time limit")
+        self._received = False
+        trainer.should_stop = trainer.strategy.reduce_boolean_decision(requeued, all=True)

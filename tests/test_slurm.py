@@ -118,7 +118,7 @@ def test_template_trains_two_ranks_then_survives_preemption(cluster, work, tiny_
         time.sleep(0.2)
     cluster.run("scancel", "--signal=USR1", job)  # what --signal=SIGUSR1@90 sends before the time limit
     info = cluster.wait(job, {"PENDING"}, timeout=120, poll=0.5)
-    assert info["Restarts"] == "1", info  # Lightning ran `scontrol requeue`
+    assert info["Restarts"] == "1", info  # SlurmRequeue ran `scontrol requeue`
     hpc = run_root / "hpc_ckpt_1.ckpt"
     assert hpc.is_file(), sorted(p.name for p in run_root.iterdir())
     saved_step = global_step(hpc)
@@ -127,6 +127,7 @@ def test_template_trains_two_ranks_then_survives_preemption(cluster, work, tiny_
     info = cluster.wait(job, {"COMPLETED"}, timeout=420)
     log = job_log(work, job)
     assert info["ExitCode"] == "0:0" and f"resuming from {hpc.relative_to(work)}" in log, log
+    assert "SLURM preemption signal: saving the HPC checkpoint" in log, log  # all ranks together
     assert global_step(newest(run_root, "last.ckpt")) == epochs * BATCHES, log
     runs = wandb_runs(run_root)
     assert len(runs) == 2 and runs[0]["run_id"] == runs[1]["run_id"] is not None, runs  # one W&B run, resumed
