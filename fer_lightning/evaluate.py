@@ -85,6 +85,7 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", conf
     """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds."""
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.models.transfer import load_checkpoint_model
+    from fer_lightning.predict import resolve_device
 
     model, ckpt_data = load_checkpoint_model(ckpt)
     if model.task != "finetune":
@@ -96,10 +97,10 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", conf
     args["task"], args["target_names"] = "finetune", list(model.target_names)
     dm = AffectDataModule(**args)
     dm.setup("test")
-    dev_dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    run_on = resolve_device(device)
     names = list(model.target_names)
-    dev = predict_split(model, dm, dev_split, dev_dev, progress)
-    test = dev if split == dev_split else predict_split(model, dm, split, dev_dev, progress)
+    dev = predict_split(model, dm, dev_split, run_on, progress)
+    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress)
     post = PostProcessor.fit(dev, names, space)
     result = {
         "checkpoint": str(ckpt), "split": split, "dev_split": dev_split, "targets": names,

@@ -192,8 +192,10 @@ class ModelStream:
         self.timings.model += time.perf_counter() - start
         out = []
         for (index, _), f in zip(self._crops, feats, strict=True):
-            runner = self.runners.setdefault(index % self.frame_step, self._make())
-            out += runner.push(index, f)
+            phase = index % self.frame_step
+            if phase not in self.runners:  # one runner per phase, made once
+                self.runners[phase] = self._make()
+            out += self.runners[phase].push(index, f)
         self._crops = []
         return out
 
