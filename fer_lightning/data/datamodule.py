@@ -19,6 +19,7 @@ from fer_lightning.data.chunked import (
 )
 from fer_lightning.data.clips import TASKS, ClipDataset
 from fer_lightning.data.datasets import get_adapter, list_datasets, load_dataset
+from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.records import VideoRecord
 from fer_lightning.data.store import attach_store
 from fer_lightning.data.synthetic import EMOTIONS, SynthConfig, generate_corpus
@@ -58,6 +59,12 @@ class AffectDataModule(L.LightningDataModule):
             pipeline), ``false``, a mapping of its probabilities, or any albumentations
             pipeline (a serialized mapping or a saved file); see
             :func:`~fer_lightning.data.transforms.build_augment`.
+        augment_on: where training clips are augmented: ``loader`` (in the DataLoader workers,
+            albumentations on the CPU) or ``device`` (after the host-to-device copy, the whole
+            batch at once: :class:`~fer_lightning.data.device_augment.DeviceClipAugment`, the
+            same flip/affine/photometric knobs; workers then only decode, which is what a GPU
+            machine's CPUs need, see benchmarks/train_throughput.py). ``device`` takes
+            ``augment`` as true/false or a mapping of DeviceClipAugment arguments.
         generate_if_missing: for ``dataset: synthetic``, create the corpus when ``root`` has none.
         synth_args: arguments of :class:`SynthConfig` used when generating.
         train_reader: ``chunked`` (default) reads long contiguous chunks of each face video,
@@ -105,6 +112,7 @@ class AffectDataModule(L.LightningDataModule):
         num_workers: int = 2,
         prefetch_factor: int | None = None,
         augment: bool | dict | str = True,
+        augment_on: str = "loader",
         generate_if_missing: bool = True,
         synth_args: dict | None = None,
         face_store: str | None = None,
@@ -125,6 +133,8 @@ class AffectDataModule(L.LightningDataModule):
             raise ValueError(f"data.task must be one of {TASKS}, got {task!r}")
         if train_reader not in ("chunked", "random"):
             raise ValueError(f"data.train_reader must be 'chunked' or 'random', got {train_reader!r}")
+        if augment_on not in ("loader", "device"):
+            raise ValueError(f"data.augment_on must be 'loader' or 'device', got {augment_on!r}")
         if not 0.0 <= eval_overlap < 1.0:
             raise ValueError(f"data.eval_overlap must be in [0, 1), got {eval_overlap}")
         if balance_classes and task != "pretrain":
@@ -136,6 +146,9 @@ class AffectDataModule(L.LightningDataModule):
         self.datasets: dict[str, ClipDataset] = {}
         self.skipped: list[str] = []  # ids of videos left out at setup
         self.skip_reasons: dict[str, str] = {}
+        # built here, not in setup, so that a config error shows before any data is touched
+        self.device_augment = (build_device_augment(augment) if augment_on == "device" and not feature_cache
+                               else None)
 
     def prepare_data(self) -> None:
         hp = self.hparams
@@ -143,6 +156,9 @@ class AffectDataModule(L.LightningDataModule):
             generate_corpus(SynthConfig(**(hp.synth_args or {})), self.root)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.device_augment is not None:  # from the run's seed, and different on every rank
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self.device_augment.seed(torch.initial_seed() + 7919 * rank)
         if self.datasets:
             return
         hp = self.hparams
@@ -218,10 +234,18 @@ class AffectDataModule(L.LightningDataModule):
             )
 
     def _augment(self):
+        if self.hparams.augment_on == "device":
+            return None  # the batch is augmented on the device (on_after_batch_transfer)
         augment = build_augment(self.hparams.augment)
         if augment is not None:
             augment.seed(torch.initial_seed())  # reproducible in-process too (num_workers=0)
         return augment
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Training batches, once on the device: ``augment_on: device`` augments them here."""
+        if self.device_augment is not None and "frames" in batch and self.trainer is not None and self.trainer.training:
+            batch["frames"] = self.device_augment(batch["frames"])
+        return batch
 
     def split_records(self, split: str) -> list[VideoRecord]:
         return self.datasets[split].records
