@@ -4,6 +4,7 @@ disjoint shards, reproducible and changing epochs, batches that mix videos."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -82,3 +83,23 @@ def test_a_video_that_breaks_mid_epoch_is_masked_and_named(tiny_corpus, tmp_path
     assert clips.unreadable == {records[0].video_id}
     with pytest.warns(UserWarning):  # map-style reads follow the same policy
         assert not ClipDataset(records[:1], clip_len=8, image_size=16, on_read_error="mask")[0]["mask"].any()
+
+
+@pytest.mark.timeout(180)
+def test_workers_start_after_the_parent_used_opencv_threads(tiny_corpus):
+    """A forked worker that changed OpenCV's thread count after the parent had used OpenCV's
+    thread pool deadlocked (the pool's lock belongs to a thread the child does not have): the
+    benchmark hung there after an in-process (num_workers=0) pass had augmented with OpenCV."""
+    import cv2
+
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    cv2.setNumThreads(2)
+    img = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+    for _ in range(5):
+        cv2.GaussianBlur(img, (31, 31), 0)  # the parent's OpenCV thread pool is running now
+    dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=4, num_workers=1,
+                          augment={"flip": 0.5, "affine": 1.0, "photometric": 1.0})
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["frames"].shape == (4, 4, 3, 32, 32)

@@ -28,10 +28,17 @@ from fer_lightning.data.transforms import build_augment
 SPLITS = ("train", "val", "test")
 
 
-def _worker_init(_: int) -> None:
+def _single_threaded_opencv() -> None:
+    """One OpenCV thread in the DataLoader workers (they already run in parallel; OpenCV's own
+    threads would oversubscribe the cores). Set in the parent, before the workers fork, and
+    inherited: a forked child that changes the thread count after the parent has used OpenCV's
+    thread pool deadlocks on the pool's lock, held by a thread the child does not have."""
     import cv2
 
-    cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own threads oversubscribe
+    cv2.setNumThreads(1)
+
+
+def _worker_init(_: int) -> None:
     info = torch.utils.data.get_worker_info()
     transform = getattr(getattr(info, "dataset", None), "transform", None)
     if callable(getattr(transform, "seed", None)):
@@ -255,6 +262,8 @@ class AffectDataModule(L.LightningDataModule):
         if len(ds) == 0:
             raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips")
         workers = self.hparams.num_workers
+        if workers:
+            _single_threaded_opencv()
         return DataLoader(
             ds,
             batch_size=self.hparams.batch_size,
@@ -292,6 +301,8 @@ class AffectDataModule(L.LightningDataModule):
                                    batch_size=hp.batch_size, seed=hp.seed,
                                    video_weights=class_balanced_weights(clips.records, len(hp.class_names))
                                    if hp.balance_classes else None)
+        if hp.num_workers:
+            _single_threaded_opencv()
         return DataLoader(stream, batch_size=hp.batch_size, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0, pin_memory=torch.cuda.is_available(),
                           prefetch_factor=hp.prefetch_factor if hp.num_workers > 0 else None,
