@@ -62,7 +62,8 @@ def datamodule(corpus: Path, store: Path, args, workers: int, augment_on: str):
 
     dm = AffectDataModule(root=str(corpus), face_store=str(store), clip_len=args.clip_len, image_size=args.image_size,
                           batch_size=args.batch_size, num_workers=workers, augment=True, augment_on=augment_on,
-                          train_reader="chunked", prefetch_factor=args.prefetch_factor if workers else None)
+                          train_reader="chunked", chunk_len=args.chunk_len, shuffle_buffer=args.shuffle_buffer,
+                          prefetch_factor=args.prefetch_factor if workers else None)
     dm.setup()
     return dm
 
@@ -262,6 +263,8 @@ def main() -> None:
     ap.add_argument("--pipeline-workers", type=int, nargs="+", default=None,
                     help="full-pipeline worker counts (default: the largest of --workers)")
     ap.add_argument("--prefetch-factor", type=int, default=None)
+    ap.add_argument("--chunk-len", type=int, default=128, help="data.chunk_len: frames per contiguous read")
+    ap.add_argument("--shuffle-buffer", type=int, default=256, help="data.shuffle_buffer: clips mixed")
     ap.add_argument("--videos", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--steps", type=int, default=8)
@@ -278,7 +281,8 @@ def main() -> None:
                  "backbone": args.backbone, "lstm": f"{args.num_layers}x{args.hidden_size} bidirectional",
                  "image_size": args.image_size, "clip": f"{args.batch_size} x {args.clip_len}",
                  "precision": args.precision, "compile": args.compile, "channels_last": True,
-                 "prefetch_factor": args.prefetch_factor}
+                 "prefetch_factor": args.prefetch_factor, "chunk_len": args.chunk_len,
+                 "shuffle_buffer": args.shuffle_buffer}
     target = f"workers_for_{int(args.target_fps)}_frames_per_s"
     with tempfile.TemporaryDirectory() as tmp:
         corpus, store = make_store(Path(tmp), args.videos, args.seconds, args.image_size)

@@ -70,3 +70,15 @@ def test_causal_preset_trains_a_unidirectional_model(tiny_corpus, tmp_path):
     assert ckpt["hyper_parameters"]["bidirectional"] is False
     lstm = ckpt["state_dict"]
     assert not any("reverse" in k for k in lstm) and any("weight_ih_l0" in k for k in lstm)
+
+
+PRESETS = sorted((ROOT / "experiments/presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_parses_on_an_experiment(preset, tmp_path):
+    """Presets that cannot run here (a GPU, several devices) must at least name real options."""
+    proc = run_cli("fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config", str(preset),
+                   "--print_config", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "augment_on:" in proc.stdout
