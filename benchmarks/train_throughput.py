@@ -20,7 +20,8 @@ and the judged ratio b / a. Each change is shown before and after, in the same r
   decoding contiguous chunks against one process copying them out of a page-cached memmap, the
   best case of a fast local disk);
 
-and the shuffle quality: distinct videos among the 16 clips of a batch, against the expectation
+how long the loader takes to the first batch of an epoch (persistent workers keep the shuffle
+buffer across epochs, so only the first epoch fills it), and the shuffle quality: distinct videos among the 16 clips of a batch, against the expectation
 under uniform random sampling of clips (over all videos, and over the share of videos one worker
 reads: a batch comes from one worker).
 
@@ -159,6 +160,21 @@ def loader_only(corpus: Path, store: Path, args, workers: int, batches: int,
         batch = next(it)
         distinct.append(len(set(batch["video_id"])))
     return batches * args.batch_size * args.clip_len / (time.perf_counter() - start), distinct
+
+
+def epoch_start(corpus: Path, store: Path, args, workers: int, epochs: int = 3) -> dict[str, float]:
+    """Seconds to the first batch of epochs after the first (persistent workers) against the
+    median gap between batches: what a GPU waits at each epoch start."""
+    loader = datamodule(corpus, store, args, workers, "device").train_dataloader()
+    first, gaps = [], []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        times = [time.perf_counter() for _ in loader]
+        first.append(times[0] - start)
+        gaps += np.diff(times).tolist()
+    return {"batches_per_epoch": len(loader), "first_batch_s_epoch_0": round(first[0], 3),
+            "first_batch_s_later_epochs": round(float(np.mean(first[1:])), 3),
+            "median_batch_gap_s": round(float(np.median(gaps)), 4)}
 
 
 def augment_cost(args, clips: int = 200) -> dict[str, float]:
@@ -311,6 +327,7 @@ def main() -> None:
         out["distinct_videos_per_batch_random_sampling"] = expected(v)
         out["distinct_videos_per_batch_random_sampling_within_a_worker_share"] = {
             str(w): expected(max(1.0, v / max(1, w))) for w in distinct}
+        out["epoch_start"] = epoch_start(corpus, store, args, max(args.workers))
         out["loader_augment_ms_per_clip_one_thread"] = augment_cost(args)
         out["device_augment_ms_per_batch"] = round(device_augment_ms(args, device), 2)
 

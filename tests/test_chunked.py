@@ -103,3 +103,52 @@ def test_workers_start_after_the_parent_used_opencv_threads(tiny_corpus):
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (4, 4, 3, 32, 32)
+
+
+def _keys(items):
+    return [(it["video_id"], int(it["frame_index"][0])) for it in items]
+
+
+def test_a_fresh_stream_set_to_epoch_e_yields_what_a_running_one_does(tiny_corpus):
+    """What a resumed run (a new process) or an epoch cut short (limit_train_batches) gets equals
+    the uninterrupted stream, augmentation included: the random plan is replayed, not re-drawn."""
+    from fer_lightning.data.transforms import ClipAugment
+
+    def stream():
+        records = load_dataset("synthetic", tiny_corpus)
+        clips = ClipDataset(records, clip_len=8, image_size=32, stride=8, transform=ClipAugment())
+        return ChunkedClipStream(clips, chunk_len=24, buffer_size=10, clips_per_epoch=12, seed=3)
+
+    running = stream()
+    epochs = [list(running) for _ in range(3)]
+    assert len({tuple(_keys(e)) for e in epochs}) == 3
+
+    resumed = stream()
+    resumed.set_epoch(2)
+    again = list(resumed)
+    assert _keys(again) == _keys(epochs[2])
+    for a, b in zip(again, epochs[2], strict=True):  # pixels too: one read per clip == chunk reads
+        assert torch.equal(a["frames"], b["frames"])
+
+    cut = stream()
+    for i, _ in enumerate(cut):  # epoch 0 stopped after 3 clips
+        if i == 2:
+            break
+    assert _keys(list(cut)) == _keys(epochs[1])
+
+
+def test_later_epochs_start_without_refilling_the_buffer(tiny_corpus):
+    """The buffer fills once: the first clip of epoch 1 needs at most one new chunk read, where a
+    per-epoch buffer would read buffer_size / clips-per-chunk chunks first."""
+    clips = make_clips(tiny_corpus)
+    stream = ChunkedClipStream(clips, chunk_len=16, buffer_size=24, clips_per_epoch=20, seed=0)
+    reads = []
+    read = clips.readers.read
+    clips.readers.read = lambda path, idx: reads.append(len(idx)) or read(path, idx)
+    it = iter(stream)
+    next(it)
+    assert len(reads) >= 24 // 2  # epoch 0 fills the buffer: 2 clips per 16-frame chunk
+    list(it)
+    reads.clear()
+    next(iter(stream))
+    assert len(reads) <= 1

@@ -10,8 +10,10 @@ videos).
 
 Each (rank, worker) shard yields the same number of clips, so every DDP rank sees the same
 number of batches; shards read disjoint sets of videos when there are enough of them. Videos
-are drawn in proportion to their length. Every call of ``__iter__`` (one per epoch) continues
-the shard's random stream, so epochs differ and a run with the same seed repeats exactly.
+are drawn in proportion to their length. A shard's stream runs on across epochs (the buffer is
+filled once, not at every epoch start, and persistent workers keep it), epoch ``e`` is its clips
+``e * per_shard`` onwards, so epochs differ, a run with the same seed repeats exactly, and a
+resumed run replays the random plan to where it stopped.
 """
 
 from __future__ import annotations
@@ -86,42 +88,51 @@ class ChunkedClipStream(IterableDataset):
         return rank * self.num_workers + worker, self.world_size * self.num_workers
 
     def __iter__(self):
+        """This epoch's ``per_shard`` clips. The shard's stream runs on across epochs: the shuffle
+        buffer is filled once, and later epochs continue from it, so decoding keeps overlapping
+        with training instead of stalling at every epoch start (an epoch smaller than the buffer
+        would otherwise be decoded whole before its first batch). Epoch ``e`` is always clips
+        ``e * per_shard ...`` of that stream: a fresh process (a resumed run) or an epoch cut
+        short (``limit_train_batches``) replays the stream's random plan up to there without
+        decoding, and decodes only the clips it then still holds, one read each."""
         shard, shards = self._shard()
-        rng = np.random.default_rng([self.seed, shard, self._epoch])
-        self._epoch += 1  # the dataset copy in a persistent worker keeps counting epochs
-        if callable(getattr(self.clips.transform, "seed", None)):
-            self.clips.transform.seed(int(rng.integers(2**31)))  # augmentation follows the epoch too
-        records = self.clips.records
-        mine = np.arange(len(records))
-        if len(records) >= shards:
-            mine = mine[shard::shards]
-        w = self.video_weights[mine]
-        p = w / w.sum() if w.sum() > 0 else np.full(len(mine), 1.0 / len(mine))
-        buffer: list[dict] = []
-        produced = 0
-        while produced < self.per_shard:
-            rec_i = int(mine[rng.choice(len(mine), p=p)])
-            for item in self._chunk(rec_i, rng):
-                if produced >= self.per_shard:
-                    break
-                buffer.append(item)
-                produced += 1
-                if len(buffer) >= self.buffer_size:
-                    yield buffer.pop(int(rng.integers(len(buffer))))
-        rng.shuffle(buffer)
-        yield from buffer
+        epoch, self._epoch = self._epoch, self._epoch + 1  # a persistent worker's copy keeps counting
+        state = getattr(self, "_state", None)
+        begin = epoch * self.per_shard
+        if state is None or state.shard != shard or state.position > begin:
+            state = self._state = _StreamState(self, shard, shards)
+        while state.position < begin:
+            state.next(decode=False)
+        for _ in range(self.per_shard):
+            yield self._materialize(state.next(decode=True), shard)
 
-    def _chunk(self, rec_i: int, rng: np.random.Generator):
-        """Clips of one contiguous read of record ``rec_i`` at a random position and phase."""
-        rec = self.clips.records[rec_i]
-        n = rec.num_frames
+    def _materialize(self, entry: _Entry, shard: int) -> dict:
+        if entry.item is None:  # planned but not decoded (a replayed stream): one read of its own
+            entry.item = self._make_item(entry, shard, lambda idx, r=self.clips.records[entry.rec_i]:
+                                         self.clips.readers.read(r.path, idx))
+        return entry.item
+
+    def _make_item(self, entry: _Entry, shard: int, decode) -> dict:
+        transform = self.clips.transform
+        if callable(getattr(transform, "seed", None)):  # per clip: the same draw however it is read
+            transform.seed(int(np.random.SeedSequence([self.seed, shard, entry.k]).generate_state(1)[0]))
+        return self.clips.make_item(entry.rec_i, entry.start, decode)
+
+    def _chunk_plan(self, rec_i: int, rng: np.random.Generator) -> tuple[int, int, list[int]]:
+        """Where one contiguous read of record ``rec_i`` goes: (lo, hi, clip starts), drawn at a
+        random position and phase."""
+        n = self.clips.records[rec_i].num_frames
         want = self.chunk_clips * self.span + self.span - 1  # room for a random phase
         lo = int(rng.integers(0, max(1, n - want) + 1))
         hi = min(n, lo + want)
         phase = int(rng.integers(0, self.span)) if hi - lo >= want else 0
         starts = list(range(lo + phase, max(lo + phase + 1, hi - self.span + 1), self.span))[: self.chunk_clips]
-        has = rec.has_face[lo:hi]
-        wanted = np.flatnonzero(has) + lo
+        return lo, hi, starts
+
+    def _read_chunk(self, rec_i: int, lo: int, hi: int, entries: list[_Entry], shard: int) -> None:
+        """Decode frames ``lo..hi`` of record ``rec_i`` once and cut the entries' clips from them."""
+        rec = self.clips.records[rec_i]
+        wanted = np.flatnonzero(rec.has_face[lo:hi]) + lo
         frames, failure = {}, None
         if len(wanted):
             try:
@@ -134,8 +145,53 @@ class ChunkedClipStream(IterableDataset):
                 raise failure
             return np.stack([frames[int(i)] for i in idx])
 
-        for start in starts:
-            yield self.clips.make_item(rec_i, start, decode)
+        for entry in entries:
+            entry.item = self._make_item(entry, shard, decode)
+
+
+class _Entry:
+    """One planned clip of a shard's stream: record, first frame, its number ``k`` in the stream
+    (which seeds its augmentation) and, once decoded, the item."""
+
+    __slots__ = ("rec_i", "start", "k", "item")
+
+    def __init__(self, rec_i: int, start: int, k: int) -> None:
+        self.rec_i, self.start, self.k, self.item = rec_i, start, k, None
+
+
+class _StreamState:
+    """A shard's endless clip stream: its random plan, the shuffle buffer and the position
+    (clips handed out so far). The plan never depends on decoded pixels, so it can be replayed
+    without decoding."""
+
+    def __init__(self, stream: ChunkedClipStream, shard: int, shards: int) -> None:
+        self.stream, self.shard = stream, shard
+        self.rng = np.random.default_rng([stream.seed, shard])
+        mine = np.arange(len(stream.clips.records))
+        if len(mine) >= shards:
+            mine = mine[shard::shards]
+        w = stream.video_weights[mine]
+        self.mine = mine
+        self.p = w / w.sum() if w.sum() > 0 else np.full(len(mine), 1.0 / len(mine))
+        self.buffer: list[_Entry] = []
+        self.pending: list[_Entry] = []  # the rest of the current chunk, in order
+        self.produced = 0
+        self.position = 0
+
+    def next(self, decode: bool) -> _Entry:
+        """The next clip out of the buffer; ``decode``: read each new chunk as it is planned."""
+        s = self.stream
+        while len(self.buffer) < s.buffer_size:
+            if not self.pending:
+                rec_i = int(self.mine[self.rng.choice(len(self.mine), p=self.p)])
+                lo, hi, starts = s._chunk_plan(rec_i, self.rng)
+                self.pending = [_Entry(rec_i, start, self.produced + j) for j, start in enumerate(starts)]
+                self.produced += len(starts)
+                if decode:
+                    s._read_chunk(rec_i, lo, hi, self.pending, self.shard)
+            self.buffer.append(self.pending.pop(0))
+        self.position += 1
+        return self.buffer.pop(int(self.rng.integers(len(self.buffer))))
 
 
 def inverse_class_frequency(records, num_classes: int) -> np.ndarray:
