@@ -4,6 +4,7 @@ uninterrupted run ends: same global step, same weights (CPU, deterministic)."""
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -22,10 +23,11 @@ class StopAfterEpoch(L.Callback):
             trainer.should_stop = True
 
 
-def run(root, tmp, max_epochs, ckpt_path=None, seed=0, stop_after=None):
+def run(root, tmp, max_epochs, ckpt_path=None, seed=0, stop_after=None, augment_on="loader"):
     L.seed_everything(seed, workers=True)
     model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.3, lr=5e-3, warmup_steps=2)
-    dm = AffectDataModule(root=str(root), clip_len=4, image_size=32, batch_size=2, num_workers=0, augment=True)
+    dm = AffectDataModule(root=str(root), clip_len=4, image_size=32, batch_size=2, num_workers=0, augment=True,
+                          augment_on=augment_on)
     ckpt = ModelCheckpoint(dirpath=tmp / "ckpt", save_last=True, every_n_epochs=1)
     trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, limit_train_batches=3, limit_val_batches=0,
                         num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -35,13 +37,15 @@ def run(root, tmp, max_epochs, ckpt_path=None, seed=0, stop_after=None):
     return trainer, model
 
 
-def test_resumed_run_equals_uninterrupted_run(tiny_corpus, tmp_path):
-    whole_trainer, whole = run(tiny_corpus, tmp_path / "whole", max_epochs=3)
-    cut_trainer, _ = run(tiny_corpus, tmp_path / "cut", max_epochs=3, stop_after=0)
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_resumed_run_equals_uninterrupted_run(tiny_corpus, tmp_path, augment_on):
+    whole_trainer, whole = run(tiny_corpus, tmp_path / "whole", max_epochs=3, augment_on=augment_on)
+    cut_trainer, _ = run(tiny_corpus, tmp_path / "cut", max_epochs=3, stop_after=0, augment_on=augment_on)
     assert cut_trainer.global_step == 3  # stopped after 3 of 9 steps
     last = tmp_path / "cut" / "ckpt" / "last.ckpt"
     assert last.is_file()
-    resumed_trainer, resumed = run(tiny_corpus, tmp_path / "cut", max_epochs=3, ckpt_path=str(last), seed=123)
+    resumed_trainer, resumed = run(tiny_corpus, tmp_path / "cut", max_epochs=3, ckpt_path=str(last), seed=123,
+                                   augment_on=augment_on)
     assert resumed_trainer.global_step == whole_trainer.global_step == 9
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name

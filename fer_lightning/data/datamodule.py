@@ -156,6 +156,8 @@ class AffectDataModule(L.LightningDataModule):
         # built here, not in setup, so that a config error shows before any data is touched
         self.device_augment = (build_device_augment(augment) if augment_on == "device" and not feature_cache
                                else None)
+        self._augment_base: int | None = None
+        self._augmented = 0  # training batches augmented on the device so far (checkpointed)
 
     def prepare_data(self) -> None:
         hp = self.hparams
@@ -163,9 +165,8 @@ class AffectDataModule(L.LightningDataModule):
             generate_corpus(SynthConfig(**(hp.synth_args or {})), self.root)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.device_augment is not None:  # from the run's seed, and different on every rank
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            self.device_augment.seed(torch.initial_seed() + 7919 * rank)
+        if self.device_augment is not None and self._augment_base is None:
+            self._augment_base = torch.initial_seed()  # the run's seed (a resumed run takes its checkpoint's)
         if self.datasets:
             return
         hp = self.hparams
@@ -251,8 +252,23 @@ class AffectDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Training batches, once on the device: ``augment_on: device`` augments them here."""
         if self.device_augment is not None and "frames" in batch and self.trainer is not None and self.trainer.training:
+            # each batch's draws follow from (run seed, rank, batch number), all in the checkpoint,
+            # so a resumed run augments what an uninterrupted one would have
+            key = [self._augment_base or 0, self.trainer.global_rank, self._augmented]
+            self.device_augment.seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+            self._augmented += 1
             batch["frames"] = self.device_augment(batch["frames"])
         return batch
+
+    def state_dict(self) -> dict:
+        if self.device_augment is None:
+            return {}
+        return {"device_augment": {"base": self._augment_base, "batches": self._augmented}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.device_augment is not None and "device_augment" in state_dict:
+            self._augment_base = state_dict["device_augment"]["base"]
+            self._augmented = state_dict["device_augment"]["batches"]
 
     def split_records(self, split: str) -> list[VideoRecord]:
         return self.datasets[split].records
