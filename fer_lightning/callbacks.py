@@ -114,7 +114,7 @@ class TracePlot(L.Callback):
             f.write(",".join(header) + "\n")
             for vid, (idx, mask, pred, true) in videos.items():
                 for i in range(len(idx)):
-                    vals = ",".join(f"{x:.5f}" for x in (*pred[i], *true[i]))
+                    vals = ",".join(f"{x:.7f}" for x in (*pred[i], *true[i]))
                     f.write(f"{vid},{idx[i]},{int(mask[i])},{vals}\n")
         png = out / f"traces_{stage}.png"
         plot_traces(videos, names, png, self.num_videos, fps=_fps(trainer, stage))

@@ -1,12 +1,13 @@
-"""Faults the scale-out tests inject through the CLI (``--trainer.callbacks+=faults.ExitOnRank``,
+"""Callbacks the scale-out tests inject through the CLI (``--trainer.callbacks+=faults.ExitOnRank``,
 with this folder on PYTHONPATH): a rank that dies mid-training, as an out-of-memory kill or a
-lost node would end it."""
+lost node would end it; every rank's weights saved, to compare the ranks."""
 
 from __future__ import annotations
 
 import os
 
 import lightning as L
+import torch
 
 
 class ExitOnRank(L.Callback):
@@ -20,3 +21,15 @@ class ExitOnRank(L.Callback):
             print(f"faults.ExitOnRank: rank {self.rank} exits with code {self.code} at step {trainer.global_step}",
                   flush=True)
             os._exit(self.code)
+
+
+class SaveRankWeights(L.Callback):
+    """Each rank writes its model's state to ``dirpath/rank<R>-epoch<E>.pt`` after every epoch."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = dirpath
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        os.makedirs(self.dirpath, exist_ok=True)
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save(state, os.path.join(self.dirpath, f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.pt"))

@@ -178,3 +178,26 @@ def test_overlapping_windows_are_stitched_by_their_mean():
     stitched = np.concatenate([pred_a[:4], (pred_a[4:] + pred_b[:4]) / 2, pred_b[4:]])
     np.testing.assert_allclose(m.compute_pooled().numpy(), np_ccc(stitched, target), rtol=1e-10)
     np.testing.assert_allclose(m.compute().numpy(), np_ccc(stitched, target), rtol=1e-10)
+
+
+def test_a_window_seen_twice_counts_once_where_windows_overlap():
+    """DistributedSampler pads with whole copies of windows: with overlap, a copy of window A must
+    not outvote window B on their shared frames (numpy reference: the stitched trace without it);
+    stitch_windows (prediction files, evaluate) follows the same rule."""
+    from fer_lightning.data.clips import stitch_windows
+
+    rng = np.random.default_rng(5)
+    target = rng.normal(size=(12, 2))
+    pred_a, pred_b = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))  # frames 0..7 and 4..11
+    m = SequenceConcordanceCC(2)
+    for pred, lo in ((pred_a, 0), (pred_b, 4), (pred_a, 0)):  # the last: a padded copy of window A
+        m.update(torch.tensor(pred)[None], torch.tensor(target[lo : lo + 8])[None], ["v"], torch.arange(lo, lo + 8)[None])
+    stitched = np.concatenate([pred_a[:4], (pred_a[4:] + pred_b[:4]) / 2, pred_b[4:]])
+    np.testing.assert_allclose(m.compute_pooled().numpy(), np_ccc(stitched, target), rtol=1e-10)
+    np.testing.assert_allclose(m.compute().numpy(), np_ccc(stitched, target), rtol=1e-10)
+    mask = np.ones(8, bool)
+    parts = [(np.arange(lo, lo + 8), mask, pred, target[lo : lo + 8]) for pred, lo in ((pred_a, 0), (pred_b, 4), (pred_a, 0))]
+    idx, _, mean, true = stitch_windows(parts)
+    np.testing.assert_array_equal(idx, np.arange(12))
+    np.testing.assert_allclose(mean, stitched, rtol=1e-12)
+    np.testing.assert_array_equal(true, target)

@@ -17,7 +17,8 @@ TINY = ["--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_s
 
 def cli(cwd, *args):
     cwd.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT / "tests"))
     proc = subprocess.run([sys.executable, "-m", "fer_lightning.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -88,3 +89,69 @@ def test_sync_batchnorm_training_on_cpu_is_refused_with_the_reason(tmp_path):
          "--config", str(ROOT / "experiments/presets/cpu.yaml"), "--trainer.sync_batchnorm=true", *TINY],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "SyncBatchNorm trains on GPUs only" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.ddp
+def test_a_backbone_unfrozen_under_ddp_trains_the_same_on_every_rank(tiny_corpus, tmp_path):
+    # frozen when DDP wraps the model, unfrozen at epoch 1: DDP alone would leave its gradients
+    # unreduced, and each rank would step its backbone its own way
+    weights = tmp_path / "weights"
+    cli(tmp_path, "fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config",
+        str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", *TINY,
+        "--config", str(ROOT / "experiments/presets/ddp.yaml"), "--trainer.devices=2", "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1", "--evaluate_after_fit=false",
+        "--model.freeze_backbone=true", "--model.unfreeze_backbone_at_epoch=1", "--model.dropout=0.0",
+        "--trainer.callbacks+=faults.SaveRankWeights", f"--trainer.callbacks.init_args.dirpath={weights}")
+    import torch
+
+    state = {(r, e): torch.load(weights / f"rank{r}-epoch{e}.pt", weights_only=True) for r in (0, 1) for e in (0, 1)}
+    for name, value in state[0, 1].items():
+        assert torch.equal(value, state[1, 1][name]), f"{name} differs between the ranks"
+    backbone = [k for k in state[0, 1] if k.startswith("net.encoder.") and state[0, 1][k].is_floating_point()]
+    assert backbone and any(not torch.equal(state[0, 0][k], state[0, 1][k]) for k in backbone), "backbone never moved"
+    head = [k for k in state[0, 0] if not k.startswith("net.encoder.")]
+    assert all(torch.equal(state[0, 0][k], state[1, 0][k]) for k in head)  # epoch 0 (frozen) agreed too
+
+
+def _odd_window_clip_len(root: Path, split: str) -> int:
+    """A clip length whose half-overlapping evaluation windows of ``split`` are odd in number,
+    so that two ranks' DistributedSampler pads one window twice."""
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    for clip_len in range(5, 30):
+        dm = AffectDataModule(root=str(root), clip_len=clip_len, image_size=32, batch_size=3, num_workers=0,
+                              eval_overlap=0.5)
+        dm.setup("validate" if split == "val" else "test")
+        if len(dm.datasets[split]) % 2:
+            return clip_len
+    raise AssertionError("no clip length gives an odd window count")
+
+
+def _predictions(path: Path) -> dict:
+    rows = list(csv.DictReader(path.open()))
+    return {(r["video_id"], int(r["frame_index"])): r for r in rows}
+
+
+@pytest.mark.ddp
+def test_ddp_evaluation_with_overlapping_windows_equals_one_process(tiny_corpus, tmp_path, tiny_checkpoint):
+    base = ["--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config",
+            str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", *TINY, "--data.eval_overlap=0.5",
+            f"--ckpt_path={tiny_checkpoint}"]
+    ddp = ["--config", str(ROOT / "experiments/presets/ddp.yaml"), "--trainer.devices=2"]
+    clip_len = _odd_window_clip_len(tiny_corpus, "test")
+    results = {}
+    for name, extra in (("single", []), ("ddp", ddp)):
+        cli(tmp_path / name, "test", *base, *extra, f"--data.clip_len={clip_len}")
+        runs = tmp_path / name / "runs"
+        metrics = max(runs.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+        rows = list(csv.DictReader(metrics.open()))
+        scores = {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and "ccc" in k}
+        results[name] = scores, _predictions(max(runs.rglob("predictions_test.csv"), key=lambda p: p.stat().st_mtime))
+    (single, single_frames), (two, two_frames) = results["single"], results["ddp"]
+    assert {"test/ccc_valence", "test/seq_ccc_arousal"} <= set(single)
+    for key, value in single.items():
+        assert two[key] == pytest.approx(value, abs=1e-6), (key, single, two)
+    assert single_frames.keys() == two_frames.keys()
+    for frame, row in single_frames.items():
+        for column in ("pred_valence", "pred_arousal", "true_valence", "mask"):
+            assert float(two_frames[frame][column]) == pytest.approx(float(row[column]), abs=1e-6), (frame, column)

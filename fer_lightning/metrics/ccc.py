@@ -104,14 +104,24 @@ def video_key(video_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(video_id.encode(), digest_size=8).digest(), "little") >> 1
 
 
+def _first_of_each(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """For (N, K) integer rows: each row's group among the distinct rows (N,), and the position
+    of each distinct row's first occurrence (G,), distinct rows in ascending order."""
+    distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    first = torch.full((distinct.shape[0],), rows.shape[0], dtype=torch.int64, device=rows.device)
+    first.scatter_reduce_(0, inverse, torch.arange(rows.shape[0], device=rows.device), reduce="amin")
+    return inverse, first
+
+
 class SequenceConcordanceCC(Metric):
     """Mean over videos of each video's CCC, per output dimension; :meth:`compute_pooled`
     gives the CCC pooled over all frames from the same state.
 
-    Frames are keyed by ``(video_id, frame_index)``: a frame seen several times (overlapping
-    evaluation windows, the padding a DistributedSampler adds) counts once, with the mean of
-    its predictions. Keeps every frame it sees (cat states), so use it on validation and test
-    splits.
+    Frames are keyed by ``(video_id, frame_index)``: a frame seen in several overlapping
+    evaluation windows counts once, with the mean of those windows' predictions. A window seen
+    twice (the copies a DistributedSampler pads the last batch with) counts once: windows are
+    keyed by their video and first frame. Keeps every frame it sees (cat states), so use it on
+    validation and test splits. States and results live on the metric's device.
     """
 
     is_differentiable = False
@@ -122,7 +132,7 @@ class SequenceConcordanceCC(Metric):
         super().__init__(**kwargs)
         self.num_outputs = num_outputs
         self.zero_division = zero_division
-        for name in ("keys", "frames", "preds", "target"):
+        for name in ("keys", "windows", "frames", "preds", "target"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
@@ -139,30 +149,33 @@ class SequenceConcordanceCC(Metric):
         b, t, d = preds.shape
         keys = torch.tensor([video_key(v) for v in video_id], dtype=torch.int64, device=preds.device)
         keys = keys[:, None].expand(b, t).reshape(-1)
-        frames = frame_index.reshape(-1).to(torch.int64)
+        frame_index = frame_index.to(torch.int64)
+        windows = frame_index[:, :1].expand(b, t).reshape(-1)  # a window is known by its first frame
+        frames = frame_index.reshape(-1)
         p, tg, m = _flatten(preds, target, mask)
         keep = frames >= 0 if m is None else m & (frames >= 0)
         self.keys.append(keys[keep])
+        self.windows.append(windows[keep])
         self.frames.append(frames[keep])
         self.preds.append(p.detach().to(torch.float64)[keep])
         self.target.append(tg.detach().to(torch.float64)[keep])
 
     def _unique_frames(self) -> tuple[Tensor, Tensor, Tensor]:
         """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D), each frame once."""
-        keys, frames = dim_zero_cat(self.keys), dim_zero_cat(self.frames)
+        keys, windows, frames = dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames)
         p, t = dim_zero_cat(self.preds), dim_zero_cat(self.target)
         if keys.numel() == 0:
-            empty = torch.empty(0, self.num_outputs, dtype=torch.float64)
-            return torch.empty(0, 2, dtype=torch.int64), empty, empty
-        rows, inverse = torch.unique(torch.stack([keys, frames], 1), dim=0, return_inverse=True)
-        first = torch.full((rows.shape[0],), keys.numel(), dtype=torch.int64, device=keys.device)
-        first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=keys.device), reduce="amin")
-        # a frame predicted by several overlapping windows gets their mean (stitching); copies
-        # from sampler padding are identical, so their mean is the prediction itself
-        count = torch.zeros(rows.shape[0], dtype=torch.float64, device=p.device).index_add_(
+            empty = torch.empty(0, self.num_outputs, dtype=torch.float64, device=self.device)
+            return torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty
+        # each (window, frame) once: a padded copy of a window is not one more vote for its frames
+        _, first = _first_of_each(torch.stack([keys, windows, frames], 1))
+        keys, frames, p, t = keys[first], frames[first], p[first], t[first]
+        # a frame predicted by several overlapping windows gets their mean (stitching)
+        inverse, first = _first_of_each(torch.stack([keys, frames], 1))
+        count = torch.zeros(first.numel(), dtype=torch.float64, device=p.device).index_add_(
             0, inverse, torch.ones(keys.numel(), dtype=torch.float64, device=p.device))
-        mean = torch.zeros(rows.shape[0], p.shape[1], dtype=torch.float64, device=p.device).index_add_(0, inverse, p)
-        return rows, mean / count[:, None], t[first]
+        mean = torch.zeros(first.numel(), p.shape[1], dtype=torch.float64, device=p.device).index_add_(0, inverse, p)
+        return torch.stack([keys[first], frames[first]], 1), mean / count[:, None], t[first]
 
     def _gathered(self):
         """Every rank's frames under DDP, as ``compute()`` sees them (a no-op in one process,
@@ -175,8 +188,8 @@ class SequenceConcordanceCC(Metric):
         same data seen once, but immune to DistributedSampler padding and window overlap."""
         with self._gathered():
             _, p, t = self._unique_frames()
-        return _ccc_from_sums(torch.tensor([float(p.shape[0])], dtype=torch.float64).expand(self.num_outputs),
-                              p.sum(0), t.sum(0), (p * p).sum(0), (t * t).sum(0), (p * t).sum(0),
+        n = torch.full((self.num_outputs,), float(p.shape[0]), dtype=torch.float64, device=p.device)
+        return _ccc_from_sums(n, p.sum(0), t.sum(0), (p * p).sum(0), (t * t).sum(0), (p * t).sum(0),
                               zero_division=self.zero_division)
 
     def compute_per_sequence(self) -> tuple[Tensor, Tensor]:
@@ -184,7 +197,7 @@ class SequenceConcordanceCC(Metric):
         with self._gathered():
             rows, p, t = self._unique_frames()
         if rows.shape[0] == 0:
-            return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64)
+            return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64, device=rows.device)
         groups, g = torch.unique(rows[:, 0], return_inverse=True)
         sums = []
         for x in (torch.ones_like(p), p, t, p * p, t * t, p * t):
@@ -195,7 +208,7 @@ class SequenceConcordanceCC(Metric):
     def compute(self) -> Tensor:
         _, per_seq = self.compute_per_sequence()
         if per_seq.shape[0] == 0:
-            return torch.full((self.num_outputs,), self.zero_division, dtype=torch.float64)
+            return torch.full((self.num_outputs,), self.zero_division, dtype=torch.float64, device=per_seq.device)
         return per_seq.mean(0)
 
 

@@ -46,7 +46,8 @@ class AffectModule(L.LightningModule):
             ``runs/pretrain*``.
         init_parts: ``encoder`` (the face feature extractor) and optionally ``temporal``.
         freeze_backbone: keep the encoder's weights and BatchNorm statistics fixed ...
-        unfreeze_backbone_at_epoch: ... until this epoch (None: for the whole run).
+        unfreeze_backbone_at_epoch: ... until this epoch (None: for the whole run). Under DDP
+            the unfrozen encoder's gradients are averaged over the ranks like the rest.
         backbone_lr_scale: the encoder's learning rate relative to ``lr`` (e.g. 0.1).
         compile_backbone: ``torch.compile`` the timm backbone in place when training starts
             (the LSTM stays eager: cuDNN's RNN breaks graphs); checkpoints keep the same keys.
@@ -143,6 +144,26 @@ class AffectModule(L.LightningModule):
         random.setstate((py[-1], tuple(py[:-1]), None))
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
+
+    def on_fit_start(self) -> None:
+        # DistributedDataParallel reduces the gradients of the parameters that required one when
+        # it wrapped the model; a backbone frozen then and unfrozen later would train on each
+        # rank's own gradients (ranks drift apart). Those parameters are averaged here instead:
+        # frozen epochs stay cheap (no backward through the backbone, nothing sent), unfrozen
+        # ones stay synchronised, at the cost of one all-reduce after backward, not overlapped
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = isinstance(self.trainer.strategy.model, DistributedDataParallel)
+        self._grads_ddp_skips = [p for p in self.parameters() if not p.requires_grad] if wrapped else []
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in getattr(self, "_grads_ddp_skips", ()) if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            torch.distributed.all_reduce(flat)
+            flat /= self.trainer.world_size
+            for g, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                g.copy_(mean.view_as(g))
 
     def _set_backbone_trainable(self, trainable: bool) -> None:
         for p in self.net.encoder.parameters():
