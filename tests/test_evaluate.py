@@ -11,7 +11,7 @@ import torch
 
 from fer_lightning.cli import main
 
-LAGS = (0.6, 1.2)  # synthetic raters' lags: 15 and 30 frames at 25 fps
+LAGS = (0.0, 1.2)  # synthetic raters' lags: none, and 30 frames at 25 fps
 
 
 def run_evaluate(ckpt, out, *extra) -> dict:
@@ -84,17 +84,18 @@ def test_a_raters_delay_shifts_only_the_labels_evaluate_scores(tiny_checkpoint, 
 
 @pytest.mark.slow
 def test_delay_compensation_follows_the_raters_delay(trained_affect_model, tmp_path):
-    # a model trained for minutes has its own timing offset and accuracy, and both differ from one
-    # machine to another; what any model that learns shows: the delay fitted on the development
-    # split grows with the raters' lag, and compensating it raises the CCC on test too
+    # a model trained for minutes has its own timing offset and accuracy, both of which differ
+    # from one machine to another, and a 4-video development split scatters the fitted delay by
+    # a few frames; what any model that learns shows: the delay fitted on the development split
+    # grows with the raters' lag, and compensating a long lag raises the CCC on dev and on test
     fitted = {lag: run_evaluate(trained_affect_model.ckpt, tmp_path / f"eval{lag}", "--dataset-args",
                                 json.dumps({"label_delay": lag}), "--max-delay", "2.0") for lag in LAGS}
     print(json.dumps({lag: {k: r[k] for k in ("postprocess", "steps")} for lag, r in fitted.items()}, indent=1))
-    short, long = LAGS
+    none, late = LAGS
     for name in ("valence", "arousal"):
         delays = {lag: fitted[lag]["postprocess"][name]["delay_s"] for lag in LAGS}
-        assert delays[long] > delays[short] > 0, delays
-        for lag, result in fitted.items():
-            dev, test = result["postprocess"][name]["dev_ccc"], result["steps"]["test"]
-            assert dev["delay"] > dev["raw"], (lag, dev)
-            assert test["delay"][name] > test["raw"][name] + (0.05 if lag == long else 0.0), (lag, test)
+        # measured on three configurations (README, "Tests"): 0.00 -> 0.68 to 1.24 s
+        assert delays[late] > delays[none] + 0.3, delays
+        dev, test = fitted[late]["postprocess"][name]["dev_ccc"], fitted[late]["steps"]["test"]
+        assert dev["delay"] > dev["raw"] + 0.05, dev
+        assert test["delay"][name] > test["raw"][name] + 0.05, test  # measured: +0.09 to +0.25
