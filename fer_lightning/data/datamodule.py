@@ -221,8 +221,9 @@ class AffectDataModule(L.LightningDataModule):
 
             ckpt = latest_checkpoint() if hp.feature_cache == "latest" else Path(hp.feature_cache)
             cache_root = hp.feature_cache_dir or str(Path(hp.face_store or self.root) / "features")
+            device = self.trainer.strategy.root_device if self.trainer is not None else "auto"
             folder = build_feature_cache([r for rs in by_split.values() for r in rs], ckpt, cache_root,
-                                         hp.image_size, margin)
+                                         hp.image_size, margin, device=device)
             for split in SPLITS:
                 train = split == "train"
                 self.datasets[split] = FeatureClipDataset(

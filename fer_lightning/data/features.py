@@ -54,13 +54,18 @@ def load_encoder(checkpoint: str | Path):
 
 @torch.no_grad()
 def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, cache_root: str | Path,
-                        image_size: int, margin: float, chunk: int = 128, progress: bool = True) -> Path:
-    """Compute (or reuse) the features of every record; returns the key's folder."""
+                        image_size: int, margin: float, chunk: int = 128, progress: bool = True,
+                        device: str | torch.device = "auto") -> Path:
+    """Compute (or reuse) the features of every record; returns the key's folder. The encoder
+    runs on ``device`` (``auto``: the GPU when there is one)."""
     from tqdm.auto import tqdm
 
     from fer_lightning.data.video import ReaderCache
 
     encoder, backbone = load_encoder(checkpoint)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder.to(device)
     key = cache_key(checkpoint, backbone, image_size, margin)
     folder = Path(cache_root) / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,8 +85,8 @@ def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, 
                 frames = readers.read(rec.path, faces)
                 crops = np.stack([crop_face(f, b, image_size, margin_rec) for f, b in zip(frames, rec.boxes[faces],
                                                                                           strict=True)])
-                x = torch.from_numpy(crops).permute(0, 3, 1, 2)[None]  # (1, n, 3, S, S) uint8
-                feats[faces] = encoder(x)[0].float().numpy().astype(np.float16)
+                x = torch.from_numpy(crops).permute(0, 3, 1, 2)[None].to(device)  # (1, n, 3, S, S) uint8
+                feats[faces] = encoder(x)[0].float().cpu().numpy().astype(np.float16)
             bar.update(len(idx))
         tmp = folder / f".{rec.video_id}.{os.getpid()}.tmp.npy"
         np.save(tmp, feats)

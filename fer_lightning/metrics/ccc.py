@@ -162,11 +162,11 @@ class SequenceConcordanceCC(Metric):
 
     def _unique_frames(self) -> tuple[Tensor, Tensor, Tensor]:
         """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D), each frame once."""
-        keys, windows, frames = dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames)
-        p, t = dim_zero_cat(self.preds), dim_zero_cat(self.target)
-        if keys.numel() == 0:
+        if isinstance(self.keys, list) and not self.keys or isinstance(self.keys, Tensor) and self.keys.numel() == 0:
             empty = torch.empty(0, self.num_outputs, dtype=torch.float64, device=self.device)
             return torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty
+        keys, windows, frames = dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames)
+        p, t = dim_zero_cat(self.preds), dim_zero_cat(self.target)
         # each (window, frame) once: a padded copy of a window is not one more vote for its frames
         _, first = _first_of_each(torch.stack([keys, windows, frames], 1))
         keys, frames, p, t = keys[first], frames[first], p[first], t[first]
