@@ -124,8 +124,8 @@ def test_fit_validate_and_test_run_on_the_device(tiny_corpus, tmp_path, task, au
 def test_feature_cache_is_built_and_trained_on_on_the_device(tiny_corpus, tmp_path):
     from conftest import train_tiny_checkpoint
 
-    from fer_lightning.data.features import build_feature_cache
     from fer_lightning.data.datasets import load_dataset
+    from fer_lightning.data.features import build_feature_cache
 
     pretrained = train_tiny_checkpoint(tiny_corpus, tmp_path / "pre.ckpt", task="pretrain")
     records = load_dataset("synthetic", tiny_corpus)[:2]
