@@ -52,9 +52,13 @@ def data_settings(ckpt_data: dict, config: str | None = None, root: str | None =
 
 
 @torch.no_grad()
-def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True) -> dict[str, Sequence]:
-    """Per-frame predictions, targets and masks of every video of ``split``."""
+def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True,
+                  precision: str = "32-true") -> dict[str, Sequence]:
+    """Per-frame predictions, targets and masks of every video of ``split``; the model runs at
+    ``precision`` (a trainer precision name: ``bf16-mixed`` autocasts)."""
     from tqdm.auto import tqdm
+
+    from fer_lightning.predict import inference_autocast
 
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
     records = {r.video_id: r for r in datamodule.split_records(split)}
@@ -62,7 +66,9 @@ def predict_split(model, datamodule, split: str, device: torch.device, progress:
     model.to(device).eval()
     for batch in tqdm(loader, desc=f"predict {split}", unit="batch", disable=not progress):
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in ("frames", "features")}
-        preds = model.predict_batch(inputs).float().cpu().numpy()
+        with inference_autocast(device, precision):
+            preds = model.predict_batch(inputs)
+        preds = preds.float().cpu().numpy()
         targets, mask = batch["targets"].numpy(), batch["mask"].numpy()
         index = batch["frame_index"].numpy()
         for b, vid in enumerate(batch["video_id"]):
@@ -81,7 +87,7 @@ def predict_split(model, datamodule, split: str, device: torch.device, progress:
 def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", config: str | None = None,
              root: str | None = None, dataset_args: dict | None = None, out: str | Path | None = None,
              space: SearchSpace | None = None, device: str = "auto", num_workers: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, precision: str = "32-true") -> dict:
     """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds."""
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.models.transfer import load_checkpoint_model
@@ -99,11 +105,11 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", conf
     dm.setup("test")
     run_on = resolve_device(device)
     names = list(model.target_names)
-    dev = predict_split(model, dm, dev_split, run_on, progress)
-    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress)
+    dev = predict_split(model, dm, dev_split, run_on, progress, precision)
+    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress, precision)
     post = PostProcessor.fit(dev, names, space)
     result = {
-        "checkpoint": str(ckpt), "split": split, "dev_split": dev_split, "targets": names,
+        "checkpoint": str(ckpt), "split": split, "dev_split": dev_split, "targets": names, "precision": precision,
         "data": {k: args.get(k) for k in ("root", "dataset", "dataset_args", "face_store", "clip_len", "image_size")},
         "videos": {split: len(test), dev_split: len(dev)},
         "skipped_videos": dm.skip_reasons,
@@ -241,6 +247,8 @@ def evaluate_main(argv: Seq[str]) -> int:
     p.add_argument("--min-delay", type=float, default=SearchSpace.min_delay_s,
                    help="shortest delay searched, s (negative: predictions may also move earlier)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed", "16-mixed"),
+                   help="the model's precision (bf16-mixed: autocast, as in training)")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the checkpoint's)")
     a = p.parse_args(list(argv))
     try:
@@ -249,7 +257,7 @@ def evaluate_main(argv: Seq[str]) -> int:
         if space.max_delay_s < space.min_delay_s:
             raise ValueError("--max-delay must not be below --min-delay")
         result = evaluate(a.ckpt, a.split, a.dev_split, a.config, a.root, dataset_args, a.out, space, a.device,
-                          a.num_workers)
+                          a.num_workers, precision=a.precision)
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
         p.error(str(err))
     print(markdown(result))

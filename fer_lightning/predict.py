@@ -62,6 +62,7 @@ class PredictConfig:
     chunk: int = 32  # frames per forward pass (causal)
     render: bool = False
     device: str = "auto"
+    precision: str = "32-true"  # or bf16-mixed / 16-mixed: autocast, as the trainer's precision
 
 
 @dataclass
@@ -165,6 +166,7 @@ class ModelStream:
     def __init__(self, model, device: torch.device, frame_step: int, cfg: PredictConfig, clip_len: int,
                  timings: Timings, encode_batch: int = 32) -> None:
         self.model, self.device, self.timings = model, device, timings
+        self.autocast = lambda: inference_autocast(device, cfg.precision)
         self.frame_step = max(1, frame_step)
         self.encode_batch = encode_batch
         self.probabilities = model.task == "pretrain"
@@ -188,7 +190,8 @@ class ModelStream:
     def _encode(self) -> list[tuple[int, np.ndarray]]:
         start = time.perf_counter()
         x = torch.from_numpy(np.ascontiguousarray(np.stack([c for _, c in self._crops]).transpose(0, 3, 1, 2)))
-        feats = self.model.net.encoder(x.to(self.device, non_blocking=True)[None])[0]
+        with self.autocast():
+            feats = self.model.net.encoder(x.to(self.device, non_blocking=True)[None])[0]
         self.timings.model += time.perf_counter() - start
         out = []
         for (index, _), f in zip(self._crops, feats, strict=True):
@@ -206,7 +209,8 @@ class ModelStream:
     def _run_windows(self, feats) -> np.ndarray:
         start = time.perf_counter()
         net = self.model.net
-        out = self._outputs(net.head(net.temporal(feats)))
+        with self.autocast():
+            out = self._outputs(net.head(net.temporal(feats)))
         self.timings.model += time.perf_counter() - start
         return out
 
@@ -214,9 +218,10 @@ class ModelStream:
     def _run_causal(self, feats, state):
         start = time.perf_counter()
         net = self.model.net
-        if net.temporal.lstm is not None:
-            feats, state = net.temporal.lstm(feats, state)
-        out = self._outputs(net.head(feats))
+        with self.autocast():
+            if net.temporal.lstm is not None:
+                feats, state = net.temporal.lstm(feats, state)
+            out = self._outputs(net.head(feats))
         self.timings.model += time.perf_counter() - start
         return out, state
 
@@ -416,6 +421,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+AUTOCAST_DTYPES = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def inference_autocast(device: torch.device, precision: str):
+    """The autocast context for inference at a trainer precision name (``32-true``: none)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}")
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg: PredictConfig | None = None,
             progress: bool = True) -> dict:
     """Predict every video of ``inputs`` (files, folders, manifests); a bad video is recorded,
@@ -467,6 +483,8 @@ def predict_main(argv: Seq[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--render", action="store_true", help="also write an annotated MP4 per video")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default=d.precision, choices=tuple(AUTOCAST_DTYPES),
+                   help="32-true, or bf16-mixed / 16-mixed (autocast on the device, as in training)")
     p.add_argument("--detect-every", type=int, default=d.detect_every, help="run the face detector every K frames")
     p.add_argument("--min-face-size", type=int, default=d.min_face_size, help="smallest face searched, pixels")
     p.add_argument("--crop", choices=("aligned", "box"), default=None,
@@ -478,7 +496,7 @@ def predict_main(argv: Seq[str]) -> int:
     if a.detect_every < 1 or a.batch_size < 1 or (a.window is not None and a.window < 1):
         p.error("--detect-every, --batch-size and --window must be >= 1")
     cfg = PredictConfig(detect_every=a.detect_every, min_face_size=a.min_face_size, crop=a.crop, window=a.window,
-                        batch_size=a.batch_size, render=a.render, device=a.device)
+                        batch_size=a.batch_size, render=a.render, device=a.device, precision=a.precision)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     try:
         report = predict(a.ckpt, a.input, a.out, cfg, progress=not a.quiet)

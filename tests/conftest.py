@@ -33,7 +33,7 @@ def feat_data() -> Path:
     return FEAT_DATA
 
 
-def train_tiny_checkpoint(corpus: Path, path: Path, **model_args) -> Path:
+def train_tiny_checkpoint(corpus: Path, path: Path, precision: str = "32-true", **model_args) -> Path:
     """Two optimizer steps of a test_resnet model on ``corpus``, saved as a Lightning checkpoint
     (with the datamodule's settings, as a real run's checkpoint has them)."""
     import lightning as L
@@ -46,6 +46,7 @@ def train_tiny_checkpoint(corpus: Path, path: Path, **model_args) -> Path:
     dm = AffectDataModule(root=str(corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0,
                           task=model_args.get("task", "finetune"))
     trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                        precision=precision,
                         enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=dm)
     trainer.save_checkpoint(path)
