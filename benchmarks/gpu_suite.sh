@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Issue 8's GPU figures in one device call (about 8 minutes on one H100/H200 with 16 cores):
-# benchmarks/train_throughput.py with ResNet-50 + 2x256 BiLSTM, bf16 autocast, channels_last, at
+# The GPU checks in one device call (about 9 minutes on one H100/H200 with 16 cores):
+# first a short real fit of the synthetic fine-tuning experiment with presets/gpu_bf16.yaml, its
+# validation and the final validate/test table included (the CCC metric, trace plots and device
+# augmentation on CUDA); then benchmarks/train_throughput.py with ResNet-50 + 2x256 BiLSTM, bf16 autocast, channels_last, at
 #   112 px: 16 clips x 32 frames (the probes' batch), loader vs device augmentation, 2/4/8 workers
 #           loader-only, 4/8/12 workers end to end, channels_last / compile / fp32 before-after;
 #   224 px:  8 clips x 32 frames, device augmentation, 8/12 workers end to end.
@@ -25,9 +27,17 @@ py=python3
 [ -x .venv/bin/python ] && py=.venv/bin/python
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") | tee "$out/gpu.txt"
 nproc | tee -a "$out/gpu.txt"
+# the fine-tuning experiment on the GPU, to its table (fit log: $out/gpu_fit.log)
+timeout 120 "$py" -m fer_lightning.cli synth --out /tmp/gpu_synth --videos 12 --seconds 10 --skip-existing \
+  > "$out/gpu_fit.log" 2>&1
+timeout 150 "$py" -m fer_lightning.cli fit --config experiments/finetune_synthetic.yaml \
+  --config experiments/presets/gpu_bf16.yaml --data.root=/tmp/gpu_synth --run_root=/tmp/gpu_fit \
+  --trainer.max_epochs=2 --trainer.enable_progress_bar=false >> "$out/gpu_fit.log" 2>&1
+echo "{\"gpu_fit_exit_code\": $?}" | tee -a "$out/train_throughput_gpu.jsonl"
+tail -n 12 "$out/gpu_fit.log"
 common=(--device cuda --backbone resnet50 --hidden-size 256 --num-layers 2 --precision bf16-mixed
         --videos 48 --seconds 20 --steps 40 --warmup 10 --loader-batches 100)
-timeout 360 "$py" benchmarks/train_throughput.py "${common[@]}" --image-size 112 --batch-size 16 --clip-len 32 \
+timeout 300 "$py" benchmarks/train_throughput.py "${common[@]}" --image-size 112 --batch-size 16 --clip-len 32 \
   --workers 2 4 8 --pipeline-workers 4 8 12 --ablate channels_last compile precision ${SUITE_ARGS:-} \
   2> >(tee "$out/gpu_112.err" >&2) | tee -a "$out/train_throughput_gpu.jsonl"
 timeout 180 "$py" benchmarks/train_throughput.py "${common[@]}" --image-size 224 --batch-size 8 --clip-len 32 \
