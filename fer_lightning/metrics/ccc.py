@@ -162,7 +162,7 @@ class SequenceConcordanceCC(Metric):
 
     def _unique_frames(self) -> tuple[Tensor, Tensor, Tensor]:
         """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D), each frame once."""
-        if isinstance(self.keys, list) and not self.keys or isinstance(self.keys, Tensor) and self.keys.numel() == 0:
+        if len(self.keys) == 0:  # nothing seen (an empty list, or an empty tensor once synced)
             empty = torch.empty(0, self.num_outputs, dtype=torch.float64, device=self.device)
             return torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty
         keys, windows, frames = dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames)
