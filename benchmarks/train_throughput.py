@@ -12,7 +12,7 @@ and the judged ratio b / a. Each change is shown before and after, in the same r
 - augmentation in the DataLoader workers (``data.augment_on: loader``, albumentations on the CPU)
   against augmentation of the whole batch on the device (``augment_on: device``): loader-only
   frames/s per worker count (the CPU side alone), the frames/s one worker delivers, the workers
-  12,000 frames/s (an H100's ResNet-50 ceiling at 112 px, ../shared/probes) would need, what the
+  12,000 frames/s (about an H100's ResNet-50 training ceiling at 112 px) would need, what the
   device augmentation costs per batch beside the training step, and the full pipeline with each;
 - model-only with and without channels_last (``--ablate channels_last``), torch.compile of the
   backbone (``--ablate compile``), the other precision (``--ablate precision``);

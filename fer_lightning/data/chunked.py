@@ -1,7 +1,7 @@
 """Training clips cut from long contiguous reads, mixed through a shuffle buffer.
 
 Random 16- or 32-frame seeks into H.264 face videos decode up to a GOP of frames nobody asked
-for and, measured on a 16-core machine (``shared/probes/README.md``), plateau at about 4k
+for and, measured with decord on a 16-core machine, plateau at about 4k
 frames/s however many workers read, while sequential reads scale with cores (40k frames/s on 16
 processes). :class:`ChunkedClipStream` therefore reads ``chunk_len`` contiguous frames of one
 video at a random position, cuts them into clips at a random phase, and hands clips out in
