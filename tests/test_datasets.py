@@ -4,31 +4,15 @@ encoded videos, and put specific labels on specific frames."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
+from videos import grey_ramp, write_video
 
 from fer_lightning.data.datamodule import AffectDataModule
 from fer_lightning.data.datasets import load_dataset
 from fer_lightning.data.splits import subject_splits
-
-
-def write_video(path, frames: int, fps, size=64):
-    """A real H.264 video whose frame i is uniformly grey level 2*i (so frames are identifiable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        s.width = s.height = size
-        s.pix_fmt = "yuv420p"
-        for i in range(frames):
-            img = np.full((size, size, 3), (2 * i) % 256, np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
 
 
 def write_arff(path, name, times, values):
@@ -45,7 +29,7 @@ def recola_root(tmp_path_factory):
     in the public package); dev_1's valence has one out-of-range value."""
     root = tmp_path_factory.mktemp("RECOLA")
     for vid, fps in (("train_1", 25), ("train_2", 30), ("dev_1", 25), ("test_1", 25)):
-        write_video(root / "recordings_video" / f"{vid}.mp4", int(2 * fps), fps)
+        write_video(root / "recordings_video" / f"{vid}.mp4", grey_ramp(int(2 * fps)), fps)
         if vid == "test_1":
             continue
         k = np.arange(51)
@@ -99,7 +83,7 @@ def write_manifest_corpus(root, with_split: bool):
     rows = []
     for i in range(8):
         vid = f"clip{i}"
-        write_video(root / "videos" / f"{vid}.mp4", 30, 30000 / 1001)
+        write_video(root / "videos" / f"{vid}.mp4", grey_ramp(30), 30000 / 1001)
         t = np.arange(0, 1.2, 0.1)  # 100 ms annotations on a 0..100 scale
         lab = pd.DataFrame({"time": t, "valence": np.linspace(0, 100, len(t)), "arousal": 50.0})
         if i == 0:
@@ -154,27 +138,13 @@ def test_subject_splits_are_disjoint_and_reproducible():
     assert sum(v == "train" for v in a.values()) == 14
 
 
-def write_avi(path, frames: int, fps):
-    """An MPEG-4 Part 2 AVI (as SEWA and some Aff-Wild2 videos are), grey level 2*i on frame i."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
-        s.width = s.height = 64
-        s.pix_fmt = "yuv420p"
-        for i in range(frames):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 2 * i, np.uint8), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 @pytest.fixture(scope="module")
 def affwild2_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("Aff-Wild2")
     ann = root / "annotations" / "VA_Estimation_Challenge"
-    write_video(root / "videos" / "batch1" / "1-30-1280x720.mp4", 40, 30)
-    write_avi(root / "videos" / "batch2" / "video10_2.avi", 30, 30)
-    write_video(root / "videos" / "batch1" / "118-30-640x480.mp4", 30, 30000 / 1001)
+    write_video(root / "videos" / "batch1" / "1-30-1280x720.mp4", grey_ramp(40), 30)
+    write_video(root / "videos" / "batch2" / "video10_2.avi", grey_ramp(30), 30, codec="mpeg4")
+    write_video(root / "videos" / "batch1" / "118-30-640x480.mp4", grey_ramp(30), 30000 / 1001)
 
     def va(path, n, start=0.0):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +184,8 @@ def test_affwild2_frames_persons_invalid_and_length_policy(affwild2_root):
 @pytest.fixture(scope="module")
 def sewa_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("SEWA")
-    write_avi(root / "video" / "Train_1.avi", 50, 25)
-    write_avi(root / "video" / "Devel_2.avi", 60, 30)
+    write_video(root / "video" / "Train_1.avi", grey_ramp(50), 25, codec="mpeg4")
+    write_video(root / "video" / "Devel_2.avi", grey_ramp(60), 30, codec="mpeg4")
     (root / "labels").mkdir()
     for name in ("Train_01", "Devel_02", "Devel_03"):  # Devel_03 has no video
         k = np.arange(21)  # 0..2.0 s every 100 ms
@@ -294,7 +264,7 @@ def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_p
     from fer_lightning.data.synthetic import EMOTIONS
 
     for i in range(6):
-        write_video(tmp_path / "v" / f"p{i}.mp4", 30, 30)
+        write_video(tmp_path / "v" / f"p{i}.mp4", grey_ramp(30), 30)
     rows = []
     for i in range(4):  # class names on frame indices; frame 5 of each video unlabelled
         rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": EMOTIONS[(f + i) % 6]} for f in range(30) if f != 5]
@@ -388,7 +358,7 @@ def test_class_balanced_pretraining_sees_a_rare_class_as_often_as_a_common_one(t
 
     rows = []
     for i in range(6):  # five videos of 'neutral', one of 'sad': sad is 1/6 of the frames
-        write_video(tmp_path / "v" / f"p{i}.mp4", 40, 25, size=32)
+        write_video(tmp_path / "v" / f"p{i}.mp4", grey_ramp(40, 32), 25)
         rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": "sad" if i == 5 else "neutral", "split": "train"}
                  for f in range(40)]
     pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)

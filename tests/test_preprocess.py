@@ -13,6 +13,7 @@ import decord
 import numpy as np
 import pandas as pd
 import pytest
+from videos import write_video
 
 from fer_lightning.data.store import PreprocessConfig, find_videos, preprocess
 
@@ -176,26 +177,6 @@ def test_datamodule_reads_clips_from_the_store(tmp_path):
                 assert np.abs(got.astype(int) - ref.astype(int)).mean() < 2
                 checked += 1
     assert checked >= 4
-
-
-def write_video(path, frames, fps=25, pts_ms=None):
-    """Encode RGB frames with PyAV (libx264); ``pts_ms`` gives each frame's time (VFR)."""
-    from fractions import Fraction
-
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        if pts_ms is not None:
-            s.codec_context.time_base = Fraction(1, 1000)
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
 
 
 @pytest.fixture(scope="module")
