@@ -145,3 +145,33 @@ def test_augmentation_is_one_draw_per_clip_and_configurable(tmp_path):
     np.testing.assert_array_equal(build_augment(A.to_dict(pipeline))(clip), clip[:, :, ::-1])
     with pytest.raises(ValueError, match="unknown keys"):
         build_augment({"blur": 1.0})
+
+
+@pytest.mark.timeout(120)
+def test_a_forked_process_never_destroys_the_readers_it_inherited(tiny_corpus):
+    """decord's reader joins its decoding thread when destroyed; a forked child (a DataLoader
+    worker) has the parent's readers but not their threads, so destroying one there hung forever
+    (seen after in-process evaluation: a worker's garbage collector met a parent's reader)."""
+    import gc
+    import multiprocessing
+
+    from fer_lightning.data.video import ReaderCache, open_video
+
+    videos = sorted((tiny_corpus / "videos").glob("*.mp4"))
+    cache = ReaderCache(max_open=1)
+    cache.read(videos[0], [0])  # open in the parent, its thread running
+    garbage = [open_video(videos[1])]
+    garbage.append(garbage)  # a reader in a reference cycle: garbage the parent has not collected yet
+    del garbage
+
+    def child():
+        cache.read(videos[2], [0])  # the inherited reader leaves the cache
+        gc.collect()  # and the inherited garbage meets the collector
+        cache.read(videos[3], [1])
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+    assert proc.exitcode == 0, "the forked child hung destroying a reader it inherited"

@@ -6,6 +6,7 @@ A folder of numbered images (AFEW-VA ships its clips so) reads like a video too:
 
 from __future__ import annotations
 
+import gc
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -19,6 +20,23 @@ IMAGE_SEQUENCE_FPS = 25.0  # frame rate assumed for a folder of images (AFEW-VA'
 
 class VideoReadError(RuntimeError):
     """A video could not be opened or decoded; the message names the file."""
+
+
+# A decord reader's destructor joins its decoding thread. A process forked from one that holds
+# readers (a DataLoader worker after validation ran in the main process, or after any reader
+# became garbage) inherits the readers but not their threads, so destroying one there waits
+# forever. Readers inherited through fork are therefore kept, never destroyed: the ones a
+# ReaderCache held go to this list, and cyclic garbage inherited from the parent is frozen out
+# of the child's garbage collector (gc.freeze, installed once decord is first used).
+_INHERITED_READERS: list = []
+_fork_guard_installed = False
+
+
+def _guard_forks() -> None:
+    global _fork_guard_installed
+    if not _fork_guard_installed:
+        os.register_at_fork(after_in_child=gc.freeze)
+        _fork_guard_installed = True
 
 
 def is_image_sequence(path: str | Path) -> bool:
@@ -92,7 +110,8 @@ class ReaderCache:
 
     def get(self, path: str | Path):
         """Return an open reader for ``path``, opening it on first use in this process."""
-        if os.getpid() != self._pid:
+        if os.getpid() != self._pid:  # a forked copy: the parent's readers are kept, never destroyed
+            _INHERITED_READERS.extend(self._readers.values())
             self._readers = OrderedDict()
             self._pid = os.getpid()
         key = str(path)
@@ -135,6 +154,7 @@ def open_video(path: str | Path, num_threads: int = 1):
         raise VideoReadError(f"video file not found: {path}")
     if os.path.getsize(path) == 0:
         raise VideoReadError(f"video file is empty (0 bytes): {path}")
+    _guard_forks()
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
     except Exception as err:
