@@ -47,8 +47,8 @@ slurm-deps:
 test: setup test-data slurm-deps  ## the whole suite, slow end-to-end and SLURM tests included
 	$(BIN)/python -m pytest -v --durations=15
 
-test-fast: setup test-data  ## everything but the slow end-to-end training tests
-	$(BIN)/python -m pytest -m "not slow"
+test-fast: setup test-data  ## what to run while working: no end-to-end training, DDP, SLURM or CLI subprocesses
+	$(BIN)/python -m pytest -m "not slow and not ddp and not slurm and not cli" --durations=5
 
 slurm-test: setup test-data slurm-deps  ## only the SLURM tests: a local one-node cluster, 2-task DDP jobs, preemption
 	$(BIN)/python -m pytest -v -m slurm

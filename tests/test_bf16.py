@@ -58,6 +58,7 @@ def test_bf16_mixed_fit_validate_and_test(tiny_corpus, tmp_path, task, features)
         assert all(np.isfinite(logged[f"{stage}/{n}"]) for n in names), logged
 
 
+@pytest.mark.cli
 def test_bf16_mixed_experiment_runs_to_its_table(tiny_corpus, tmp_path):
     # the fine-tuning experiment as a user starts it, with the final validate/test of the best checkpoint
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HF_HUB_OFFLINE="1")

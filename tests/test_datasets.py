@@ -296,6 +296,7 @@ def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_p
         load_dataset("emotion_manifest", tmp_path, class_names=("neutral", "happy"))
 
 
+@pytest.mark.cli
 def test_data_check_prints_a_summary_and_fails_on_left_out_videos(affwild2_root):
     import subprocess
     import sys

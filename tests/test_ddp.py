@@ -82,6 +82,7 @@ def test_a_dying_rank_ends_the_whole_run_with_its_exit_code(tiny_corpus, tmp_pat
     assert ("another rank of this distributed run ended first" in out or "terminated with code 3" in out), out[-3000:]
 
 
+@pytest.mark.cli
 def test_sync_batchnorm_training_on_cpu_is_refused_with_the_reason(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
     proc = subprocess.run(

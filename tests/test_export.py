@@ -53,6 +53,7 @@ def test_torchscript_matches_pytorch(checkpoint, tmp_path):
     np.testing.assert_allclose(loaded(x).detach().numpy(), reference(checkpoint, x), atol=1e-5)
 
 
+@pytest.mark.cli
 def test_a_missing_or_foreign_checkpoint_is_refused_clearly(tmp_path):
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"weights": torch.zeros(3)}, foreign)

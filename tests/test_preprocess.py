@@ -126,6 +126,7 @@ def test_find_videos_reads_folders_and_manifests(tmp_path):
     assert find_videos([manifest]) == [tmp_path / "z.avi"]
 
 
+@pytest.mark.cli
 def test_cli_exit_code_reflects_failures(tmp_path, feat_data):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video" * 50)
@@ -296,6 +297,7 @@ def test_bad_files_get_clear_reasons_and_leave_the_store_intact(feat_data, tmp_p
     assert not list((store / "tmp").iterdir())
 
 
+@pytest.mark.cli
 def test_killed_run_resumes_to_the_same_store(feat_data, tmp_path):
     """SIGKILL in the middle of a video, rerun: the store equals an uninterrupted run's."""
     import signal

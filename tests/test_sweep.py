@@ -38,6 +38,7 @@ def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
     assert cli.datamodule.hparams.clip_len == suggestion.config["data.clip_len"]["value"]
 
 
+@pytest.mark.cli
 def test_two_suggested_runs_execute_the_sweep_command_offline(tiny_corpus, tmp_path):
     (tmp_path / "experiments").symlink_to(ROOT / "experiments")
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the command runs .venv/bin/fer-lightning

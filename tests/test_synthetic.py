@@ -109,6 +109,7 @@ def test_expression_follows_the_signals():
     assert mouth_centre_row(1.0) > 3 > -3 > mouth_centre_row(-1.0)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     "args,message",
     [(["--videos", "0"], "--videos must be at least 1"), (["--fps", "-5"], "--fps must be a positive"),

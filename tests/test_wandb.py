@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fer_lightning.loggers import find_run_files, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +29,7 @@ def fit(tmp_path, corpus, *extra):
     return proc
 
 
+@pytest.mark.cli
 def test_offline_run_holds_config_metrics_and_plots_and_resumes_the_same_run(tiny_corpus, tmp_path):
     fit(tmp_path, tiny_corpus, "--trainer.max_epochs=2")
     runs = tmp_path / "runs" / "finetune_synthetic"
