@@ -233,6 +233,8 @@ def write_outputs(result: dict, post: PostProcessor, test: dict[str, Sequence], 
 
 def evaluate_main(argv: Seq[str]) -> int:
     """``fer-lightning evaluate``: see the module docstring."""
+    from fer_lightning.predict import AUTOCAST_DTYPES
+
     p = argparse.ArgumentParser(prog="fer-lightning evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="a fine-tuning checkpoint (best-*.ckpt, last.ckpt)")
@@ -247,7 +249,7 @@ def evaluate_main(argv: Seq[str]) -> int:
     p.add_argument("--min-delay", type=float, default=SearchSpace.min_delay_s,
                    help="shortest delay searched, s (negative: predictions may also move earlier)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed", "16-mixed"),
+    p.add_argument("--precision", default="32-true", choices=tuple(AUTOCAST_DTYPES),
                    help="the model's precision (bf16-mixed: autocast, as in training)")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the checkpoint's)")
     a = p.parse_args(list(argv))

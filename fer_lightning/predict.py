@@ -421,7 +421,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-AUTOCAST_DTYPES = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+AUTOCAST_DTYPES = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def inference_autocast(device: torch.device, precision: str):
