@@ -68,7 +68,7 @@ slurm-submit: setup  ## submit an experiment to SLURM with an sbatch template (r
 SWEEP ?= experiments/sweeps/finetune_synthetic.yaml
 AGENTS ?= 1
 sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start AGENTS agents here
-	@$(BIN)/python -c "import sys; from fer_lightning.loggers import has_wandb_key; sys.exit(not has_wandb_key())" \
+	@$(BIN)/python -c "import sys; from fer_lightning.training.loggers import has_wandb_key; sys.exit(not has_wandb_key())" \
 		|| { echo "make sweep runs on wandb.ai: log in first (.venv/bin/wandb login), or run offline: make sweep-local"; exit 2; }
 	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
 	@set -e; id=$$(WANDB_MODE=online $(BIN)/wandb sweep --project fer-lightning $(SWEEP) 2>&1 | tee /dev/stderr \
@@ -79,7 +79,7 @@ sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start 
 
 sweep-local: setup  ## the same sweep offline: W&B's sweep engine suggests RUNS configurations, run here one by one
 	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
-	$(BIN)/python -m fer_lightning.sweep $(SWEEP) --runs $(or $(RUNS),4) $(if $(ARGS),-- $(ARGS))
+	$(BIN)/python -m fer_lightning.cli.sweep $(SWEEP) --runs $(or $(RUNS),4) $(if $(ARGS),-- $(ARGS))
 
 demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tune from it, CCC table + plot
 	$(MAKE) --no-print-directory pretrain
@@ -99,10 +99,11 @@ finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretrainin
 
 ablation: setup  ## pretrained vs from-scratch fine-tuning on 4 subjects, 3 seeds: table + plot
 	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi
-	$(BIN)/python -m fer_lightning.ablation $(ARGS)
+	$(BIN)/python -m fer_lightning.cli.ablation $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks
+	$(BIN)/lint-imports
 
 bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/ccc_metric.py

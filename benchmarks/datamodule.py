@@ -25,8 +25,8 @@ def rss_mb(pid: int) -> float:
 
 
 def make_store(tmp: Path) -> tuple[Path, Path]:
-    from fer_lightning.data.store import PreprocessConfig, preprocess
-    from fer_lightning.data.synthetic import SynthConfig, generate_corpus
+    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
+    from fer_lightning.store.write import PreprocessConfig, preprocess
 
     corpus, store = tmp / "corpus", tmp / "store"
     generate_corpus(SynthConfig(videos=12, seconds=20.0, seed=3, split=(1.0, 0.0, 0.0)), corpus, workers=2,

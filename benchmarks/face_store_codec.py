@@ -36,7 +36,7 @@ CHOSEN = (16, 18, "rc-lookahead=0")
 def encode(crops_npy: Path, out: Path, gop: int, crf: int, params: str) -> str:
     """Encode in a child process (as preprocessing does) and return the file's md5."""
     code = (
-        "import sys, numpy as np; from fer_lightning.data.face_video import FaceVideoWriter;"
+        "import sys, numpy as np; from fer_lightning.media.face_video import FaceVideoWriter;"
         "crops = np.load(sys.argv[1]);"
         "w = FaceVideoWriter(sys.argv[2] + '.tmp.mp4', crops.shape[1], 23.976, crf=int(sys.argv[4]), gop=int(sys.argv[3]));"
         "w._stream.options = dict(w._stream.options, **({'x264-params': sys.argv[5]} if sys.argv[5] else {}));"
@@ -61,7 +61,7 @@ def read_speed(path: Path, n: int, clips: int = 200, clip_len: int = 16) -> floa
 def main() -> None:
     import decord
 
-    from fer_lightning.data.store import PreprocessConfig, preprocess_video
+    from fer_lightning.store.write import PreprocessConfig, preprocess_video
 
     video = FEAT_DATA / "WolfgangLanger_Pexels.mp4"
     if not video.is_file():

@@ -29,9 +29,10 @@ def fit_frames_per_s(dm, model, steps: int, root: Path) -> float:
 
 
 def main() -> None:
+    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
     from fer_lightning.data.datamodule import AffectDataModule
-    from fer_lightning.data.synthetic import SynthConfig, generate_corpus
     from fer_lightning.models import AffectModule
+    from fer_lightning.models.transfer import load_encoder
 
     steps = 30
     net_args = dict(backbone="resnet10t", hidden_size=64, num_layers=1)
@@ -52,6 +53,7 @@ def main() -> None:
         images = fit_frames_per_s(AffectDataModule(**common), model(), steps, tmp)
         t = time.perf_counter()
         fdm = AffectDataModule(feature_cache=str(ckpt), feature_cache_dir=str(tmp / "features"), **common)
+        fdm.encoder_loader = load_encoder
         fdm.setup()
         build = time.perf_counter() - t
         features = fit_frames_per_s(fdm, model(), steps, tmp)

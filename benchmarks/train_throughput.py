@@ -46,8 +46,8 @@ AUGMENT_ON = ("loader", "device")
 
 
 def make_store(tmp: Path, videos: int, seconds: float, size: int) -> tuple[Path, Path]:
-    from fer_lightning.data.store import PreprocessConfig, preprocess
-    from fer_lightning.data.synthetic import SynthConfig, generate_corpus
+    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
+    from fer_lightning.store.write import PreprocessConfig, preprocess
 
     corpus, store = tmp / "corpus", tmp / "store"
     generate_corpus(SynthConfig(videos=videos, seconds=seconds, seed=5, split=(1.0, 0.0, 0.0), faceless_prob=0.0),

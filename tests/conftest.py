@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from fer_lightning.data.synthetic import SynthConfig, generate_corpus  # noqa: E402
+from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="session")

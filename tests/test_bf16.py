@@ -76,10 +76,10 @@ def test_bf16_mixed_experiment_runs_to_its_table(tiny_corpus, tmp_path):
 
 
 def test_bf16_evaluate_and_predict_agree_with_32_bit(tiny_corpus, tmp_path, feat_data):
-    from fer_lightning.cli import main
-    from fer_lightning.evaluate import evaluate
-    from fer_lightning.models.transfer import load_checkpoint_model
-    from fer_lightning.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.cli.main import main
+    from fer_lightning.inference.evaluate import evaluate
+    from fer_lightning.inference.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.models.checkpoint import load_checkpoint_model
 
     ckpt = train_tiny_checkpoint(tiny_corpus, tmp_path / "bf16.ckpt", precision="bf16-mixed")
     results = {p: evaluate(ckpt, out=tmp_path / p, device="cpu", num_workers=0, progress=False, precision=p)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from fer_lightning.corpora.adapters import load_dataset
 from fer_lightning.data.chunked import ChunkedClipStream
 from fer_lightning.data.clips import ClipDataset
-from fer_lightning.data.datasets import load_dataset
 
 
 def make_clips(root, clip_len=8, step=1):

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fer_lightning.data.clips import ClipDataset, clip_starts, crop_face
-from fer_lightning.data.datasets import load_dataset
-from fer_lightning.data.video import VideoReadError
+from fer_lightning.corpora.adapters import load_dataset
+from fer_lightning.data.clips import ClipDataset, clip_starts
+from fer_lightning.faces.detect import crop_face
+from fer_lightning.media.video import VideoReadError
 
 
 @pytest.mark.parametrize(
@@ -155,7 +156,7 @@ def test_a_forked_process_never_destroys_the_readers_it_inherited(tiny_corpus):
     import gc
     import multiprocessing
 
-    from fer_lightning.data.video import ReaderCache, open_video
+    from fer_lightning.media.video import ReaderCache, open_video
 
     videos = sorted((tiny_corpus / "videos").glob("*.mp4"))
     cache = ReaderCache(max_open=1)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from videos import grey_ramp, write_video
 
+from fer_lightning.corpora.adapters import load_dataset
+from fer_lightning.corpora.splits import subject_splits
 from fer_lightning.data.datamodule import AffectDataModule
-from fer_lightning.data.datasets import load_dataset
-from fer_lightning.data.splits import subject_splits
 
 
 def write_arff(path, name, times, values):
@@ -243,7 +243,7 @@ def test_afewva_reads_image_sequences_and_json_labels(afewva_root):
 
 
 def test_afewva_clips_go_through_preprocess_into_the_store(afewva_root, tmp_path):
-    from fer_lightning.data.store import PreprocessConfig, find_videos, preprocess
+    from fer_lightning.store.write import PreprocessConfig, find_videos, preprocess
 
     assert [p.name for p in find_videos([afewva_root])] == ["001", "002", "003", "004"]
     report = preprocess([afewva_root / "002", afewva_root / "003"], tmp_path / "store", PreprocessConfig(),
@@ -261,7 +261,7 @@ def test_afewva_clips_go_through_preprocess_into_the_store(afewva_root, tmp_path
 
 
 def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_path):
-    from fer_lightning.data.synthetic import EMOTIONS
+    from fer_lightning.corpora.synthetic.generator import EMOTIONS
 
     for i in range(6):
         write_video(tmp_path / "v" / f"p{i}.mp4", grey_ramp(30), 30)
@@ -355,7 +355,7 @@ def test_two_replica_evaluation_scores_each_frame_once(recola_root):
 
 @pytest.mark.parametrize("reader", ["random", "chunked"])
 def test_class_balanced_pretraining_sees_a_rare_class_as_often_as_a_common_one(tmp_path, reader):
-    from fer_lightning.data.synthetic import EMOTIONS
+    from fer_lightning.corpora.synthetic.generator import EMOTIONS
 
     rows = []
     for i in range(6):  # five videos of 'neutral', one of 'sad': sad is 1/6 of the frames

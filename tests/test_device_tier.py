@@ -13,10 +13,10 @@ import pytest
 import torch
 from fake_cuda import DeviceMismatch, fake_cuda, fake_cuda_strategy
 
-from fer_lightning.callbacks import TracePlot
 from fer_lightning.data.datamodule import AffectDataModule
 from fer_lightning.metrics import ConcordanceCC, SequenceConcordanceCC, ccc_loss
 from fer_lightning.models import AffectModule
+from fer_lightning.training.callbacks import TracePlot
 
 pytestmark = pytest.mark.device
 
@@ -124,14 +124,15 @@ def test_fit_validate_and_test_run_on_the_device(tiny_corpus, tmp_path, task, au
 def test_feature_cache_is_built_and_trained_on_on_the_device(tiny_corpus, tmp_path):
     from conftest import train_tiny_checkpoint
 
-    from fer_lightning.data.datasets import load_dataset
+    from fer_lightning.corpora.adapters import load_dataset
     from fer_lightning.data.features import build_feature_cache
+    from fer_lightning.models.transfer import load_encoder
 
     pretrained = train_tiny_checkpoint(tiny_corpus, tmp_path / "pre.ckpt", task="pretrain")
     records = load_dataset("synthetic", tiny_corpus)[:2]
-    on_cpu = build_feature_cache(records, pretrained, tmp_path / "cpu", 32, 0.2, progress=False, device="cpu")
+    on_cpu = build_feature_cache(records, pretrained, tmp_path / "cpu", 32, 0.2, load_encoder, progress=False, device="cpu")
     with fake_cuda() as cuda:
-        on_gpu = build_feature_cache(records, pretrained, tmp_path / "gpu", 32, 0.2, progress=False, device=cuda)
+        on_gpu = build_feature_cache(records, pretrained, tmp_path / "gpu", 32, 0.2, load_encoder, progress=False, device=cuda)
         L.seed_everything(0)
         model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, freeze_backbone=True)
         dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0,
@@ -145,8 +146,8 @@ def test_feature_cache_is_built_and_trained_on_on_the_device(tiny_corpus, tmp_pa
 
 @pytest.mark.parametrize("which", ["tiny_checkpoint", "tiny_causal_checkpoint"])
 def test_predict_s_model_stream_on_the_device_equals_the_cpu(which, request):
-    from fer_lightning.models.transfer import load_checkpoint_model
-    from fer_lightning.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.inference.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.models.checkpoint import load_checkpoint_model
 
     ckpt = request.getfixturevalue(which)
     crops = torch.randint(0, 256, (21, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -167,7 +168,7 @@ def test_predict_s_model_stream_on_the_device_equals_the_cpu(which, request):
 
 
 def test_evaluate_on_the_device_equals_the_cpu(tiny_checkpoint, tmp_path):
-    from fer_lightning.evaluate import evaluate
+    from fer_lightning.inference.evaluate import evaluate
 
     on_cpu = evaluate(tiny_checkpoint, out=tmp_path / "cpu", device="cpu", num_workers=0, progress=False)
     with fake_cuda():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fer_lightning.cli import main
+from fer_lightning.cli.main import main
 
 LAGS = (0.0, 1.2)  # synthetic raters' lags: none, and 30 frames at 25 fps
 
@@ -60,8 +60,8 @@ def test_a_raters_delay_shifts_only_the_labels_evaluate_scores(tiny_checkpoint, 
     # of L frames evaluate pairs the same predictions with the labels of L frames earlier
     # (exact recovery of a known delay from such pairs: test_postprocess.py)
     from fer_lightning.data.datamodule import AffectDataModule
-    from fer_lightning.evaluate import data_settings, predict_split
-    from fer_lightning.models.transfer import load_checkpoint_model
+    from fer_lightning.inference.evaluate import data_settings, predict_split
+    from fer_lightning.models.checkpoint import load_checkpoint_model
 
     model, data = load_checkpoint_model(tiny_checkpoint)
     lag = 6  # frames: 0.24 s at 25 fps

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from fer_lightning.export import export
+from fer_lightning.inference.export import export
 from fer_lightning.models import AffectModule
 
 

@@ -9,7 +9,7 @@ import decord
 import numpy as np
 import pytest
 
-from fer_lightning.data.faces import Detection, create_detector, list_detectors
+from fer_lightning.faces.detect import Detection, create_detector, list_detectors
 
 
 @pytest.fixture(scope="module")

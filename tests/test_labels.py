@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_lightning.data.labels import (
+from fer_lightning.corpora.labels import (
     LabelCounts,
     LabelLengthError,
     align_to_frames,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from fer_lightning.postprocess import (
+from fer_lightning.evaluation.postprocess import (
     PostProcessor,
     SearchSpace,
     Sequence,

@@ -11,10 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from fer_lightning.cli import main
-from fer_lightning.data.store import PreprocessConfig, preprocess
-from fer_lightning.models.transfer import load_checkpoint_model
-from fer_lightning.predict import CausalRunner, ModelStream, PredictConfig, Timings, WindowedRunner
+from fer_lightning.cli.main import main
+from fer_lightning.inference.predict import (
+    CausalRunner,
+    ModelStream,
+    PredictConfig,
+    Timings,
+    WindowedRunner,
+)
+from fer_lightning.models.checkpoint import load_checkpoint_model
+from fer_lightning.store.write import PreprocessConfig, preprocess
 
 
 def decoded_frames(path) -> int:

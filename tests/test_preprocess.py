@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from videos import write_video
 
-from fer_lightning.data.store import PreprocessConfig, find_videos, preprocess
+from fer_lightning.store.write import PreprocessConfig, find_videos, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_coverage_and_transition_on_real_faces(store_run):
 
 def test_aligned_crops_are_centred_on_the_face(store_run):
     """The detector, run again on the store's 112 px crops, finds one face in the middle."""
-    from fer_lightning.data.faces import create_detector
+    from fer_lightning.faces.detect import create_detector
 
     _, store, _ = store_run
     faces = decord.VideoReader(str(store / "videos" / "WolfgangLanger_Pexels.mp4"))
@@ -143,9 +143,9 @@ def test_datamodule_reads_clips_from_the_store(tmp_path):
     """Synthetic video through the real detector; clips then read the store's aligned faces."""
     import cv2
 
+    from fer_lightning.corpora.adapters import load_dataset
+    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
     from fer_lightning.data.datamodule import AffectDataModule
-    from fer_lightning.data.datasets import load_dataset
-    from fer_lightning.data.synthetic import SynthConfig, generate_corpus
 
     corpus = tmp_path / "corpus"  # 256 px frames: faces of about 90 px, as in the default corpus
     generate_corpus(SynthConfig(videos=4, seconds=2.0, fps=25.0, seed=5, size=256, split=(1, 1, 1)),
@@ -186,7 +186,7 @@ def multi_face_video(feat_data, tmp_path_factory):
     where only the person at the top left (not the largest face) remains visible."""
     import cv2
 
-    from fer_lightning.data.faces import create_detector
+    from fer_lightning.faces.detect import create_detector
 
     img = cv2.cvtColor(cv2.imread(str(feat_data / "multi_face.jpg")), cv2.COLOR_BGR2RGB)[:666]
     faces = sorted(create_detector("mtcnn").detect(img), key=lambda d: d.box[0])

@@ -80,7 +80,7 @@ def test_a_nan_loss_stops_with_a_message_and_the_last_good_weights(tiny_corpus, 
 def test_last_checkpoint_is_the_last_epoch_even_when_the_metric_stops_improving(tmp_path):
     from lightning.pytorch.demos.boring_classes import BoringModel
 
-    from fer_lightning.callbacks import ModelCheckpoint
+    from fer_lightning.training.callbacks import ModelCheckpoint
 
     class Worsening(BoringModel):
         def validation_step(self, batch, batch_idx):

@@ -19,7 +19,7 @@ import pytest
 import torch
 from slurm_cluster import local_slurm, missing
 
-from fer_lightning.loggers import read_run
+from fer_lightning.training.loggers import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "experiments/slurm/fit_one_node.sbatch"

@@ -11,8 +11,8 @@ import pytest
 import sweeps
 import yaml
 
-from fer_lightning.loggers import read_run
-from fer_lightning.sweep import agent_command, load_sweep, run_local
+from fer_lightning.cli.sweep import agent_command, load_sweep, run_local
+from fer_lightning.training.loggers import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
@@ -29,7 +29,7 @@ def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
     lr = suggestion.config["model.lr"]["value"]
     assert f"--model.lr={lr}" in cmd and 1e-5 < lr < 1e-2  # ${args}: --name=value, as wandb agent passes them
     # every swept name is a real CLI option: the CLI parses the command without error
-    from fer_lightning.cli import lightning_main
+    from fer_lightning.cli.main import lightning_main
 
     args = [a for a in cmd[3:] if a.startswith("--") and "=" in a and not a.startswith("--model.init_from")]
     cli = lightning_main(["--config", str(ROOT / cmd[cmd.index("--config") + 1]), *args, "--data.dataset=synthetic",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_lightning.data.synthetic import (
+from fer_lightning.corpora.synthetic.generator import (
     EMOTIONS,
     INVALID_VA,
     Identity,

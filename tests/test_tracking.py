@@ -7,15 +7,15 @@ import decord
 import numpy as np
 import pytest
 
-from fer_lightning.data.face_stream import StreamingTracker
-from fer_lightning.data.faces import (
+from fer_lightning.faces.detect import (
     ALIGN_TEMPLATE_112,
     Detection,
     align_face,
     alignment_matrix,
     create_detector,
 )
-from fer_lightning.data.tracking import (
+from fer_lightning.faces.stream import StreamingTracker
+from fer_lightning.faces.tracking import (
     face_runs,
     fill_track,
     group_tracks,
@@ -24,7 +24,7 @@ from fer_lightning.data.tracking import (
     main_subject,
     smooth_boxes,
 )
-from fer_lightning.data.video import iter_frames
+from fer_lightning.media.video import iter_frames
 
 
 def det(x0, y0, x1, y1, score=0.99):
@@ -193,7 +193,7 @@ def test_alignment_undoes_a_known_rotation_and_scale(feat_data):
 
 
 def test_similarity_transform_recovers_a_known_motion_exactly():
-    from fer_lightning.data.faces import similarity_transform
+    from fer_lightning.faces.detect import similarity_transform
 
     rng = np.random.default_rng(3)
     a = np.deg2rad(-17.0)

@@ -8,9 +8,9 @@ import lightning as L
 import pytest
 import torch
 
+from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.data.datamodule import AffectDataModule
 from fer_lightning.models import AffectModule
-from fer_lightning.models.transfer import latest_checkpoint
 
 TINY = dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0)
 
@@ -92,7 +92,7 @@ def test_latest_finds_the_newest_pretraining_run(tmp_path, monkeypatch):
 def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path, monkeypatch):
     from pathlib import Path
 
-    from fer_lightning.ablation import main
+    from fer_lightning.cli.ablation import main
 
     path, _ = pretrained
     config = Path(__file__).resolve().parents[1] / "experiments/ablation_pretrain.yaml"
@@ -116,14 +116,15 @@ def test_feature_cache_gives_the_frozen_backbone_s_features_and_the_same_predict
     import decord
     import numpy as np
 
-    from fer_lightning.data.clips import crop_face
-    from fer_lightning.data.features import load_encoder
+    from fer_lightning.faces.detect import crop_face
+    from fer_lightning.models.transfer import load_encoder
 
     path, _ = pretrained
     cache = tmp_path / "features"
     common = dict(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0, augment=False,
                   eval_overlap=0.0)
     fdm = AffectDataModule(feature_cache=str(path), feature_cache_dir=str(cache), **common)
+    fdm.encoder_loader = load_encoder
     fdm.setup()
     folders = [p for p in cache.iterdir() if p.is_dir()]
     assert len(folders) == 1 and len(folders[0].name) == 16  # keyed by the checkpoint's hash
@@ -139,7 +140,9 @@ def test_feature_cache_gives_the_frozen_backbone_s_features_and_the_same_predict
     cached = np.load(folders[0] / f"{rec.video_id}.npy")
     np.testing.assert_allclose(cached[idx].astype(np.float32), expected, rtol=2e-2, atol=2e-2)
     stamp = (folders[0] / f"{rec.video_id}.npy").stat().st_mtime_ns
-    AffectDataModule(feature_cache=str(path), feature_cache_dir=str(cache), **common).setup()
+    again = AffectDataModule(feature_cache=str(path), feature_cache_dir=str(cache), **common)
+    again.encoder_loader = load_encoder
+    again.setup()
     assert (folders[0] / f"{rec.video_id}.npy").stat().st_mtime_ns == stamp  # reused, not recomputed
 
     # the LSTM and head see the same thing either way: predictions agree

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_lightning.loggers import find_run_files, read_run
+from fer_lightning.training.loggers import find_run_files, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

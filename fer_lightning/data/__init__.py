@@ -1,0 +1,2 @@
+"""Training data: clip windows, the chunked stream, augmentation (loader and device), the
+feature cache and the DataModule."""

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from fer_lightning.data.clips import ClipDataset
-from fer_lightning.data.video import VideoReadError
+from fer_lightning.media.video import VideoReadError
 
 
 class ChunkedClipStream(IterableDataset):

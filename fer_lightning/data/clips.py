@@ -9,12 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_lightning.data.faces import crop_face
-from fer_lightning.data.records import VideoRecord
-from fer_lightning.data.video import ReaderCache, VideoReadError
-
-TASKS = ("finetune", "pretrain")
-__all__ = ["TASKS", "ClipDataset", "clip_starts", "crop_face"]
+from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.faces.detect import crop_face
+from fer_lightning.media.video import ReaderCache, VideoReadError
+from fer_lightning.tasks import TASKS
 
 
 def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1, pad_last: bool = False) -> list[int]:

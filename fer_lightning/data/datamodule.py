@@ -12,18 +12,20 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from fer_lightning.checkpoints import latest_checkpoint
+from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
+from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.data.chunked import (
     ChunkedClipStream,
     class_balanced_weights,
     inverse_class_frequency,
 )
-from fer_lightning.data.clips import TASKS, ClipDataset
-from fer_lightning.data.datasets import get_adapter, list_datasets, load_dataset
+from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
-from fer_lightning.data.records import VideoRecord
-from fer_lightning.data.store import attach_store
-from fer_lightning.data.synthetic import EMOTIONS, SynthConfig, generate_corpus
+from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
+from fer_lightning.store.read import attach_store
+from fer_lightning.tasks import EMOTIONS, TASKS
 
 SPLITS = ("train", "val", "test")
 
@@ -50,7 +52,7 @@ class AffectDataModule(L.LightningDataModule):
 
     Args:
         root: folder of the corpus.
-        dataset: adapter name (see ``fer_lightning.data.datasets``).
+        dataset: adapter name (see ``fer_lightning.corpora.adapters``).
         task: ``finetune`` (continuous targets) or ``pretrain`` (emotion classes).
         target_names: continuous targets, in output order.
         class_names: emotion classes, in logit order.
@@ -96,7 +98,7 @@ class AffectDataModule(L.LightningDataModule):
         balance_classes: pretraining only: draw training videos (``chunked``) or windows
             (``random``) so that rare emotion classes are seen as often as common ones.
         dataset_args: the adapter's own options, e.g. ``{"method": "linear", "delay": 2.0}``
-            (see each adapter in ``fer_lightning.data.datasets`` and data/README.md).
+            (see each adapter in ``fer_lightning.corpora.adapters`` and data/README.md).
         face_store: a store written by ``fer-lightning preprocess`` from this corpus's videos:
             clips then read the aligned face videos and preprocessing's ``has_face`` instead
             of cropping source frames with the corpus's boxes. Videos missing from the store
@@ -158,11 +160,24 @@ class AffectDataModule(L.LightningDataModule):
                                else None)
         self._augment_base: int | None = None
         self._augmented = 0  # training batches augmented on the device so far (checkpointed)
+        # feature_cache's encoder: the data cannot build a network, so whoever holds the model
+        # says how (evaluate does; under a Trainer the attached model's load_frozen_encoder)
+        self.encoder_loader: EncoderLoader | None = None
 
     def prepare_data(self) -> None:
         hp = self.hparams
-        if hp.dataset == "synthetic" and hp.generate_if_missing and not (self.root / "index.csv").exists():
-            generate_corpus(SynthConfig(**(hp.synth_args or {})), self.root)
+        prepare = get_preparer(hp.dataset)
+        if hp.generate_if_missing and prepare is not None:
+            prepare(self.root, **(hp.synth_args or {}))
+
+    def _encoder_loader(self) -> EncoderLoader:
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        loader = self.encoder_loader or getattr(model, "load_frozen_encoder", None)
+        if loader is None:
+            raise ValueError("data.feature_cache needs the model's encoder: set datamodule.encoder_loader "
+                             "(fer_lightning.models.transfer.load_encoder) or attach the datamodule to a Trainer "
+                             "with an AffectModule")
+        return loader
 
     def setup(self, stage: str | None = None) -> None:
         if self.device_augment is not None and self._augment_base is None:
@@ -217,13 +232,12 @@ class AffectDataModule(L.LightningDataModule):
 
         if hp.feature_cache:
             from fer_lightning.data.features import FeatureClipDataset, build_feature_cache
-            from fer_lightning.models.transfer import latest_checkpoint
 
             ckpt = latest_checkpoint() if hp.feature_cache == "latest" else Path(hp.feature_cache)
             cache_root = hp.feature_cache_dir or str(Path(hp.face_store or self.root) / "features")
             device = self.trainer.strategy.root_device if self.trainer is not None else "auto"
             folder = build_feature_cache([r for rs in by_split.values() for r in rs], ckpt, cache_root,
-                                         hp.image_size, margin, device=device)
+                                         hp.image_size, margin, self._encoder_loader(), device=device)
             for split in SPLITS:
                 train = split == "train"
                 self.datasets[split] = FeatureClipDataset(

@@ -16,15 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fer_lightning.data.clips import ClipDataset, crop_face
-from fer_lightning.data.io import write_text_atomic
-from fer_lightning.data.records import VideoRecord
+from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.data.clips import ClipDataset
+from fer_lightning.faces.detect import crop_face
+from fer_lightning.io import write_text_atomic
+
+EncoderLoader = Callable[[Path], tuple[torch.nn.Module, str]]
+"""checkpoint -> (frozen face feature extractor in eval mode, its backbone name)."""
 
 
 def cache_key(checkpoint: str | Path, backbone: str, image_size: int, margin: float) -> str:
@@ -37,30 +41,17 @@ def cache_key(checkpoint: str | Path, backbone: str, image_size: int, margin: fl
     return h.hexdigest()[:16]
 
 
-def load_encoder(checkpoint: str | Path):
-    """The frozen face feature extractor of a pretraining checkpoint, in eval mode, and its
-    backbone name (read from the checkpoint's hyper-parameters)."""
-    from fer_lightning.models.affect_net import AffectNet
-    from fer_lightning.models.transfer import load_parts
-
-    hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    backbone = hp.get("backbone")
-    if not backbone:
-        raise ValueError(f"{checkpoint} names no backbone in its hyper-parameters; is it an AffectModule checkpoint?")
-    net = AffectNet(1, backbone=backbone, hidden_size=8, num_layers=0)
-    load_parts(net, checkpoint, ("encoder",))
-    return net.encoder.eval(), backbone
-
-
 @torch.no_grad()
 def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, cache_root: str | Path,
-                        image_size: int, margin: float, chunk: int = 128, progress: bool = True,
-                        device: str | torch.device = "auto") -> Path:
-    """Compute (or reuse) the features of every record; returns the key's folder. The encoder
-    runs on ``device`` (``auto``: the GPU when there is one)."""
+                        image_size: int, margin: float, load_encoder: EncoderLoader, chunk: int = 128,
+                        progress: bool = True, device: str | torch.device = "auto") -> Path:
+    """Compute (or reuse) the features of every record; returns the key's folder.
+    ``load_encoder(checkpoint)`` gives the frozen encoder and its backbone name (the model's
+    :func:`~fer_lightning.models.transfer.load_encoder`); it runs on ``device`` (``auto``: the
+    GPU when there is one)."""
     from tqdm.auto import tqdm
 
-    from fer_lightning.data.video import ReaderCache
+    from fer_lightning.media.video import ReaderCache
 
     encoder, backbone = load_encoder(checkpoint)
     if device == "auto":

@@ -16,13 +16,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from fer_lightning.cluster import slurm_job_id
-from fer_lightning.data.clips import TASKS
-from fer_lightning.data.synthetic import EMOTIONS
-from fer_lightning.loggers import wandb_run_id
+from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.metrics.ccc import SequenceConcordanceCC, ccc_loss
 from fer_lightning.models.affect_net import AffectNet
-from fer_lightning.models.transfer import latest_checkpoint, load_parts
+from fer_lightning.models.transfer import load_encoder, load_parts
+from fer_lightning.tasks import EMOTIONS, TASKS
+from fer_lightning.training.guards import fit_guards
 
 EVAL_STAGES = ("val", "test")
 
@@ -128,10 +127,6 @@ class AffectModule(L.LightningModule):
             "python": list(random.getstate()[1]) + [random.getstate()[0]],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
-        if self._trainer is not None and (run_id := wandb_run_id(self.trainer)):
-            checkpoint["wandb_run_id"] = run_id  # a resumed run continues this W&B run
-        if job := slurm_job_id():
-            checkpoint["slurm_job_id"] = job  # only this job may resume from its HPC checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
@@ -170,11 +165,18 @@ class AffectModule(L.LightningModule):
             p.requires_grad_(trainable)
         self._backbone_frozen = not trainable
 
+    @staticmethod
+    def load_frozen_encoder(checkpoint: str | Path) -> tuple[nn.Module, str]:
+        """The frozen face feature extractor of a pretraining checkpoint and its backbone name:
+        how a datamodule with ``feature_cache`` computes its features."""
+        return load_encoder(checkpoint)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # what every fit of this model needs, with or without the CLI: the dataset's epoch, a
+        # stop on a non-finite loss, checkpoints stamped with their W&B run and SLURM job
+        return fit_guards()
+
     def on_train_epoch_start(self) -> None:
-        # a training stream that draws per epoch learns which epoch this is (also after a resume)
-        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
-        if callable(getattr(dataset, "set_epoch", None)):
-            dataset.set_epoch(self.current_epoch)
         hp = self.hparams
         if hp.freeze_backbone and hp.unfreeze_backbone_at_epoch is not None \
                 and self.current_epoch >= hp.unfreeze_backbone_at_epoch and self._backbone_frozen:
@@ -221,8 +223,6 @@ class AffectModule(L.LightningModule):
         preds = self.predict_batch(batch)
         loss = self.loss(preds, batch["targets"], batch["mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=preds.shape[0])
-        if not torch.isfinite(loss):
-            self._stop_on_bad_loss(loss)
         now = time.perf_counter()  # throughput including data loading: batch end to batch end
         if self._last_batch_end is not None:
             frames = batch["mask"].numel()
@@ -262,21 +262,6 @@ class AffectModule(L.LightningModule):
                 self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "f1_macro")
         for metric in m.values():
             metric.reset()
-
-    def _stop_on_bad_loss(self, loss: Tensor) -> None:
-        """A NaN/inf loss ends the run: the weights are saved first if they are still finite
-        (the bad loss has not been backpropagated yet), and the message says where."""
-        from fer_lightning.callbacks import run_dir
-
-        where = f"step {self.global_step} (epoch {self.current_epoch})"
-        if all(torch.isfinite(p).all() for p in self.parameters()):
-            path = run_dir(self.trainer) / "checkpoints" / "last-good.ckpt"
-            self.trainer.save_checkpoint(path)
-            saved = f"the weights before it are saved in {path}"
-        else:
-            saved = "the weights are no longer finite; resume from the run's last checkpoint"
-        raise FloatingPointError(f"training loss is {loss.item()} at {where}; {saved}. "
-                                 "Lower model.lr or check the labels (data check) before resuming.")
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         return self._eval_step(batch, "val")

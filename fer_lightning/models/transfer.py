@@ -11,21 +11,6 @@ from torch import nn
 PARTS = ("encoder", "temporal")
 
 
-def latest_checkpoint(runs: str | Path = "runs", prefix: str = "pretrain") -> Path:
-    """The newest checkpoint of the newest run under ``runs/<prefix>*``: its ``best-*.ckpt``
-    (by modification time) if it has one, else its ``last.ckpt``."""
-    roots = sorted(Path(runs).glob(f"{prefix}*"))
-    found = [p for r in roots for p in r.rglob("*.ckpt")]
-    if not found:
-        raise FileNotFoundError(
-            f"no pretraining checkpoint under {Path(runs) / (prefix + '*')}; run `make pretrain` first "
-            "or give model.init_from=PATH"
-        )
-    newest_dir = max(found, key=lambda p: p.stat().st_mtime).parent
-    best = sorted(newest_dir.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return best[-1] if best else max(newest_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-
-
 def load_parts(net: nn.Module, checkpoint: str | Path, parts: tuple[str, ...] = ("encoder",)) -> dict[str, int]:
     """Copy ``parts`` of ``net`` (an :class:`~fer_lightning.models.affect_net.AffectNet`) from a
     Lightning checkpoint of an :class:`~fer_lightning.models.module.AffectModule`.
@@ -72,25 +57,15 @@ def load_parts(net: nn.Module, checkpoint: str | Path, parts: tuple[str, ...] = 
     return loaded
 
 
-def load_checkpoint_model(ckpt: str | Path):
-    """(AffectModule in eval mode on CPU, datamodule hyperparameters) from a training checkpoint,
-    with a clear error for a missing file or a checkpoint that is not a fer-lightning model."""
-    from fer_lightning.models.module import AffectModule  # imports this module
+def load_encoder(checkpoint: str | Path):
+    """The frozen face feature extractor of a pretraining checkpoint, in eval mode, and its
+    backbone name (read from the checkpoint's hyper-parameters)."""
+    from fer_lightning.models.affect_net import AffectNet  # imports timm
 
-    path = Path(ckpt)
-    if not path.is_file():
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
-    hp = raw.get("hyper_parameters") if isinstance(raw, dict) else None
-    if not hp or "backbone" not in hp or "state_dict" not in raw:
-        raise ValueError(f"{path} is not a fer-lightning training checkpoint (no model hyperparameters/state_dict)")
-    hp = {k: v for k, v in hp.items() if not k.startswith("_")}
-    hp["init_from"] = None  # the weights below are complete; no pretraining run is needed
-    model = AffectModule(**hp)
-    missing, unexpected = model.load_state_dict(raw["state_dict"], strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match its own architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval(), dict(raw.get("datamodule_hyper_parameters") or {})
+    hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    backbone = hp.get("backbone")
+    if not backbone:
+        raise ValueError(f"{checkpoint} names no backbone in its hyper-parameters; is it an AffectModule checkpoint?")
+    net = AffectNet(1, backbone=backbone, hidden_size=8, num_layers=0)
+    load_parts(net, checkpoint, ("encoder",))
+    return net.encoder.eval(), backbone

@@ -1,0 +1,105 @@
+"""Pretrained vs from-scratch fine-tuning on few subjects, several seeds (``make ablation``).
+
+Runs ``experiments/ablation_pretrain.yaml`` once per (condition, seed): ``pretrained`` loads the
+face feature extractor of a pretraining checkpoint (``model.init_from``), ``scratch`` starts
+from random weights; the training subjects (``data.train_subjects``) are drawn with the seed.
+Each run's best checkpoint (by validation CCC) is tested on the held-out subjects. Writes
+``results.csv`` (one row per run), ``summary.md`` (mean +- sd per condition) and
+``ablation.png`` beside them, and prints the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from fer_lightning.io import write_text_atomic
+
+METRICS = ("test/ccc_valence", "test/ccc_arousal", "test/ccc_mean")
+
+
+def run_one(config: str, condition: str, seed: int, init_from: str | None, extra: list[str]) -> dict:
+    from fer_lightning.cli.main import lightning_main
+
+    args = ["--config", config, f"--seed_everything={seed}", f"--data.seed={seed}",
+            f"--model.init_from={init_from if condition == 'pretrained' else 'null'}",
+            f"--trainer.logger.init_args.name={condition}_seed{seed}", *extra]
+    cli = lightning_main(args, run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
+    result = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None, verbose=False)[0]
+    return {"condition": condition, "seed": seed, **{m.split("/")[1]: float(result[m]) for m in METRICS}}
+
+
+def summarize(rows: list[dict]) -> str:
+    lines = ["| condition | runs | CCC valence | CCC arousal | CCC mean |", "|---|---|---|---|---|"]
+    for cond in ("pretrained", "scratch"):
+        sel = [r for r in rows if r["condition"] == cond]
+        if not sel:
+            continue
+        cells = []
+        for m in ("ccc_valence", "ccc_arousal", "ccc_mean"):
+            v = np.array([r[m] for r in sel])
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}")
+        lines.append(f"| {cond} | {len(sel)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.5), sharey=True)
+    for ax, m in zip(axes, ("ccc_valence", "ccc_arousal", "ccc_mean"), strict=True):
+        for x, cond in enumerate(("scratch", "pretrained")):
+            v = np.array([r[m] for r in rows if r["condition"] == cond])
+            if not len(v):
+                continue
+            ax.bar(x, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, color=("#999", "#c33")[x], alpha=0.6,
+                   capsize=4)
+            ax.scatter(np.full(len(v), x), v, color="k", s=12, zorder=3)
+        ax.set_xticks([0, 1], ["from scratch", "pretrained"])
+        ax.set_title(m.replace("ccc_", "test CCC "))
+        ax.axhline(0, color="k", lw=0.5)
+    fig.suptitle("Fine-tuning on few subjects: pretrained face extractor vs from scratch (mean ± sd, dots: seeds)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fer_lightning.cli.ablation", description=__doc__)
+    p.add_argument("--config", default="experiments/ablation_pretrain.yaml")
+    p.add_argument("--init-from", default="latest", help="pretraining checkpoint (default: the latest run)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", default="runs/ablation_pretrain")
+    p.add_argument("extra", nargs="*", help="more CLI overrides, e.g. --trainer.max_epochs=4 (after --)")
+    a = p.parse_args(argv)
+    from fer_lightning.checkpoints import latest_checkpoint
+
+    init_from = str(latest_checkpoint()) if a.init_from == "latest" else a.init_from
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in a.seeds:
+        for condition in ("pretrained", "scratch"):
+            rows.append(run_one(a.config, condition, seed, init_from, a.extra))
+            print(rows[-1], flush=True)
+    header = list(rows[0])
+    text = ",".join(header) + "\n" + "".join(",".join(str(r[h]) for h in header) + "\n" for r in rows)
+    write_text_atomic(out / "results.csv", text)
+    summary = summarize(rows)
+    write_text_atomic(out / "summary.md", f"Pretrained from: {init_from}\n\n{summary}\n")
+    plot(rows, out / "ablation.png")
+    print(f"\n{summary}\n\nresults: {out / 'results.csv'}\nplot:    {out / 'ablation.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""W&B sweeps: the command a W&B agent runs for a suggested configuration, and a local runner
+that drives W&B's own open-source sweep engine (PyPI ``sweeps``, the code behind wandb.ai's
+Bayesian, random and grid search) without an account or network.
+
+Online (``make sweep``): ``wandb sweep FILE`` on wandb.ai, then ``wandb agent`` processes, each
+running the sweep's ``command:`` with the suggested ``${args}``; the server stops weak runs
+(``early_terminate``). Offline (``make sweep-local``)::
+
+    python -m fer_lightning.cli.sweep experiments/sweeps/finetune_synthetic.yaml --runs 4 [-- CLI overrides]
+
+asks the engine for a configuration, runs the same command line the agent would run (W&B
+offline), reads the target metric from the run's W&B file, feeds it back for the next
+suggestion, and writes ``runs/sweeps/<sweep>/results.csv`` and ``results.png``. Runs go one
+after another, each to its end: early termination needs a live agent and server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.training.loggers import read_run
+
+
+def load_sweep(path: str | Path) -> dict:
+    """Read a sweep file and check it against W&B's sweep schema (a clear error if it is off)."""
+    import sweeps
+
+    config = yaml.safe_load(Path(path).read_text())
+    problems = sweeps.schema_violations_from_proposed_config(config)
+    if problems:
+        raise ValueError(f"{path} is not a valid W&B sweep: " + "; ".join(problems))
+    if "command" not in config or "${args}" not in config["command"]:
+        raise ValueError(f"{path}: the sweep's command must pass the suggested values with ${{args}}")
+    return config
+
+
+def agent_command(sweep: dict, params: dict[str, dict[str, Any]], run_params_file: str = "") -> list[str]:
+    """The command line ``wandb agent`` builds for a run with ``params`` ({name: {"value": v}}):
+    the sweep's ``command:`` with its macros (``${env}``, ``${args}``, ``${envvar:NAME}``, ...)
+    filled in by wandb's own functions, in the agent's way."""
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    command = sweep_utils.create_sweep_command(list(sweep["command"]))
+    macros = sweep_utils.create_sweep_command_args({"args": params})
+    macros.update(interpreter=["python"], program=[str(sweep.get("program", ""))], env=["/usr/bin/env"],
+                  args_json_file=[run_params_file])
+    out: list[str] = []
+    for chunk in map(str, command):
+        out += (macros.get(chunk[2:-1]) or []) if chunk.startswith("${") and chunk.endswith("}") else [chunk]
+    return out
+
+
+def find_run_file(search_root: Path, run_id: str) -> Path | None:
+    """The offline W&B run file of ``run_id`` under ``search_root`` (newest if resumed)."""
+    found = sorted(search_root.rglob(f"offline-run-*-{run_id}/run-{run_id}.wandb"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def run_local(path: str | Path, runs: int, extra: Sequence[str] = (), out: str | Path | None = None,
+              cwd: str | Path = ".") -> list[dict]:
+    """Run ``runs`` configurations of the sweep at ``path`` here, one after another (see module doc).
+
+    ``extra`` CLI overrides go after the agent's command (for a quick check: fewer epochs);
+    they may not set a swept parameter. Returns one dict per run: id, params, metric, exit code."""
+    import sweeps
+    from wandb.sdk.lib.runid import generate_id
+
+    sweep = load_sweep(path)
+    metric, goal = sweep["metric"]["name"], sweep["metric"].get("goal", "minimize")
+    swept = set(sweep["parameters"])
+    clash = [a for a in extra if a.lstrip("-").split("=")[0] in swept]
+    if clash:
+        raise ValueError(f"extra overrides may not set swept parameters: {clash}")
+    name = Path(path).stem
+    out = Path(out or Path(cwd) / "runs" / "sweeps" / name)
+    out.mkdir(parents=True, exist_ok=True)
+    history: list[sweeps.SweepRun] = []
+    results: list[dict] = []
+    for i in range(runs):
+        suggestion = sweeps.next_run(sweep, history, validate=True)
+        if suggestion is None:  # a grid that is done
+            break
+        run_id = generate_id()
+        params_file = out / f"config-{run_id}.yaml"
+        write_text_atomic(params_file, yaml.safe_dump({k: {"value": _plain(v["value"])}
+                                                       for k, v in suggestion.config.items()}))
+        cmd = [*agent_command(sweep, suggestion.config, str(params_file)), *extra]
+        print(f"[sweep {name}] run {i + 1}/{runs} ({run_id}): {' '.join(cmd)}", flush=True)
+        env = dict(os.environ, WANDB_RUN_ID=run_id, WANDB_SWEEP_PARAM_PATH=str(params_file))
+        env.setdefault("WANDB_MODE", "offline")
+        code = subprocess.run(cmd, cwd=cwd, env=env).returncode
+        run_file = find_run_file(Path(cwd) / "runs", run_id)
+        record = read_run(run_file) if run_file else {"summary": {}, "history": []}
+        value = record["summary"].get(metric)
+        suggestion.state = "finished" if code == 0 else "failed"
+        suggestion.summary_metrics = dict(record["summary"])
+        suggestion.history = [row for row in record["history"] if metric in row]
+        history.append(suggestion)
+        results.append({"run_id": run_id, "exit_code": code, metric: value, "run_file": str(run_file or ""),
+                        **{k: _plain(v["value"]) for k, v in suggestion.config.items()}})
+        print(f"[sweep {name}] run {run_id}: exit {code}, {metric} = {value}", flush=True)
+    _write_results(results, out, metric, goal)
+    return results
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _write_results(results: list[dict], out: Path, metric: str, goal: str) -> None:
+    if not results:
+        return
+    keys = list(dict.fromkeys(k for r in results for k in r))
+    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(results)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = [r[metric] if r[metric] is not None else float("nan") for r in results]
+    finished = [i for i, score in enumerate(scores) if score == score]  # NaN: the run logged no score
+    best = (max if goal == "maximize" else min)(finished, key=scores.__getitem__) if finished else -1
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(results) + 2), 3.5))
+    ax.bar(range(len(scores)), scores, color=["tab:orange" if i == best else "tab:blue" for i in range(len(scores))])
+    params = [k for k in keys if k not in ("run_id", "exit_code", metric, "run_file")]
+    ax.set_xticks(range(len(scores)), ["\n".join(f"{k.split('.')[-1]}={_short(r[k])}" for k in params) for r in results],
+                  fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{out.name}: {len(results)} runs" + (f", best {results[best]['run_id']}" if best >= 0 else ""), fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out / "results.png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    print(f"[sweep] results: {out / 'results.csv'}, {out / 'results.png'}", flush=True)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.2g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(prog="python -m fer_lightning.cli.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", help="sweep file, e.g. experiments/sweeps/finetune_synthetic.yaml")
+    p.add_argument("--runs", type=int, default=4, help="configurations to try, one after another")
+    p.add_argument("--out", default=None, help="results folder (default runs/sweeps/<sweep file name>)")
+    a = p.parse_args(argv)
+    try:
+        results = run_local(a.sweep, a.runs, extra, a.out)
+    except ValueError as err:
+        p.error(str(err))
+    return 0 if results and all(r["exit_code"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

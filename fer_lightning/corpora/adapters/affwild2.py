@@ -1,0 +1,90 @@
+"""Aff-Wild2, valence-arousal track of the ABAW challenges (see data/README.md for the layout).
+
+One annotation file per video (or per person in two-person videos: ``<video>_left.txt`` and
+``<video>_right.txt``) under ``Train_Set/`` and ``Validation_Set/``, header ``valence,arousal``,
+one row per video frame, values in [-1, 1], ``-5`` where a frame is not annotated. Videos
+(``.mp4`` or ``.avi``) are found by name anywhere under the videos folder. The official test
+labels are not public: by default Train_Set is ``train`` and Validation_Set ``val``; with
+``val_from_train`` > 0 a subject-disjoint part of Train_Set becomes ``val`` and Validation_Set
+becomes ``test``, the usual way to report on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.labels import LabelCounts, LabelLengthError, match_length, scale_to_unit
+from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.corpora.registry import register_dataset
+from fer_lightning.corpora.splits import subject_splits
+from fer_lightning.media.video import VideoReadError
+
+INVALID = -5.0
+SETS = {"Train_Set": "train", "Validation_Set": "val"}
+
+
+def _video_for(name: str, videos: dict[str, Path]) -> Path | None:
+    base = name[: -len("_left")] if name.endswith("_left") else name[: -len("_right")] if name.endswith("_right") else name
+    return videos.get(name) or videos.get(base)
+
+
+@register_dataset("affwild2")
+def load_affwild2(
+    root: Path,
+    skipped: list | None = None,
+    annotations: str = "annotations/VA_Estimation_Challenge",
+    videos: str = "videos",
+    targets: tuple[str, ...] = ("valence", "arousal"),
+    length_tolerance: int = 5,
+    val_from_train: float = 0.0,
+    seed: int = 0,
+) -> list[VideoRecord]:
+    """One record per annotation file (per person), labels on their frames.
+
+    Args:
+        annotations, videos: folders under ``root`` (defaults: the ABAW package's names).
+        length_tolerance: a label file up to this many rows longer or shorter than its video
+            is truncated or padded (padding masked and counted); beyond it the video is left
+            out with both lengths in the reason.
+        val_from_train, seed: see the module docs.
+        skipped: receives ``(video_id, reason)`` for each left-out annotation file.
+    """
+    ann_root = root / annotations
+    if not ann_root.is_dir():
+        raise FileNotFoundError(f"no Aff-Wild2 annotations at {ann_root} (expected Train_Set/, Validation_Set/)")
+    found = {p.stem: p for p in sorted((root / videos).rglob("*")) if p.suffix.lower() in (".mp4", ".avi")}
+    records = []
+    for folder, split in SETS.items():
+        for ann in sorted((ann_root / folder).glob("*.txt")):
+            vid = ann.stem
+            try:
+                video = _video_for(vid, found)
+                if video is None:
+                    raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {root / videos}")
+                fps, n, w, h = video_info(video)
+                table = pd.read_csv(ann)
+                absent = [t for t in targets if t not in table.columns]
+                if absent:
+                    raise ValueError(f"{ann.name}: no column {absent} (header should be valence,arousal)")
+                counts = LabelCounts()
+                values = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, invalid=INVALID,
+                                       counts=counts)
+                values = match_length(values, n, vid, length_tolerance, counts)
+            except (FileNotFoundError, ValueError, LabelLengthError, VideoReadError) as err:
+                if skipped is not None:
+                    skipped.append((vid, str(err)))
+                continue
+            counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
+            records.append(whole_frame_record(vid, video, subject=vid, split=split, values=values, fps=fps,
+                                              num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
+                                              value_names=list(targets)))
+    if val_from_train > 0:
+        train = [r for r in records if r.split == "train"]
+        assign = subject_splits([r.subject for r in train], (1 - val_from_train, val_from_train, 0.0), seed)
+        for r in records:
+            r.split = assign[r.subject] if r.split == "train" else "test"
+    return records

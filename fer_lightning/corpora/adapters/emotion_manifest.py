@@ -1,0 +1,114 @@
+"""Pretraining corpora labelled per frame with emotion categories (Realeyes-style), from one
+manifest table (CSV or Parquet; see data/README.md).
+
+One row per labelled frame: ``video`` (path, relative to the manifest), ``frame`` (0-based
+index) or ``time`` (seconds), and either ``label`` (a class name or index) or one column per
+class name holding probabilities or intensities (the frame takes the largest; a frame whose
+class columns are all empty or zero has no label). Optional ``subject`` and ``split`` columns
+(one value per video); without them each video is its own subject and splits are drawn
+subject-disjoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.corpora.registry import register_dataset
+from fer_lightning.corpora.splits import SPLIT_NAMES, subject_splits
+from fer_lightning.media.video import VideoReadError
+from fer_lightning.tasks import EMOTIONS
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def _class_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
+    if "label" in table.columns:
+        lab = table["label"]
+        if pd.api.types.is_numeric_dtype(lab):
+            idx = lab.fillna(-1).to_numpy(np.int64)
+            idx[(idx < 0) | (idx >= len(class_names))] = -1
+            return idx
+        lookup = {c: i for i, c in enumerate(class_names)}
+        unknown = sorted(set(lab.dropna().astype(str)) - set(lookup))
+        if unknown:
+            raise ValueError(f"labels {unknown[:5]} are not among the configured classes {class_names}")
+        return lab.map(lambda v: lookup.get(str(v), -1) if pd.notna(v) else -1).to_numpy(np.int64)
+    present = [c for c in class_names if c in table.columns]
+    if len(present) != len(class_names):
+        missing = [c for c in class_names if c not in table.columns]
+        raise ValueError(f"the manifest has neither a label column nor columns for classes {missing}")
+    scores = table[class_names].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(np.float64)
+    idx = scores.argmax(axis=1)
+    idx[scores.max(axis=1) <= 0] = -1
+    return idx
+
+
+@register_dataset("emotion_manifest")
+def load_emotion_manifest(
+    root: Path,
+    skipped: list | None = None,
+    manifest: str = "labels.csv",
+    class_names: tuple[str, ...] = EMOTIONS,
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> list[VideoRecord]:
+    """One record per video with a class index on every frame (-1 where unlabelled).
+
+    Args:
+        manifest: the table under ``root`` (``.csv`` or ``.parquet``).
+        class_names: the classes in logit order (the DataModule passes ``data.class_names``).
+        split_fractions, seed: subject-disjoint splits where the table has no ``split``.
+        skipped: receives ``(video_id, reason)`` for each video left out.
+    """
+    path = root / manifest
+    if not path.is_file():
+        raise FileNotFoundError(f"no emotion manifest at {path}")
+    table = _read_table(path)
+    if "video" not in table.columns or not ({"frame", "time"} & set(table.columns)):
+        raise ValueError(f"{path}: needs a video column and a frame or time column; has {list(table.columns)}")
+    class_names = list(class_names)
+    table = table.assign(_class=_class_indices(table, class_names))
+    records = []
+    for video_rel, rows in table.groupby("video", sort=True):
+        video = root / str(video_rel)
+        vid = video.name if video.is_dir() else video.stem
+        try:
+            fps, n, w, h = video_info(video)
+            # a row names its frame, or its time (then the frame within half a frame of it)
+            given = rows["frame"].to_numpy(np.float64) if "frame" in rows.columns else np.full(len(rows), np.nan)
+            t = rows["time"].to_numpy(np.float64) if "time" in rows.columns else np.full(len(rows), np.nan)
+            by_time = np.rint(np.nan_to_num(t, nan=-1.0) * fps)
+            by_time[np.isnan(t) | (np.abs(by_time / fps - t) > 0.5 / fps + 1e-9)] = -1
+            frames = np.where(np.isfinite(given), given, by_time).astype(np.int64)
+            if (frames >= n).any():
+                raise ValueError(f"labels name frame {int(frames.max())} but the video has {n} frames")
+            labels = np.full(n, -1, np.int64)
+            ok = frames >= 0
+            labels[frames[ok]] = rows["_class"].to_numpy(np.int64)[ok]
+        except (FileNotFoundError, ValueError, VideoReadError) as err:
+            if skipped is not None:
+                skipped.append((vid, str(err)))
+            continue
+        subject = str(rows["subject"].iloc[0]) if "subject" in rows.columns else vid
+        split = str(rows["split"].iloc[0]) if "split" in rows.columns and pd.notna(rows["split"].iloc[0]) else ""
+        if split and split not in SPLIT_NAMES:
+            raise ValueError(f"{path}: unknown split {split!r} for {vid}; use {', '.join(SPLIT_NAMES)}")
+        histogram = np.bincount(labels[labels >= 0], minlength=len(class_names)).tolist()
+        records.append(whole_frame_record(vid, video, subject=subject, split=split, values=None, fps=fps,
+                                          num_frames=n, width=w, height=h, labels=labels, class_counts=histogram,
+                                          label_counts={"frames": n, "labelled": int((labels >= 0).sum())}))
+    undecided = [r for r in records if not r.split]
+    if undecided:
+        assign = subject_splits([r.subject for r in undecided], split_fractions, seed)
+        for r in undecided:
+            r.split = assign[r.subject]
+    return records

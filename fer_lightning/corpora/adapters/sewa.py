@@ -1,0 +1,79 @@
+"""SEWA as packaged for AVEC 2017 (see data/README.md for the layout).
+
+``labels/{Train,Devel}_NN.csv``: ``;``-separated, no header, columns instance name, time (s),
+arousal, valence, liking, one row every 100 ms; videos ``video/{Train,Devel}_N.avi`` (the
+number may or may not be zero-padded on either side). Train is ``train``, Devel ``val``; the
+test labels are not public.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.labels import LabelCounts, align_to_frames, scale_to_unit
+from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.corpora.registry import register_dataset
+from fer_lightning.media.video import VideoReadError
+
+COLUMNS = ("instance", "time", "arousal", "valence", "liking")
+SPLITS = {"train": "train", "devel": "val"}
+NAME = re.compile(r"^(Train|Devel)_0*(\d+)$", re.IGNORECASE)
+
+
+@register_dataset("sewa")
+def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] = ("valence", "arousal"),
+              method: str = "linear", delay: float = 0.0, tolerance: float | None = None) -> list[VideoRecord]:
+    """One record per labelled recording, labels resampled from 100 ms steps to frames.
+
+    Args:
+        targets: any of arousal, valence, liking, in output order.
+        method, delay, tolerance: see :func:`fer_lightning.corpora.labels.align_to_frames`.
+        skipped: receives ``(video_id, reason)`` for each recording left out.
+    """
+    unknown = [t for t in targets if t not in COLUMNS[2:]]
+    if unknown:
+        raise ValueError(f"SEWA has no target {unknown}; it has {COLUMNS[2:]}")
+    videos = {}
+    for p in sorted((root / "video").glob("*")):
+        m = NAME.match(p.stem)
+        if m and p.suffix.lower() in (".avi", ".mp4"):
+            videos[(m.group(1).lower(), int(m.group(2)))] = p
+    label_files = sorted((root / "labels").glob("*.csv"))
+    if not label_files:
+        raise FileNotFoundError(f"no SEWA label files at {root / 'labels'} (expected Train_01.csv ...)")
+    records = []
+    for lab in label_files:
+        m = NAME.match(lab.stem)
+        if not m:
+            continue
+        key = (m.group(1).lower(), int(m.group(2)))
+        vid = f"{m.group(1).capitalize()}_{int(m.group(2)):02d}"
+        try:
+            video = videos.get(key)
+            if video is None:
+                raise FileNotFoundError(f"no video for {lab.name} under {root / 'video'} ({vid}.avi)")
+            vid = video.stem  # the id preprocess gives its face video
+            fps, n, w, h = video_info(video)
+            table = pd.read_csv(lab, sep=";", header=None)
+            if table.shape[1] != len(COLUMNS):
+                raise ValueError(f"{lab.name}: {table.shape[1]} columns, expected {len(COLUMNS)} ({', '.join(COLUMNS)})")
+            table.columns = COLUMNS
+            counts = LabelCounts()
+            scaled = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, counts=counts)
+            aligned = align_to_frames(table["time"].to_numpy(float), scaled, np.arange(n) / fps, method, delay, tolerance)
+            counts.not_annotated += aligned.counts.not_annotated
+        except (FileNotFoundError, ValueError, VideoReadError) as err:
+            if skipped is not None:
+                skipped.append((vid, str(err)))
+            continue
+        values = aligned.values
+        counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
+        records.append(whole_frame_record(vid, video, subject=vid, split=SPLITS[key[0]], values=values, fps=fps,
+                                          num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
+                                          value_names=list(targets)))
+    return records

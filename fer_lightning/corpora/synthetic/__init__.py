@@ -1,0 +1,1 @@
+"""The synthetic face-video corpus: its generator and its adapter."""

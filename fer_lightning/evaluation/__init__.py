@@ -1,0 +1,1 @@
+"""The evaluation core: frames stitched from windows, post-processing and scores."""

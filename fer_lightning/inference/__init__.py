@@ -1,0 +1,1 @@
+"""Running a trained model: predict on any video, evaluate a checkpoint, export it."""

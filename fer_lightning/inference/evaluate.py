@@ -1,0 +1,269 @@
+"""``fer-lightning evaluate``: score a fine-tuned checkpoint the way affect papers report it.
+
+    fer-lightning evaluate --ckpt runs/.../best.ckpt [--config experiments/finetune_recola.yaml]
+                           [--split test] [--dev-split val] [--out DIR]
+
+Runs the model over every evaluation window of the development and the evaluated split
+(overlapping windows averaged per frame, as in validation), then reports per dimension the
+pooled CCC, Pearson's r and RMSE, the mean and each video's CCC, and the figures per subject;
+raw, and after AVEC-style post-processing fitted on the development split (delay
+compensation, median or Savitzky-Golay smoothing, bias and scale correction; see
+:mod:`fer_lightning.evaluation.postprocess`). Writes ``evaluation.json``, ``evaluation.md`` (printed too),
+``postprocess_search.png`` (development CCC against delay and smoothing window),
+``subjects.png`` and ``traces_<split>.png`` into ``--out`` (default: beside the checkpoint).
+
+The data are the checkpoint's own (its datamodule's settings); ``--config`` takes the ``data:``
+section of an experiment file instead, ``--root`` / ``--dataset-args`` override single fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence as Seq
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_lightning.data.clips import stitch_windows
+from fer_lightning.evaluation.postprocess import PostProcessor, SearchSpace, Sequence, scores
+from fer_lightning.io import atomic_path, write_text_atomic
+
+
+def data_settings(ckpt_data: dict, config: str | None = None, root: str | None = None,
+                  dataset_args: dict | None = None) -> dict:
+    """The datamodule's arguments: the checkpoint's, then a config's ``data:``, then overrides."""
+    import yaml
+
+    args = dict(ckpt_data)
+    if config:
+        data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
+        args.update(data.get("init_args", data) if isinstance(data, dict) else {})
+    if root:
+        args["root"] = root
+    if dataset_args is not None:
+        args["dataset_args"] = dataset_args
+    if not args.get("root"):
+        raise ValueError("the checkpoint names no data; pass --config (an experiment file) or --root")
+    args["generate_if_missing"] = False  # evaluation never makes up a corpus
+    args["augment"] = False
+    return args
+
+
+@torch.no_grad()
+def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True,
+                  precision: str = "32-true") -> dict[str, Sequence]:
+    """Per-frame predictions, targets and masks of every video of ``split``; the model runs at
+    ``precision`` (a trainer precision name: ``bf16-mixed`` autocasts)."""
+    from tqdm.auto import tqdm
+
+    from fer_lightning.inference.predict import inference_autocast
+
+    loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    records = {r.video_id: r for r in datamodule.split_records(split)}
+    parts: dict[str, list] = {}
+    model.to(device).eval()
+    for batch in tqdm(loader, desc=f"predict {split}", unit="batch", disable=not progress):
+        inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in ("frames", "features")}
+        with inference_autocast(device, precision):
+            preds = model.predict_batch(inputs)
+        preds = preds.float().cpu().numpy()
+        targets, mask = batch["targets"].numpy(), batch["mask"].numpy()
+        index = batch["frame_index"].numpy()
+        for b, vid in enumerate(batch["video_id"]):
+            keep = index[b] >= 0
+            parts.setdefault(vid, []).append((index[b][keep], mask[b][keep], preds[b][keep], targets[b][keep]))
+    out = {}
+    for vid, p in sorted(parts.items()):
+        idx, mask, pred, true = stitch_windows(p)
+        true = true.astype(np.float64)
+        true[~mask] = np.nan
+        rec = records[vid]
+        out[vid] = Sequence(pred=pred, true=true, mask=mask.astype(bool), fps=float(rec.fps), subject=str(rec.subject))
+    return out
+
+
+def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", config: str | None = None,
+             root: str | None = None, dataset_args: dict | None = None, out: str | Path | None = None,
+             space: SearchSpace | None = None, device: str = "auto", num_workers: int | None = None,
+             progress: bool = True, precision: str = "32-true") -> dict:
+    """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds."""
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.inference.predict import resolve_device
+    from fer_lightning.models.checkpoint import load_checkpoint_model
+
+    model, ckpt_data = load_checkpoint_model(ckpt)
+    if model.task != "finetune":
+        raise ValueError(f"{ckpt} is a {model.task} checkpoint (emotion classes); evaluate scores continuous "
+                         "affect (a finetune checkpoint); use `fer-lightning test --config ... --ckpt_path ...`")
+    args = data_settings(ckpt_data, config, root, dataset_args)
+    if num_workers is not None:
+        args["num_workers"] = num_workers
+    args["task"], args["target_names"] = "finetune", list(model.target_names)
+    dm = AffectDataModule(**args)
+    dm.encoder_loader = model.load_frozen_encoder  # data.feature_cache: features of the model's own encoder
+    dm.setup("test")
+    run_on = resolve_device(device)
+    names = list(model.target_names)
+    dev = predict_split(model, dm, dev_split, run_on, progress, precision)
+    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress, precision)
+    post = PostProcessor.fit(dev, names, space)
+    result = {
+        "checkpoint": str(ckpt), "split": split, "dev_split": dev_split, "targets": names, "precision": precision,
+        "data": {k: args.get(k) for k in ("root", "dataset", "dataset_args", "face_store", "clip_len", "image_size")},
+        "videos": {split: len(test), dev_split: len(dev)},
+        "skipped_videos": dm.skip_reasons,
+        "raw": {dev_split: scores(dev, names), split: scores(test, names)},
+        "postprocessed": {dev_split: scores(post.apply(dev), names), split: scores(post.apply(test), names)},
+        "postprocess": post.as_dict(),
+        "steps": {split: _step_scores(post, test, names), dev_split: _step_scores(post, dev, names)},
+    }
+    if split == dev_split:
+        result["warning"] = (f"post-processing was fitted on {dev_split} and scored on it too: its gains are "
+                             "optimistic; evaluate another split for a fair figure")
+    out = Path(out) if out else Path(ckpt).parent / f"evaluate-{Path(ckpt).stem}-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    result["files"] = write_outputs(result, post, test, out, names)
+    return result
+
+
+def _step_scores(post: PostProcessor, seqs: dict[str, Sequence], names: list[str]) -> dict:
+    """Pooled CCC per dimension after each post-processing step in turn."""
+    out = {"raw": {n: v["ccc"] for n, v in scores(seqs, names).items()}}
+    for step in ("delay", "smoothing", "bias", "scale"):
+        out[step] = {n: v["ccc"] for n, v in scores(post.apply(seqs, upto=step), names).items()}
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The report's tables: per dimension raw vs post-processed, the fitted steps, per subject."""
+    split, dev = result["split"], result["dev_split"]
+    lines = [f"# Evaluation of {result['checkpoint']} on {split} ({result['videos'][split]} videos)", ""]
+    if "warning" in result:
+        lines += [f"> {result['warning']}", ""]
+    lines += ["| dimension | scoring | CCC | CCC per video (mean) | Pearson r | RMSE | frames |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for name in result["targets"]:
+        for kind in ("raw", "postprocessed"):
+            s = result[kind][split][name]
+            lines.append(f"| {name} | {kind} | {s['ccc']:.3f} | {s['seq_ccc_mean']:.3f} | {s['pearson']:.3f} | "
+                         f"{s['rmse']:.3f} | {s['frames']} |")
+    lines += ["", f"Post-processing fitted on {dev} (each step kept only if it raised {dev} CCC):", "",
+              "| dimension | delay (s) | smoothing | window (s) | bias | scale | CCC raw -> delay -> smoothing -> bias -> scale |",
+              "|---|---:|---|---:|---:|---:|---|"]
+    for name, p in result["postprocess"].items():
+        chain = " -> ".join(f"{result['steps'][split][k][name]:.3f}" for k in ("raw", "delay", "smoothing", "bias", "scale"))
+        lines.append(f"| {name} | {p['delay_s']:.2f} | {p['smoothing'] or 'none'} | {p['window_s']:.2f} | "
+                     f"{p['bias']:+.3f} | {p['scale']:.3f} | {split}: {chain} |")
+    lines += ["", f"Per subject ({split}, post-processed; raw CCC in brackets):", "",
+              "| subject | " + " | ".join(f"CCC {n} | r {n} | RMSE {n}" for n in result["targets"]) + " |",
+              "|---|" + "---:|---:|---:|" * len(result["targets"])]
+    subjects = sorted({s for n in result["targets"] for s in result["postprocessed"][split][n]["per_subject"]})
+    for subj in subjects:
+        cells = []
+        for n in result["targets"]:
+            post = result["postprocessed"][split][n]["per_subject"].get(subj)
+            raw = result["raw"][split][n]["per_subject"].get(subj)
+            cells.append(f"{post['ccc']:.3f} ({raw['ccc']:.3f}) | {post['pearson']:.3f} | {post['rmse']:.3f}"
+                         if post and raw else "- | - | -")
+        lines.append(f"| {subj} | " + " | ".join(cells) + " |")
+    if result["skipped_videos"]:
+        lines += ["", f"Skipped videos: {len(result['skipped_videos'])} ("
+                  + "; ".join(f"{k}: {v}" for k, v in list(result["skipped_videos"].items())[:10]) + ")"]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: dict, post: PostProcessor, test: dict[str, Sequence], out: Path, names: list[str]) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fer_lightning.training.callbacks import plot_traces
+
+    split, dev = result["split"], result["dev_split"]
+    files = {"json": str(out / "evaluation.json"), "markdown": str(out / "evaluation.md"),
+             "search_plot": str(out / "postprocess_search.png"), "subjects_plot": str(out / "subjects.png"),
+             "traces_plot": str(out / f"traces_{split}.png")}
+    # what the search saw on the development split: CCC against delay, against smoothing window
+    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.0 * len(names)), squeeze=False)
+    for d, name in enumerate(names):
+        c = post.curves[name]
+        ax = axes[d, 0]
+        ax.plot(c["delay_s"], c["delay_ccc"], color="tab:blue")
+        ax.axvline(post.dims[d].delay_s, color="tab:red", ls="--", label=f"chosen {post.dims[d].delay_s:.2f} s")
+        ax.set_xlabel("prediction delay (s)")
+        ax.set_ylabel(f"{dev} CCC {name}")
+        ax.legend(fontsize=8)
+        ax = axes[d, 1]
+        for method, curve in c["smoothing"].items():
+            ax.plot(curve["window_s"], curve["ccc"], marker="o", ms=3, label=method)
+        ax.axhline(post.dims[d].dev_ccc["delay"], color="0.5", ls=":", label="no smoothing")
+        ax.set_xlabel("smoothing window (s), after the delay")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(files["search_plot"]) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    # per-subject CCC, raw and post-processed
+    subjects = sorted({s for n in names for s in result["raw"][split][n]["per_subject"]})
+    fig, axes = plt.subplots(1, len(names), figsize=(max(6, 0.5 * len(subjects) * len(names) + 3), 3.2), squeeze=False)
+    x = np.arange(len(subjects))
+    for d, name in enumerate(names):
+        ax = axes[0, d]
+        for k, (kind, colour) in enumerate((("raw", "tab:gray"), ("postprocessed", "tab:green"))):
+            per = result[kind][split][name]["per_subject"]
+            ax.bar(x + (k - 0.5) * 0.4, [per.get(s, {}).get("ccc", np.nan) for s in subjects], 0.4, color=colour, label=kind)
+        ax.set_xticks(x, subjects, rotation=90, fontsize=7)
+        ax.set_title(f"{split}: CCC {name} per subject", fontsize=10)
+        ax.set_ylim(-0.2, 1.0)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(files["subjects_plot"]) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    final = post.apply(test)
+    videos = {vid: (np.arange(len(s.mask)), s.mask, final[vid].pred, np.nan_to_num(s.true)) for vid, s in test.items()}
+    fps = next(iter(test.values())).fps if test else None
+    plot_traces(videos, names, Path(files["traces_plot"]), num_videos=1, fps=fps)
+    write_text_atomic(files["markdown"], markdown(result))
+    write_text_atomic(files["json"], json.dumps(result | {"files": files}, indent=1, default=float) + "\n")
+    return files
+
+
+def evaluate_main(argv: Seq[str]) -> int:
+    """``fer-lightning evaluate``: see the module docstring."""
+    from fer_lightning.inference.predict import AUTOCAST_DTYPES
+
+    p = argparse.ArgumentParser(prog="fer-lightning evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="a fine-tuning checkpoint (best-*.ckpt, last.ckpt)")
+    p.add_argument("--config", default=None, help="an experiment file whose data: section to use")
+    p.add_argument("--root", default=None, help="the corpus folder (overrides the checkpoint's / config's)")
+    p.add_argument("--dataset-args", default=None, help="the adapter's options as JSON (overrides)")
+    p.add_argument("--split", default="test", choices=("val", "test"), help="the split scored")
+    p.add_argument("--dev-split", default="val", choices=("val", "test"),
+                   help="the split post-processing is fitted on")
+    p.add_argument("--out", default=None, help="report folder (default: beside the checkpoint)")
+    p.add_argument("--max-delay", type=float, default=SearchSpace.max_delay_s, help="longest delay searched, s")
+    p.add_argument("--min-delay", type=float, default=SearchSpace.min_delay_s,
+                   help="shortest delay searched, s (negative: predictions may also move earlier)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="32-true", choices=tuple(AUTOCAST_DTYPES),
+                   help="the model's precision (bf16-mixed: autocast, as in training)")
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the checkpoint's)")
+    a = p.parse_args(list(argv))
+    try:
+        dataset_args = json.loads(a.dataset_args) if a.dataset_args else None
+        space = SearchSpace(max_delay_s=a.max_delay, min_delay_s=a.min_delay)
+        if space.max_delay_s < space.min_delay_s:
+            raise ValueError("--max-delay must not be below --min-delay")
+        result = evaluate(a.ckpt, a.split, a.dev_split, a.config, a.root, dataset_args, a.out, space, a.device,
+                          a.num_workers, precision=a.precision)
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
+        p.error(str(err))
+    print(markdown(result))
+    for kind, path in result["files"].items():
+        print(f"{kind + ':':<14} {path}")
+    return 0

@@ -1,0 +1,126 @@
+"""Export a trained model for shipping: ONNX (dynamic batch and time axes) or TorchScript.
+
+    fer-lightning export --ckpt runs/.../best.ckpt --format onnx [--out model.onnx]
+
+The exported graph is the whole network, uint8 face crops in: ``frames`` (B, T, 3, S, S) ->
+``outputs`` (B, T, D): valence/arousal per frame, or class logits for a pretraining model.
+Normalisation is inside, as in training. The ONNX file carries the task, output names, crop
+size and face margin as metadata, so that a consumer needs nothing else. After writing, the
+export is checked against PyTorch on random clips of other batch and time sizes (onnxruntime,
+an optional extra: ``pip install 'fer-lightning[onnx]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_lightning.io import atomic_path
+from fer_lightning.models.checkpoint import load_checkpoint_model
+
+FORMATS = ("onnx", "torchscript")
+
+
+def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None, opset: int = 17,
+           image_size: int | None = None, check: bool = True) -> dict:
+    """Write the model of ``ckpt`` as ``fmt``; return a report (path, metadata, parity)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    model, data_hp = load_checkpoint_model(ckpt)
+    net = model.net.eval()
+    size = int(image_size or data_hp.get("image_size") or 112)
+    out = Path(out or Path(ckpt).with_suffix(".onnx" if fmt == "onnx" else ".pt"))
+    meta = {
+        "task": model.task,
+        "outputs": list(model.target_names if model.task == "finetune" else model.class_names),
+        "image_size": size,
+        "face_margin": data_hp.get("face_margin"),
+        "frame_step": data_hp.get("frame_step"),
+        "backbone": model.hparams.backbone,
+        "bidirectional": model.hparams.bidirectional,
+        "checkpoint": str(ckpt),
+    }
+    example = torch.randint(0, 256, (1, 4, 3, size, size), dtype=torch.uint8)
+    with torch.no_grad(), atomic_path(out, keep_suffix=True) as tmp:
+        if fmt == "onnx":
+            _onnx(net, example, tmp, opset, meta)
+        else:
+            traced = torch.jit.trace(net, example, check_trace=False)
+            torch.jit.save(traced, str(tmp), _extra_files={"fer_lightning.json": json.dumps(meta)})
+    report = {"path": str(out), "format": fmt, **meta}
+    if check:
+        report["max_abs_diff"] = parity(net, out, fmt, size)
+    return report
+
+
+def _onnx(net, example, path: Path, opset: int, meta: dict) -> None:
+    import onnx
+
+    # the TorchScript-based exporter keeps time dynamic through the LSTM; torch.export
+    # (dynamo=True) specialised the output's time axis to the example's length
+    torch.onnx.export(net, (example,), str(path), input_names=["frames"], output_names=["outputs"],
+                      dynamic_axes={"frames": {0: "batch", 1: "time"}, "outputs": {0: "batch", 1: "time"}},
+                      opset_version=opset, dynamo=False)
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def parity(net, path: str | Path, fmt: str, size: int, shapes=((1, 1), (2, 7), (3, 16)), seed: int = 0) -> float:
+    """Largest |exported - PyTorch| over random uint8 clips of several (batch, time) sizes."""
+    gen = torch.Generator().manual_seed(seed)
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError("the parity check needs onnxruntime: pip install 'fer-lightning[onnx]' "
+                              "(or export with --no-check)") from err
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def run(x):
+            return session.run(None, {"frames": x.numpy()})[0]
+    else:
+        loaded = torch.jit.load(str(path))
+
+        def run(x):
+            return loaded(x).numpy()
+    worst = 0.0
+    with torch.no_grad():
+        for b, t in shapes:
+            x = torch.randint(0, 256, (b, t, 3, size, size), dtype=torch.uint8, generator=gen)
+            ref = net(x).numpy()
+            got = run(x)
+            if got.shape != ref.shape:
+                raise AssertionError(f"exported model gave shape {got.shape} for input {tuple(x.shape)}, expected {ref.shape}")
+            worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def export_main(argv: Sequence[str]) -> int:
+    """``fer-lightning export --ckpt CKPT --format onnx``: see the module docstring."""
+    p = argparse.ArgumentParser(prog="fer-lightning export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="a training checkpoint (best-*.ckpt, last.ckpt)")
+    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--out", default=None, help="output file (default: beside the checkpoint, .onnx / .pt)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--image-size", type=int, default=None, help="crop size (default: the checkpoint's data.image_size)")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    a = p.parse_args(list(argv))
+    try:
+        report = export(a.ckpt, a.format, a.out, a.opset, a.image_size, check=not a.no_check)
+    except (ValueError, ImportError) as err:
+        p.error(str(err))
+    print(f"wrote {report['path']} ({report['format']}): frames uint8 (batch, time, 3, {report['image_size']}, "
+          f"{report['image_size']}) -> {report['task']} outputs {report['outputs']} per frame")
+    if "max_abs_diff" in report:
+        print(f"parity with PyTorch on random clips: max |difference| = {report['max_abs_diff']:.2e}")
+    return 0

@@ -1,0 +1,513 @@
+"""``fer-lightning predict``: per-frame affect for any video, or every video of a folder.
+
+    fer-lightning predict --ckpt runs/.../best.ckpt --input VIDEO_OR_FOLDER --out DIR [--render]
+
+Each video is decoded once, front to back (PyAV). Faces are detected, tracked, smoothed and
+cropped by preprocessing's own code (:class:`~fer_lightning.faces.stream.StreamingTracker`,
+:func:`~fer_lightning.faces.detect.face_crop`); the main face is followed (the face of the previous
+frame while it lasts, else the largest). Crops are cut the way the checkpoint's training data
+were: aligned on the landmarks when it trained on a face-clip store, the square around the box
+otherwise (``--crop`` overrides).
+
+The model then runs as it was evaluated: a bidirectional model over overlapping windows of the
+training clip length (each frame gets the mean of the windows that cover it); a causal
+(unidirectional) model over the stream in chunks, its LSTM state carried from chunk to chunk,
+so that a frame's output depends on earlier frames only. Frames without a face go through the
+model black, as in training, so the LSTM keeps its timing, but their outputs are not reported.
+
+Per video, in ``--out``:
+
+* ``<video>.csv``: frame_index, time_s, has_face, track_id, x0, y0, x1, y1 (the face box in
+  frame pixels), then one column per output (valence, arousal; or p_<emotion> class
+  probabilities for a pretraining model), empty where there is no face;
+* ``<video>.png``: the traces over time, no-face stretches greyed;
+* with ``--render``, ``<video>.mp4``: the video with the face box and a valence/arousal gauge.
+
+Memory stays bounded whatever the video's length: the tracker holds a few frames, the model a
+window and a batch of crops; only the per-frame numbers are kept (for the plot). One bad video
+does not stop a folder: it is listed at the end (exit status 1), and ``predict_report.json``
+holds every video's figures: frames, faces, seconds spent decoding, on faces and in the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from collections.abc import Sequence as Seq
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_lightning.io import atomic_path, write_text_atomic
+
+
+@dataclass
+class PredictConfig:
+    """How faces are found and cropped and how the model runs over a video."""
+
+    detect_every: int = 5
+    smooth: int = 5
+    min_face_size: int = 40
+    crop: str | None = None  # "aligned" or "box"; None: as the checkpoint's training data
+    margin: float | None = None  # None: as the checkpoint's training data
+    window: int | None = None  # frames per window (bidirectional); None: the training clip length
+    overlap: float = 0.5  # fraction of a window that consecutive windows share
+    batch_size: int = 8  # windows per forward pass (bidirectional)
+    chunk: int = 32  # frames per forward pass (causal)
+    render: bool = False
+    device: str = "auto"
+    precision: str = "32-true"  # or bf16-mixed / 16-mixed: autocast, as the trainer's precision
+
+
+@dataclass
+class Timings:
+    """Wall seconds per stage of one video."""
+
+    decode: float = 0.0
+    face: float = 0.0
+    model: float = 0.0
+    other: float = 0.0
+
+
+# -- the model over a stream of crops -----------------------------------------------------------
+
+
+def _stack(items: list):
+    return torch.stack(items) if isinstance(items[0], torch.Tensor) else np.stack(items)
+
+
+class WindowedRunner:
+    """Bidirectional model: windows of ``length`` items starting every ``stride`` items, run
+    ``batch`` at a time; an item's output is the mean of the windows covering it. The last
+    window is the stream's last ``length`` items, so every item is covered without padding."""
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], length: int, stride: int, batch: int) -> None:
+        self.run, self.length, self.stride, self.batch = run, length, stride, batch
+        self.recent: deque = deque(maxlen=length)  # (position, frame index, crop)
+        self.queued: list[list] = []
+        self.sums: dict[int, tuple] = {}  # position -> (frame index, sum of outputs, windows)
+        self.position = 0
+        self.next_start = 0
+        self.last_end = -1  # position of the last item of the last window queued
+
+    def push(self, index: int, crop: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        self.recent.append((self.position, index, crop))
+        self.position += 1
+        if self.position == self.next_start + self.length:
+            self._queue(list(self.recent))
+            self.next_start += self.stride
+        if len(self.queued) < self.batch:
+            return []
+        # the stream's last window (its last ``length`` items) may still cover recent items
+        return self._run_queued(done_before=min(self.next_start, self.position - self.length))
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        if self.position and self.last_end < self.position - 1:
+            self._queue(list(self.recent))
+        return self._run_queued(done_before=self.position)
+
+    def _queue(self, items: list) -> None:
+        self.queued.append(items)
+        self.last_end = items[-1][0]
+
+    def _run_queued(self, done_before: int) -> list[tuple[int, np.ndarray]]:
+        by_len: dict[int, list] = {}
+        for w in self.queued:
+            by_len.setdefault(len(w), []).append(w)
+        for windows in by_len.values():
+            out = self.run(_stack([_stack([c for _, _, c in w]) for w in windows]))
+            for w, preds in zip(windows, out, strict=True):
+                for (pos, index, _), p in zip(w, preds, strict=True):
+                    _, total, count = self.sums.get(pos, (index, 0.0, 0))
+                    self.sums[pos] = (index, total + p, count + 1)
+        self.queued = []
+        final = sorted(pos for pos in self.sums if pos < done_before)
+        return [(index, total / count) for index, total, count in (self.sums.pop(pos) for pos in final)]
+
+
+class CausalRunner:
+    """Unidirectional model: the stream in chunks of ``chunk`` items, the LSTM state carried."""
+
+    def __init__(self, run: Callable[[np.ndarray, object], tuple[np.ndarray, object]], chunk: int) -> None:
+        self.run, self.chunk = run, chunk
+        self.pending: list[tuple[int, np.ndarray]] = []
+        self.state = None
+
+    def push(self, index: int, crop: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        self.pending.append((index, crop))
+        return self._run() if len(self.pending) >= self.chunk else []
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        return self._run() if self.pending else []
+
+    def _run(self) -> list[tuple[int, np.ndarray]]:
+        out, self.state = self.run(_stack([c for _, c in self.pending])[None], self.state)
+        done = [(i, p) for (i, _), p in zip(self.pending, out[0], strict=True)]
+        self.pending = []
+        return done
+
+
+class ModelStream:
+    """Runs the model over a video's crops, pushed in frame order; hands back (frame index,
+    output) in any order.
+
+    The face encoder sees each frame once, ``encode_batch`` frames at a time (it works frame by
+    frame, so overlapping windows share its features); the LSTM and head then run over windows
+    of features, or over the stream with their state carried for a causal model. A model
+    trained on every k-th frame (``frame_step``) runs on k interleaved streams.
+    """
+
+    def __init__(self, model, device: torch.device, frame_step: int, cfg: PredictConfig, clip_len: int,
+                 timings: Timings, encode_batch: int = 32) -> None:
+        self.model, self.device, self.timings = model, device, timings
+        self.autocast = lambda: inference_autocast(device, cfg.precision)
+        self.frame_step = max(1, frame_step)
+        self.encode_batch = encode_batch
+        self.probabilities = model.task == "pretrain"
+        self.causal = not model.hparams.bidirectional or model.hparams.num_layers == 0
+        length = cfg.window or clip_len
+        stride = max(1, round(length * (1 - cfg.overlap)))
+        self.runners: dict[int, object] = {}
+        self._make = (lambda: CausalRunner(self._run_causal, cfg.chunk)) if self.causal else \
+            (lambda: WindowedRunner(self._run_windows, length, stride, cfg.batch_size))
+        self._crops: list[tuple[int, np.ndarray]] = []
+
+    def push(self, index: int, crop: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        self._crops.append((index, crop))
+        return self._encode() if len(self._crops) >= self.encode_batch else []
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        out = self._encode() if self._crops else []
+        return out + [r for runner in self.runners.values() for r in runner.finish()]
+
+    @torch.no_grad()
+    def _encode(self) -> list[tuple[int, np.ndarray]]:
+        start = time.perf_counter()
+        x = torch.from_numpy(np.ascontiguousarray(np.stack([c for _, c in self._crops]).transpose(0, 3, 1, 2)))
+        with self.autocast():
+            feats = self.model.net.encoder(x.to(self.device, non_blocking=True)[None])[0]
+        self.timings.model += time.perf_counter() - start
+        out = []
+        for (index, _), f in zip(self._crops, feats, strict=True):
+            phase = index % self.frame_step
+            if phase not in self.runners:  # one runner per phase, made once
+                self.runners[phase] = self._make()
+            out += self.runners[phase].push(index, f)
+        self._crops = []
+        return out
+
+    def _outputs(self, y: torch.Tensor) -> np.ndarray:
+        return (y.float().softmax(-1) if self.probabilities else y.float()).cpu().numpy()
+
+    @torch.no_grad()
+    def _run_windows(self, feats) -> np.ndarray:
+        start = time.perf_counter()
+        net = self.model.net
+        with self.autocast():
+            out = self._outputs(net.head(net.temporal(feats)))
+        self.timings.model += time.perf_counter() - start
+        return out
+
+    @torch.no_grad()
+    def _run_causal(self, feats, state):
+        start = time.perf_counter()
+        net = self.model.net
+        with self.autocast():
+            if net.temporal.lstm is not None:
+                feats, state = net.temporal.lstm(feats, state)
+            out = self._outputs(net.head(feats))
+        self.timings.model += time.perf_counter() - start
+        return out, state
+
+
+# -- faces --------------------------------------------------------------------------------------
+
+
+def crop_settings(data_hp: dict, cfg: PredictConfig) -> tuple[str, float, int]:
+    """(crop mode, margin, size) that match the checkpoint's training data, unless overridden."""
+    size = int(data_hp.get("image_size") or 112)
+    store = data_hp.get("face_store")
+    mode = cfg.crop or ("aligned" if store else "box")
+    if cfg.margin is not None:
+        return mode, cfg.margin, size
+    if mode == "box":
+        return mode, float(data_hp.get("face_margin", 0.2)), size
+    from fer_lightning.store.write import PreprocessConfig
+
+    margin = PreprocessConfig.margin
+    if store and (report := Path(store) / "report.json").is_file():
+        margin = float(json.loads(report.read_text()).get("settings", {}).get("margin", margin))
+    return mode, margin, size
+
+
+def main_face(faces: dict, previous: int | None) -> int | None:
+    """The face followed: the previous frame's while it lasts, else the largest."""
+    if not faces:
+        return None
+    if previous in faces:
+        return previous
+    return max(faces, key=lambda t: float(np.prod(faces[t].box[2:] - faces[t].box[:2])))
+
+
+def tracked_frames(path: Path, cfg: PredictConfig, times: list[float], timings: Timings
+                   ) -> Iterator[tuple[int, np.ndarray, dict]]:
+    """(frame index, frame, faces) of every frame, in order, as the tracker finalises them."""
+    from fer_lightning.faces.detect import create_detector
+    from fer_lightning.faces.stream import StreamingTracker
+    from fer_lightning.media.video import iter_frames
+
+    detector = create_detector("mtcnn", min_face_size=cfg.min_face_size)
+    tracker = StreamingTracker(detector.detect, every=cfg.detect_every, smooth=cfg.smooth)
+    frames = iter_frames(path, times)
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        mid = time.perf_counter()
+        timings.decode += mid - start
+        final = list(tracker.finish() if frame is None else tracker.push(frame))
+        timings.face += time.perf_counter() - mid
+        yield from final
+        if frame is None:
+            return
+
+
+# -- one video ----------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoResult:
+    """Everything predicted for one video (numbers only; no frames)."""
+
+    frame_index: list[int] = field(default_factory=list)
+    has_face: list[bool] = field(default_factory=list)
+    track_id: list[int] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    outputs: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def output_names(model) -> list[str]:
+    return list(model.target_names) if model.task == "finetune" else [f"p_{c}" for c in model.class_names]
+
+
+def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, cfg: PredictConfig | None = None,
+                  device: torch.device | None = None, progress: bool = True) -> dict:
+    """Predict one video into ``out_dir`` (see the module docs); returns its report entry.
+    Raises :class:`~fer_lightning.media.video.VideoReadError` for a video that cannot be read."""
+    from tqdm.auto import tqdm
+
+    from fer_lightning.faces.detect import crop_face, face_crop
+    from fer_lightning.media.video import VideoReadError, open_video
+    from fer_lightning.store.write import _count_frames, source_id
+
+    cfg = cfg or PredictConfig()
+    device = device or torch.device("cpu")
+    path, out_dir = Path(path), Path(out_dir)
+    start = time.perf_counter()
+    reader = open_video(path)  # a clear VideoReadError for a missing, empty or broken file
+    fps = float(reader.get_avg_fps()) or 25.0
+    del reader
+    mode, margin, size = crop_settings(data_hp, cfg)
+    timings = Timings()
+    stream = ModelStream(model, device, int(data_hp.get("frame_step") or 1), cfg, int(data_hp.get("clip_len") or 16),
+                         timings)
+    names = output_names(model)
+    times: list[float] = []
+    res = VideoResult()
+    black = np.zeros((size, size, 3), np.uint8)
+    previous = None
+    bar = tqdm(total=_count_frames(path) or None, unit="frame", desc=path.name, disable=not progress, leave=False)
+    try:
+        for f, frame, faces in tracked_frames(path, cfg, times, timings):
+            t0 = time.perf_counter()
+            tid = main_face(faces, previous)
+            previous = tid if tid is not None else previous
+            if tid is None:
+                crop, box = black, np.full(4, np.nan, np.float32)
+            else:
+                face = faces[tid]
+                crop = face_crop(frame, face.box, face.landmarks, size, margin) if mode == "aligned" \
+                    else crop_face(frame, face.box, size, margin)
+                box = face.box
+            res.frame_index.append(f)
+            res.has_face.append(tid is not None)
+            res.track_id.append(-1 if tid is None else tid)
+            res.boxes.append(box)
+            timings.face += time.perf_counter() - t0
+            res.outputs.update(stream.push(f, crop))
+            bar.update(1)
+        res.outputs.update(stream.finish())
+    finally:
+        bar.close()
+    n = len(res.frame_index)
+    if n == 0:
+        raise VideoReadError(f"no frame of {path} could be decoded")
+    t0 = time.perf_counter()
+    vid = source_id(path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"csv": str(out_dir / f"{vid}.csv"), "png": str(out_dir / f"{vid}.png")}
+    values = np.stack([res.outputs[i] for i in range(n)])
+    has = np.asarray(res.has_face)
+    values[~has] = np.nan  # no face: no value, never an invented one
+    t = np.asarray([times[i] if i < len(times) and np.isfinite(times[i]) else i / fps for i in range(n)])
+    write_csv(files["csv"], t, has, np.asarray(res.track_id), np.stack(res.boxes), values, names)
+    plot_prediction(files["png"], t, has, values, names, title=f"{path.name} ({model.task}, {mode} crops)")
+    timings.other += time.perf_counter() - t0
+    if cfg.render:
+        t0 = time.perf_counter()
+        files["mp4"] = str(out_dir / f"{vid}.mp4")
+        from fer_lightning.inference.render import render_video
+
+        render_video(path, files["mp4"], np.stack(res.boxes), values, names, fps)
+        timings.other += time.perf_counter() - t0
+    wall = time.perf_counter() - start
+    duration = n / fps
+    notes = [] if has.any() else ["no face found in any frame: every row has has_face 0 and no values"]
+    return {"video": str(path), "video_id": vid, "status": "ok", "frames": n, "fps": fps,
+            "face_frames": int(has.sum()), "coverage": float(has.mean()), "causal": stream.causal,
+            "crop": mode, "files": files, "notes": notes, "seconds": {k: round(v, 3) for k, v in asdict(timings).items()}
+            | {"total": round(wall, 3)}, "realtime_factor": round(duration / wall, 3) if wall > 0 else None}
+
+
+def write_csv(path: str | Path, times: np.ndarray, has: np.ndarray, tracks: np.ndarray, boxes: np.ndarray,
+              values: np.ndarray, names: list[str]) -> None:
+    def num(v: float, fmt: str) -> str:
+        return format(v, fmt) if np.isfinite(v) else ""
+
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(",".join(["frame_index", "time_s", "has_face", "track_id", "x0", "y0", "x1", "y1", *names]) + "\n")
+        for i in range(len(has)):
+            row = [str(i), num(times[i], ".6f"), str(int(has[i])), str(tracks[i]) if has[i] else "",
+                   *(num(v, ".1f") for v in boxes[i]), *(num(v, ".5f") for v in values[i])]
+            f.write(",".join(row) + "\n")
+
+
+def plot_prediction(path: str | Path, times: np.ndarray, has: np.ndarray, values: np.ndarray, names: list[str],
+                    title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fer_lightning.faces.tracking import face_runs
+
+    probabilities = all(n.startswith("p_") for n in names)
+    fig, ax = plt.subplots(1, 1, figsize=(11, 3.2))
+    for d, name in enumerate(names):
+        ax.plot(times, values[:, d], lw=1.2, label=name)
+    for a, b in face_runs(~has):
+        ax.axvspan(times[a], times[min(b, len(times) - 1)], color="0.85", lw=0)
+    ax.set_ylim((-0.05, 1.05) if probabilities else (-1.1, 1.1))
+    ax.set_xlabel("time (s)")
+    ax.set_title(f"{title}; grey: no face", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8, ncol=min(len(names), 4))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+# -- folders and the command --------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+AUTOCAST_DTYPES = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def inference_autocast(device: torch.device, precision: str):
+    """The autocast context for inference at a trainer precision name (``32-true``: none)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}")
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg: PredictConfig | None = None,
+            progress: bool = True) -> dict:
+    """Predict every video of ``inputs`` (files, folders, manifests); a bad video is recorded,
+    never fatal. Writes ``predict_report.json``; returns the report."""
+    from fer_lightning.models.checkpoint import load_checkpoint_model
+    from fer_lightning.store.write import find_videos
+
+    cfg = cfg or PredictConfig()
+    model, data_hp = load_checkpoint_model(ckpt)  # ValueError: missing or foreign checkpoint
+    device = resolve_device(cfg.device)
+    model.to(device)
+    videos = find_videos(inputs)
+    if not videos:
+        raise ValueError(f"no video found in {', '.join(map(str, inputs))}")
+    entries = []
+    for video in videos:
+        try:
+            entries.append(predict_video(video, model, data_hp, out_dir, cfg, device, progress))
+        except Exception as err:  # one bad video must not stop the others; the report says why
+            from fer_lightning.media.video import VideoReadError
+
+            reason = str(err) if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
+            entries.append({"video": str(video), "status": "failed", "reason": reason})
+        if progress:
+            print(summary_line(entries[-1]), flush=True)
+    report = {"checkpoint": str(ckpt), "device": str(device), "settings": asdict(cfg), "videos": entries,
+              "failed": [e["video"] for e in entries if e["status"] != "ok"]}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(out_dir) / "predict_report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def summary_line(e: dict) -> str:
+    if e["status"] != "ok":
+        return f"FAILED {e['video']}: {e['reason']}"
+    note = f"  ({'; '.join(e['notes'])})" if e["notes"] else ""
+    return (f"{e['video']}: {e['frames']} frames, face on {e['coverage']:.0%}, {e['realtime_factor']:.2f}x real time "
+            f"-> {e['files']['csv']}{note}")
+
+
+def predict_main(argv: Seq[str]) -> int:
+    """``fer-lightning predict``: see the module docstring."""
+    d = PredictConfig()
+    p = argparse.ArgumentParser(prog="fer-lightning predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="a training checkpoint (fine-tuning: valence/arousal; "
+                                                 "pretraining: emotion probabilities)")
+    p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--render", action="store_true", help="also write an annotated MP4 per video")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default=d.precision, choices=tuple(AUTOCAST_DTYPES),
+                   help="32-true, or bf16-mixed / 16-mixed (autocast on the device, as in training)")
+    p.add_argument("--detect-every", type=int, default=d.detect_every, help="run the face detector every K frames")
+    p.add_argument("--min-face-size", type=int, default=d.min_face_size, help="smallest face searched, pixels")
+    p.add_argument("--crop", choices=("aligned", "box"), default=None,
+                   help="face crops: aligned on landmarks or the box square (default: as the checkpoint trained)")
+    p.add_argument("--window", type=int, default=None, help="frames per window (default: the training clip length)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = p.parse_args(list(argv))
+    if a.detect_every < 1 or a.batch_size < 1 or (a.window is not None and a.window < 1):
+        p.error("--detect-every, --batch-size and --window must be >= 1")
+    cfg = PredictConfig(detect_every=a.detect_every, min_face_size=a.min_face_size, crop=a.crop, window=a.window,
+                        batch_size=a.batch_size, render=a.render, device=a.device, precision=a.precision)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    try:
+        report = predict(a.ckpt, a.input, a.out, cfg, progress=not a.quiet)
+    except ValueError as err:
+        p.error(str(err))
+    ok = [e for e in report["videos"] if e["status"] == "ok"]
+    print(f"\n{len(ok)} of {len(report['videos'])} videos predicted into {a.out} (report: predict_report.json)")
+    if report["failed"]:
+        print(f"{len(report['failed'])} failed:")
+        for e in report["videos"]:
+            if e["status"] != "ok":
+                print(f"  {e['video']}: {e['reason']}")
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Media I/O: decoding video (decord, image sequences) and writing face videos."""

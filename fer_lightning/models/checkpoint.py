@@ -1,0 +1,32 @@
+"""A trained model back from its checkpoint, for the tools that run one (predict, evaluate,
+export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fer_lightning.models.module import AffectModule
+
+
+def load_checkpoint_model(ckpt: str | Path):
+    """(AffectModule in eval mode on CPU, datamodule hyperparameters) from a training checkpoint,
+    with a clear error for a missing file or a checkpoint that is not a fer-lightning model."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    hp = raw.get("hyper_parameters") if isinstance(raw, dict) else None
+    if not hp or "backbone" not in hp or "state_dict" not in raw:
+        raise ValueError(f"{path} is not a fer-lightning training checkpoint (no model hyperparameters/state_dict)")
+    hp = {k: v for k, v in hp.items() if not k.startswith("_")}
+    hp["init_from"] = None  # the weights below are complete; no pretraining run is needed
+    model = AffectModule(**hp)
+    missing, unexpected = model.load_state_dict(raw["state_dict"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its own architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval(), dict(raw.get("datamodule_hyper_parameters") or {})

@@ -1,0 +1,463 @@
+"""The face-clip store: one small face video per face (usually one per source video) plus
+per-frame metadata.
+
+``fer-lightning preprocess`` fills it; training reads it. Layout under the store root::
+
+    videos/<video_id>.mp4     aligned face crops, S x S, H.264, one frame per source frame
+                              (black where there is no face, so frame i is source frame i)
+    meta/<video_id>.csv       frame_index,time_s,has_face,detected,track_id,score,
+                              x0,y0,x1,y1, then lm0_x,lm0_y .. lm4_x,lm4_y (source pixels)
+    done/<source_id>.json     written last for each source video: its face videos and figures
+    tmp/                      face videos being written (a killed run's leftovers are removed)
+    index.csv                 video_id,source_id,source,fps,num_frames,face_frames,coverage,
+                              status,reason: one row per face video and per failed source
+    report.json               per source video, plus totals and the settings used
+
+``video_id`` is the source file's name without suffix, or with ``--faces all`` and several
+faces ``<source>_left`` / ``<source>_right`` (Aff-Wild2's naming) or ``<source>_face1``...
+
+A source video is finished when its ``done`` record exists and names outputs that are all in
+place: face videos and metadata are renamed into place from temporary names first, the
+record last, so a killed run leaves nothing that looks done and a rerun redoes exactly the
+unfinished videos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from multiprocessing import TimeoutError as PoolTimeout
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from fer_lightning.io import write_text_atomic
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of a preprocessing run (written into report.json)."""
+
+    detect_every: int = 5
+    size: int = 112
+    margin: float = 0.15
+    smooth: int = 5
+    detector: str = "mtcnn"
+    min_face_size: int = 40
+    crf: int = 18
+    gop: int = 16
+    faces: str = "main"
+    min_track_seconds: float = 1.0
+    max_track_writers: int = 8
+
+
+def find_videos(inputs: list[str | Path]) -> list[Path]:
+    """Video files named directly, found in folders (recursively), or listed one per line
+    (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix. A folder that
+    directly holds images is one video (an image sequence, as AFEW-VA ships its clips)."""
+    from fer_lightning.media.video import is_image_sequence
+
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            if is_image_sequence(item):
+                out.append(item)
+                continue
+            out += sorted(p for p in item.rglob("*") if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+                          or (p.is_dir() and is_image_sequence(p)))
+        elif item.suffix.lower() in (".txt", ".csv"):
+            for line in item.read_text().splitlines():
+                name = line.split(",")[0].strip()
+                if name and not name.startswith("#") and name.lower() not in ("path", "video", "video_path"):
+                    p = Path(name)
+                    out.append(p if p.is_absolute() else item.parent / p)
+        else:
+            out.append(item)
+    return out
+
+
+def source_id(path: Path) -> str:
+    """A source's id in the store: the file name without suffix, or the folder's name."""
+    return path.name if path.is_dir() else path.stem
+
+
+def _meta_header() -> str:
+    lms = ",".join(f"lm{i}_x,lm{i}_y" for i in range(5))
+    return f"frame_index,time_s,has_face,detected,track_id,score,x0,y0,x1,y1,{lms}"
+
+
+@dataclass
+class FaceOutput:
+    """One face video the store gets from a source video: its id and per-frame arrays."""
+
+    video_id: str
+    track_ids: list[int]
+    has_face: np.ndarray
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    scores: np.ndarray
+    detected: np.ndarray
+    track_of_frame: np.ndarray
+
+
+def _combine(tracker, video_id: str, group: list, n: int) -> FaceOutput:
+    """Merge the tracks of one face (disjoint in time) into per-frame arrays."""
+    out = FaceOutput(video_id, [t.track_id for t in group], np.zeros(n, bool), np.full((n, 4), np.nan, np.float32),
+                     np.full((n, 5, 2), np.nan, np.float32), np.full(n, np.nan, np.float32), np.zeros(n, bool),
+                     np.full(n, -1, np.int64))
+    for t in group:
+        has, boxes, marks, scores, detected = tracker.track_frames(t.track_id, n)
+        out.has_face |= has
+        out.boxes[has], out.landmarks[has], out.track_of_frame[has] = boxes[has], marks[has], t.track_id
+        out.scores[detected], out.detected[detected] = scores[detected], True
+    return out
+
+
+def _choose_outputs(video_id: str, groups: list[list], faces: str, min_frames: int,
+                    tracker, n: int) -> list[FaceOutput]:
+    """The main subject (``faces="main"``), or every face seen for at least ``min_frames``
+    frames (``faces="all"``), named ``<video>_left``/``<video>_right`` for two faces and
+    ``<video>_face1``.. left to right for more; one face, or none, keeps the video's own id."""
+    if faces == "all":
+        faces_of = [(g, _combine(tracker, "", g, n)) for g in groups]
+        sized = [(g, out) for g, out in faces_of if out.has_face.sum() >= min_frames]
+        if len(sized) >= 2:
+            sized.sort(key=lambda pair: float(pair[0][0].median_box()[[0, 2]].mean()))
+            names = ["left", "right"] if len(sized) == 2 else [f"face{i + 1}" for i in range(len(sized))]
+            return [dataclasses.replace(out, video_id=f"{video_id}_{name}")
+                    for name, (_, out) in zip(names, sized, strict=True)]
+    return [_combine(tracker, video_id, groups[0] if groups else [], n)]
+
+
+def _face_crop(frame: np.ndarray, box: np.ndarray, marks: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    from fer_lightning.faces.detect import face_crop
+
+    return face_crop(frame, box, marks, cfg.size, cfg.margin)
+
+
+def _write_meta(path: Path, out: FaceOutput, times: list[float]) -> None:
+    rows = [_meta_header()]
+    for i in range(len(out.has_face)):
+        vals = [*out.boxes[i], *out.landmarks[i].reshape(-1)]
+        nums = ",".join("" if not np.isfinite(v) else f"{v:.2f}" for v in vals)
+        score = "" if not np.isfinite(out.scores[i]) else f"{out.scores[i]:.4f}"
+        t = "" if not np.isfinite(times[i]) else f"{times[i]:.6f}"
+        rows.append(f"{i},{t},{int(out.has_face[i])},{int(out.detected[i])},{out.track_of_frame[i]},{score},{nums}")
+    write_text_atomic(path, "\n".join(rows) + "\n")
+
+
+def _frame_rate_note(times: list[float], fps: float) -> str:
+    """Say so when frame intervals vary: the face video has a constant rate, so labels must be
+    aligned by the metadata's ``time_s``, never by frame index / fps."""
+    t = np.asarray(times, np.float64)
+    dt = np.diff(t[np.isfinite(t)])
+    if len(dt) < 2 or not fps:
+        return ""
+    nominal = 1.0 / fps
+    if np.abs(dt - nominal).max() > 0.25 * nominal:
+        return (f"variable frame rate: frame intervals {dt.min() * 1e3:.1f}..{dt.max() * 1e3:.1f} ms "
+                f"(nominal {nominal * 1e3:.1f}); align labels by time_s")
+    return ""
+
+
+def _done_path(store: Path, video_id: str) -> Path:
+    return store / "done" / f"{video_id}.json"
+
+
+def _finished(store: Path, video_id: str, cfg: PreprocessConfig) -> dict | None:
+    """The done record of a source video whose outputs are all in place, made with the same
+    face policy; None when the video must be (re)done."""
+    path = _done_path(store, video_id)
+    if not path.exists():
+        return None
+    done = json.loads(path.read_text())
+    if done.get("faces") != cfg.faces:
+        return None
+    for out in done["outputs"]:
+        if not ((store / "videos" / f"{out['video_id']}.mp4").exists() and (store / "meta" / f"{out['video_id']}.csv").exists()):
+            return None
+    return done
+
+
+def _clear_unfinished(store: Path, video_id: str) -> None:
+    """Remove what a killed or superseded run of this source left: temporary face videos and
+    the outputs of a done record that no longer holds."""
+    for tmp in (store / "tmp").glob(f"{video_id}.t*.mp4"):
+        tmp.unlink(missing_ok=True)
+    done = _done_path(store, video_id)
+    if done.exists():
+        for out in json.loads(done.read_text())["outputs"]:
+            (store / "videos" / f"{out['video_id']}.mp4").unlink(missing_ok=True)
+            (store / "meta" / f"{out['video_id']}.csv").unlink(missing_ok=True)
+        done.unlink()
+
+
+def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
+                     on_frames: Callable[[int], None] | None = None) -> dict:
+    """Detect, track, align and crop one video into the store in a single decoding pass;
+    returns its report entry. ``on_frames(k)`` is called as frames are processed.
+
+    Every track gets its own face video while the video streams past (up to
+    ``cfg.max_track_writers`` at once); at the end the chosen faces' videos are renamed into
+    place and the rest deleted. A face made of several tracks, or one whose track had no
+    writer, is encoded in a second pass over the source.
+    """
+    import cv2
+
+    from fer_lightning.faces.detect import create_detector
+    from fer_lightning.faces.stream import StreamingTracker
+    from fer_lightning.faces.tracking import group_tracks
+    from fer_lightning.media.face_video import FaceVideoWriter
+    from fer_lightning.media.video import VideoReadError, iter_frames, open_video
+
+    cv2.setNumThreads(1)  # the pool runs one process per core
+    video_id = source_id(source)
+    entry = {"video_id": video_id, "source": str(source), "fps": None, "num_frames": 0,
+             "face_frames": 0, "coverage": 0.0, "status": "failed", "reason": "", "outputs": []}
+    done = _finished(store, video_id, cfg)
+    if done is not None:
+        return entry | {k: done[k] for k in ("fps", "num_frames", "face_frames", "coverage", "outputs")} | {
+            "status": "ok", "reason": "; ".join(done["notes"]), "skipped": True}
+    _clear_unfinished(store, video_id)
+    start = time.perf_counter()
+    writers: dict[int, FaceVideoWriter] = {}
+    try:
+        reader = open_video(source)  # checks the file and names it in any error
+        fps, listed = float(reader.get_avg_fps()), len(reader)
+        del reader  # frames stream front to back with PyAV (see video.iter_frames)
+        detector = create_detector(cfg.detector, min_face_size=cfg.min_face_size)
+        tracker = StreamingTracker(detector.detect, every=cfg.detect_every, smooth=cfg.smooth)
+        times: list[float] = []
+
+        def write(final) -> None:
+            for f, frame, faces in final:
+                for tid, face in faces.items():
+                    if tid not in writers and len(writers) < cfg.max_track_writers:
+                        writers[tid] = FaceVideoWriter(store / "tmp" / f"{video_id}.t{tid}.mp4", cfg.size, fps,
+                                                       cfg.crf, cfg.gop)
+                    if tid in writers:
+                        writers[tid].write(f, _face_crop(frame, face.box, face.landmarks, cfg))
+
+        reported = 0
+        for frame in iter_frames(source, times):
+            write(tracker.push(frame))
+            if on_frames and tracker.num_frames - reported >= 32:
+                on_frames(tracker.num_frames - reported)
+                reported = tracker.num_frames
+        write(tracker.finish())
+        n = tracker.num_frames
+        if on_frames and n > reported:
+            on_frames(n - reported)
+        if n == 0:
+            raise VideoReadError(f"no frame of {source} could be decoded")
+        entry.update(num_frames=n, fps=fps)
+
+        min_frames = max(1, round(cfg.min_track_seconds * fps))
+        outputs = _choose_outputs(video_id, group_tracks(tracker.tracks), cfg.faces, min_frames, tracker, n)
+        second_pass = []
+        for out in outputs:
+            dest = store / "videos" / f"{out.video_id}.mp4"
+            if len(out.track_ids) == 1 and out.track_ids[0] in writers:
+                writers.pop(out.track_ids[0]).close(n, dest)
+            else:
+                second_pass.append(out)
+        if second_pass:
+            _encode_from_source(source, store, second_pass, n, fps, cfg)
+        for out in outputs:
+            _write_meta(store / "meta" / f"{out.video_id}.csv", out, times)
+
+        any_face = np.logical_or.reduce([o.has_face for o in outputs])
+        notes = []
+        if listed != n:  # e.g. frames the container lists but FFmpeg drops: rows follow decoding
+            notes.append(f"container lists {listed} frames, {n} decode")
+        if not any_face.any():
+            notes.append("no face found in any frame")
+        if vfr := _frame_rate_note(times, fps):
+            notes.append(vfr)
+        entry.update(
+            face_frames=int(any_face.sum()), coverage=float(any_face.mean()), status="ok", reason="; ".join(notes),
+            seconds=round(time.perf_counter() - start, 2), detector_calls=tracker.detector_calls,
+            outputs=[{"video_id": o.video_id, "track_ids": o.track_ids, "face_frames": int(o.has_face.sum()),
+                      "coverage": float(o.has_face.mean())} for o in outputs],
+        )
+        record = {k: entry[k] for k in ("video_id", "source", "fps", "num_frames", "face_frames", "coverage", "outputs")}
+        write_text_atomic(_done_path(store, video_id),  # last: marks the video finished
+                          json.dumps(record | {"faces": cfg.faces, "notes": notes}, indent=1) + "\n")
+    except VideoReadError as err:
+        entry["reason"] = str(err)
+    except Exception as err:  # one bad video must not stop the others; the report says why
+        entry["reason"] = f"{type(err).__name__}: {err}"
+    finally:
+        for w in writers.values():
+            w.abort()
+    return entry
+
+
+def _encode_from_source(source: Path, store: Path, outputs: list[FaceOutput], n: int, fps: float,
+                        cfg: PreprocessConfig) -> None:
+    """Second pass: crop each output's faces from the source and encode them."""
+    from fer_lightning.media.face_video import FaceVideoWriter
+    from fer_lightning.media.video import VideoReadError, iter_frames
+
+    writers = [FaceVideoWriter(store / "tmp" / f"{source_id(source)}.t-{o.video_id}.mp4", cfg.size, fps, cfg.crf, cfg.gop)
+               for o in outputs]
+    try:
+        decoded = 0
+        for i, frame in enumerate(iter_frames(source)):
+            if i >= n:
+                break
+            decoded += 1
+            for out, w in zip(outputs, writers, strict=True):
+                if out.has_face[i]:
+                    w.write(i, _face_crop(frame, out.boxes[i], out.landmarks[i], cfg))
+        if decoded != n:  # both passes must see the same frames, or rows would misalign
+            raise VideoReadError(f"{source}: first pass decoded {n} frames, second pass {decoded}")
+        for out, w in zip(outputs, writers, strict=True):
+            w.close(n, store / "videos" / f"{out.video_id}.mp4")
+    finally:
+        for w in writers:
+            if w.path.exists():
+                w.abort()
+
+
+def _count_frames(path: Path) -> int:
+    """Frames the container lists (0 when unknown or unreadable): the progress bar's total."""
+    import av
+
+    from fer_lightning.media.video import ImageSequence, is_image_sequence
+
+    if is_image_sequence(path):
+        return len(ImageSequence(path))
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.frames:
+                return int(s.frames)
+            if s.duration and s.average_rate:
+                return int(float(s.duration * s.time_base) * float(s.average_rate))
+    except Exception:  # the worker reports unreadable files properly
+        pass
+    return 0
+
+
+_PROGRESS = None  # a worker's queue for frame counts, set by the pool initializer
+
+
+def _init_worker(queue) -> None:
+    global _PROGRESS
+    _PROGRESS = queue
+
+
+def _run_one(args: tuple[str, str, PreprocessConfig]) -> dict:
+    source, store, cfg = args
+    queue = _PROGRESS
+    return preprocess_video(Path(source), Path(store), cfg,
+                            on_frames=(lambda k: queue.put((source, k))) if queue is not None else None)
+
+
+def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfig, workers: int = 1,
+               progress: bool = True) -> dict:
+    """Preprocess every input video into ``store``; writes index.csv and report.json.
+
+    A progress bar counts frames (with frames/s and ETA over the frames the containers list).
+    """
+    import queue as queue_mod
+
+    from tqdm.auto import tqdm
+
+    store = Path(store)
+    for sub in ("videos", "meta", "done", "tmp"):
+        (store / sub).mkdir(parents=True, exist_ok=True)
+    sources = find_videos(list(inputs))
+    stems = [source_id(s) for s in sources]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise ValueError(f"two inputs share a video id (file name without suffix): {', '.join(dupes)}")
+    jobs = [(str(s), str(store), cfg) for s in sources]
+    listed = {str(s): _count_frames(s) for s in sources}
+    sent = dict.fromkeys(listed, 0)
+    bar = tqdm(total=sum(listed.values()), unit="frame", desc="preprocess", disable=not progress, smoothing=0.05)
+    entries: list[dict] = []
+
+    def advance(source: str, k: int) -> None:
+        sent[source] += k
+        if bar.n + k > bar.total:
+            bar.total = bar.n + k
+        bar.update(k)
+
+    def finished(entry: dict) -> None:
+        entries.append(entry)
+        rest = listed[entry["source"]] - sent[entry["source"]]
+        if rest > 0:  # skipped, failed or shorter than listed: the bar still reaches its end
+            advance(entry["source"], rest)
+        bar.set_postfix(videos=f"{len(entries)}/{len(jobs)}")
+
+    try:
+        if workers > 1 and len(jobs) > 1:
+            ctx = get_context("spawn")
+            frames_queue = ctx.Queue()
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(frames_queue,)) as pool:
+                results = pool.imap_unordered(_run_one, jobs)
+                while len(entries) < len(jobs):
+                    try:
+                        finished(results.next(timeout=0.2))
+                    except PoolTimeout:
+                        pass
+                    while True:
+                        try:
+                            advance(*frames_queue.get_nowait())
+                        except queue_mod.Empty:
+                            break
+        else:
+            for source, store_, cfg_ in jobs:
+                finished(preprocess_video(Path(source), Path(store_), cfg_, on_frames=lambda k, s=source: advance(s, k)))
+    finally:
+        bar.close()
+    run_failed = [e["video_id"] for e in entries if e["status"] != "ok"]
+    run_skipped = [e["video_id"] for e in entries if e.pop("skipped", False)]
+    # a run over some of the inputs must not drop the other videos already in the store
+    previous = store / "report.json"
+    if previous.exists():
+        known = {e["video_id"]: e for e in json.loads(previous.read_text()).get("entries", [])}
+        entries = list((known | {e["video_id"]: e for e in entries}).values())
+    entries.sort(key=lambda e: e["video_id"])
+    rows = ["video_id,source_id,source,fps,num_frames,face_frames,coverage,status,reason"]
+    for e in entries:
+        reason = '"' + e["reason"].replace('"', "'") + '"'
+        for out in e["outputs"] or [{"video_id": e["video_id"], "face_frames": e["face_frames"], "coverage": e["coverage"]}]:
+            rows.append(f"{out['video_id']},{e['video_id']},{e['source']},{e['fps'] or ''},{e['num_frames']},"
+                        f"{out['face_frames']},{out['coverage']:.4f},{e['status']},{reason}")
+    write_text_atomic(store / "index.csv", "\n".join(rows) + "\n")
+    report = {
+        "settings": asdict(cfg),
+        "videos": len(entries),
+        "ok": sum(e["status"] == "ok" for e in entries),
+        "failed": sum(e["status"] != "ok" for e in entries),
+        "face_videos": sum(len(e["outputs"]) for e in entries),
+        "frames": sum(e["num_frames"] for e in entries),
+        "face_frames": sum(e["face_frames"] for e in entries),
+        "failed_this_run": sorted(run_failed),
+        "already_in_store": sorted(run_skipped),
+        "entries": entries,
+    }
+    write_text_atomic(store / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The table printed at the end of a run: one line per face video, one per failed source."""
+    lines = [f"{'video':<36} {'status':<7} {'frames':>7} {'faces':>7} {'coverage':>9}  reason"]
+    for e in report["entries"]:
+        for out in e["outputs"] or [{"video_id": e["video_id"], "face_frames": e["face_frames"], "coverage": e["coverage"]}]:
+            lines.append(f"{out['video_id'][:36]:<36} {e['status']:<7} {e['num_frames']:>7} {out['face_frames']:>7} "
+                         f"{out['coverage']:>9.1%}  {e['reason']}")
+    lines.append(f"{report['ok']} ok, {report['failed']} failed; {report['frames']} frames, "
+                 f"{report['face_frames']} with a face; {report['face_videos']} face videos; "
+                 f"{len(report['already_in_store'])} videos were already in the store")
+    return "\n".join(lines)

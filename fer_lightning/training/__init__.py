@@ -1,0 +1,1 @@
+"""The machinery around a fit: callbacks, loggers, atomic checkpoints, SLURM."""

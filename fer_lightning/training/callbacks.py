@@ -1,0 +1,171 @@
+"""Callbacks: per-frame predictions of evaluation runs written as CSV and plotted as traces; a
+ModelCheckpoint whose ``last.ckpt`` is the last epoch."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from fer_lightning.data.clips import stitch_windows
+from fer_lightning.faces.tracking import face_runs
+from fer_lightning.io import atomic_path
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """Where this run's files go: the first logger's versioned folder, else the root dir.
+
+    Read from the logger itself: ``trainer.log_dir`` broadcasts from rank zero, a collective
+    that deadlocks when only rank zero asks."""
+    log_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
+    return Path(log_dir or trainer.default_root_dir)
+
+
+class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with ``save_last`` meaning the newest epoch again.
+
+    Lightning 2.6 writes ``last.ckpt`` only at steps where a top-k checkpoint is also saved, so
+    with a monitored metric ``last.ckpt`` became a copy of the best epoch, and a run resumed
+    from it (``--ckpt_path=last``) would train again the epochs after the best one. Here
+    ``last.ckpt`` is also written whenever the parent skipped it."""
+
+    def _save_last_if_skipped(self, trainer: L.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_skipped(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_skipped(trainer)
+
+
+class TracePlot(L.Callback):
+    """After ``test`` (and optionally each validation), write per-frame predictions and a plot.
+
+    Files in the run folder: ``predictions_<stage>.csv`` (video_id, frame_index, mask, then
+    ``pred_<target>`` and ``true_<target>``) and ``traces_<stage>.png``, predicted against
+    true traces over time for ``num_videos`` held-out videos. Only for ``finetune`` models.
+
+    Args:
+        num_videos: videos drawn in the plot (the first by id).
+        on_validation: also write them after every validation epoch (last one wins).
+    """
+
+    def __init__(self, num_videos: int = 1, on_validation: bool = False) -> None:
+        self.num_videos = num_videos
+        self.on_validation = on_validation
+        self._frames: dict[str, list] = defaultdict(list)
+        self.written: dict[str, Path] = {}
+
+    def _collect(self, pl_module, outputs, batch) -> None:
+        if pl_module.task != "finetune" or outputs is None:
+            return
+        preds = outputs["preds"].float().cpu().numpy()
+        targets = batch["targets"].float().cpu().numpy()
+        mask = batch["mask"].cpu().numpy()
+        index = batch["frame_index"].cpu().numpy()
+        for b, vid in enumerate(batch["video_id"]):
+            keep = index[b] >= 0
+            self._frames[vid].append((index[b][keep], mask[b][keep], preds[b][keep], targets[b][keep]))
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(pl_module, outputs, batch)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.on_validation and not trainer.sanity_checking:
+            self._collect(pl_module, outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module, "test")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self.on_validation and not trainer.sanity_checking:
+            self._write(trainer, pl_module, "val")
+
+    def _write(self, trainer, pl_module, stage: str) -> None:
+        frames, self._frames = self._frames, defaultdict(list)
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank scored a share of the windows: rank zero writes them all
+            shares = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shares, dict(frames))
+            frames = defaultdict(list)
+            for share in shares:
+                for vid, parts in (share or {}).items():
+                    frames[vid] += parts
+        if not frames or not trainer.is_global_zero:
+            return
+        names = list(pl_module.target_names)
+        videos = {}
+        for vid, parts in sorted(frames.items()):
+            videos[vid] = stitch_windows(parts)  # overlapping windows: their mean, as the metric
+        out = run_dir(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        csv = out / f"predictions_{stage}.csv"
+        header = ["video_id", "frame_index", "mask"] + [f"pred_{n}" for n in names] + [f"true_{n}" for n in names]
+        with atomic_path(csv) as tmp, open(tmp, "w") as f:
+            f.write(",".join(header) + "\n")
+            for vid, (idx, mask, pred, true) in videos.items():
+                for i in range(len(idx)):
+                    vals = ",".join(f"{x:.7f}" for x in (*pred[i], *true[i]))
+                    f.write(f"{vid},{idx[i]},{int(mask[i])},{vals}\n")
+        png = out / f"traces_{stage}.png"
+        plot_traces(videos, names, png, self.num_videos, fps=_fps(trainer, stage))
+        self.written = {"csv": csv, "png": png}
+        for logger in trainer.loggers:  # the same picture in W&B, one per validation epoch
+            if callable(getattr(logger, "log_image", None)):
+                logger.log_image(key=f"{stage}/traces", images=[str(png)], step=trainer.global_step,
+                                 caption=[f"epoch {trainer.current_epoch}"])
+
+
+def _fps(trainer, split: str) -> float | None:
+    """Frame rate of the split's first video, to put seconds on the time axis."""
+    records = getattr(getattr(trainer, "datamodule", None), "split_records", None)
+    try:
+        return float(records(split)[0].fps) if records else None
+    except (KeyError, IndexError):
+        return None
+
+
+def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1, fps: float | None = None) -> Path:
+    """Plot predicted vs true traces (frames without a valid label greyed out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fer_lightning.metrics.ccc import ConcordanceCC
+
+    chosen = list(videos.items())[:num_videos]
+    fig, axes = plt.subplots(len(chosen) * len(names), 1, figsize=(11, 2.6 * len(chosen) * len(names)), squeeze=False)
+    row = 0
+    for vid, (idx, mask, pred, true) in chosen:
+        x = idx / fps if fps else idx
+        for d, name in enumerate(names):
+            ax = axes[row, 0]
+            row += 1
+            # local only: this runs on rank zero, so a metric that syncs across ranks would hang
+            metric = ConcordanceCC(1, sync_on_compute=False)
+            metric.update(torch.from_numpy(pred[:, d]), torch.from_numpy(true[:, d]), torch.from_numpy(mask))
+            ccc = float(metric.compute().reshape(-1)[0])
+            ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
+            ax.plot(x, pred[:, d], color="tab:red", lw=1.2, label="predicted")
+            for start, stop in face_runs(~mask):
+                ax.axvspan(x[start], x[min(stop, len(x) - 1)], color="0.85", lw=0)
+            ax.set_ylim(-1.1, 1.1)
+            ax.set_ylabel(name)
+            ax.set_title(f"{vid}: {name}, CCC {ccc:.3f} (grey: no face / no label)", fontsize=10)
+            ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)" if fps else "frame")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,62 @@
+"""The callbacks every fit of an :class:`~fer_lightning.models.module.AffectModule` runs with
+(it returns them from ``configure_callbacks``): they tell a per-epoch training stream its
+epoch, stop on a non-finite loss with the last good weights saved, and stamp checkpoints with
+the W&B run and SLURM job they belong to."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from fer_lightning.training.callbacks import run_dir
+from fer_lightning.training.cluster import slurm_job_id
+
+
+class DatasetEpoch(L.Callback):
+    """A training dataset with ``set_epoch`` (the chunked stream, which draws per epoch) learns
+    which epoch this is, also after a resume."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dataset = getattr(trainer.train_dataloader, "dataset", None)
+        if callable(getattr(dataset, "set_epoch", None)):
+            dataset.set_epoch(trainer.current_epoch)
+
+
+class StopOnBadLoss(L.Callback):
+    """A NaN/inf training loss ends the run before it is backpropagated: the weights are saved
+    first (``<run>/checkpoints/last-good.ckpt``) if they are still finite, and the error says
+    where and what to do."""
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
+        if torch.isfinite(loss):
+            return
+        where = f"step {trainer.global_step} (epoch {trainer.current_epoch})"
+        if all(torch.isfinite(p).all() for p in pl_module.parameters()):
+            path = run_dir(trainer) / "checkpoints" / "last-good.ckpt"
+            trainer.save_checkpoint(path)
+            saved = f"the weights before it are saved in {path}"
+        else:
+            saved = "the weights are no longer finite; resume from the run's last checkpoint"
+        raise FloatingPointError(f"training loss is {loss.item()} at {where}; {saved}. "
+                                 "Lower model.lr or check the labels (data check) before resuming.")
+
+
+class RunIdentity(L.Callback):
+    """Checkpoints carry the W&B run id (a resumed run continues that W&B run) and the SLURM job
+    id (only that job may resume from its HPC checkpoint)."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        from fer_lightning.training.loggers import (
+            wandb_run_id,  # wandb imports only when a run saves
+        )
+
+        if run_id := wandb_run_id(trainer):
+            checkpoint["wandb_run_id"] = run_id
+        if job := slurm_job_id():
+            checkpoint["slurm_job_id"] = job
+
+
+def fit_guards() -> list[L.Callback]:
+    """The callbacks every AffectModule fit needs (see the module docs)."""
+    return [DatasetEpoch(), StopOnBadLoss(), RunIdentity()]

@@ -1,0 +1,146 @@
+"""W&B logging that works without network: offline run files under the run folder, uploaded
+later with ``wandb sync``; online only when asked and a key is there; one run id per training
+run, carried in its checkpoints so that a resumed run continues the same W&B run.
+
+wandb 0.31 writes no summary file offline and ships no Python reader for its ``.wandb`` run
+file, so :func:`read_run` reads it: a LevelDB-style log (a 7-byte ``:W&B`` header, 32 KiB
+blocks, 7-byte record headers) of ``wandb_internal_pb2.Record`` protobuf messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger
+
+HEADER_LEN = 7
+BLOCK_LEN = 32768
+RECORD_HEADER_LEN = 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def has_wandb_key() -> bool:
+    """An API key in the environment or in ~/.netrc (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+class RunWandbLogger(WandbLogger):
+    """``WandbLogger`` with the project's defaults: offline unless ``online`` is true (then a
+    key must exist: ``wandb login`` or ``WANDB_API_KEY``), run files under ``save_dir``, and
+    ``id`` reused when the CLI resumes from a checkpoint that names its W&B run.
+
+    Args:
+        save_dir: the experiment's run folder (``runs/<experiment>``).
+        project, name, tags, group: as in W&B.
+        online: stream to wandb.ai while training instead of writing offline run files (also
+            when the environment says ``WANDB_MODE=online``).
+        id: the W&B run to continue (set by the CLI on ``--ckpt_path``).
+    """
+
+    def __init__(self, save_dir: str = "runs", project: str = "fer-lightning", name: str | None = None,
+                 online: bool = False, id: str | None = None, tags: list[str] | None = None,
+                 group: str | None = None, log_model: bool = False) -> None:
+        online = online or os.environ.get("WANDB_MODE") == "online"
+        if online and not has_wandb_key():
+            raise ValueError("W&B online logging needs an API key: run `wandb login` or set WANDB_API_KEY "
+                             "(or leave online: false; offline runs upload later with `wandb sync`)")
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        super().__init__(save_dir=save_dir, project=project, name=name, offline=not online, id=id,
+                         resume="allow" if id else None, tags=tags, group=group, log_model=log_model)
+        self._closed_for_requeue = False
+
+    @property
+    def experiment(self):
+        if self._closed_for_requeue:  # the job is being requeued: what is left to log goes nowhere
+            from lightning.fabric.loggers.logger import _DummyExperiment
+
+            return _DummyExperiment()
+        return super().experiment
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        from fer_lightning.training.cluster import in_slurm_job
+
+        # Lightning's SLURM requeue handler finalizes with "finished", saves the HPC checkpoint and
+        # requeues; SLURM then kills the job. Close the run now so that its file is complete (a
+        # killed W&B process leaves an empty one); the requeued job reopens it by id.
+        if status == "finished" and in_slurm_job() and self._experiment is not None:
+            self._experiment.finish()
+            self._closed_for_requeue = True
+
+
+def wandb_run_id(trainer) -> str | None:
+    """The W&B run id of the trainer's W&B logger, if it has one."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            return logger.version
+    return None
+
+
+def _payloads(data: bytes) -> Iterator[bytes]:
+    if data[:4] != b":W&B":
+        raise ValueError("not a W&B run file (no ':W&B' header)")
+    pos, parts = HEADER_LEN, []
+    while pos + RECORD_HEADER_LEN <= len(data):
+        left = BLOCK_LEN - pos % BLOCK_LEN
+        if left < RECORD_HEADER_LEN:  # the rest of a block is padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + RECORD_HEADER_LEN])
+        if kind == 0 and length == 0:
+            pos += left
+            continue
+        chunk = data[pos + RECORD_HEADER_LEN:pos + RECORD_HEADER_LEN + length]
+        pos += RECORD_HEADER_LEN + length
+        if kind == FULL:
+            yield chunk
+        elif kind == FIRST:
+            parts = [chunk]
+        elif kind == MIDDLE:
+            parts.append(chunk)
+        elif kind == LAST:
+            parts.append(chunk)
+            yield b"".join(parts)
+            parts = []
+
+
+def read_run(path: str | Path) -> dict:
+    """What an offline ``.wandb`` run file holds: run id, config, history rows (one dict per
+    logged step, values decoded from JSON), the last value of every key (``summary``), and the
+    files it names (``files``, e.g. logged images)."""
+    from wandb.proto import wandb_internal_pb2
+
+    out: dict = {"run_id": None, "config": {}, "history": [], "summary": {}, "files": []}
+    for payload in _payloads(Path(path).read_bytes()):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(payload)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            out["run_id"] = rec.run.run_id
+            for item in rec.run.config.update:
+                out["config"][item.key] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in rec.config.update:
+                out["config"][item.key] = json.loads(item.value_json)
+        elif kind == "history":
+            row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in rec.history.item}
+            out["history"].append(row)
+            out["summary"].update(row)
+        elif kind == "summary":
+            for item in rec.summary.update:
+                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "files":
+            out["files"] += [f.path for f in rec.files.files]
+    return out
+
+
+def find_run_files(save_dir: str | Path) -> list[Path]:
+    """Offline run files under a run folder, oldest first."""
+    return sorted(Path(save_dir).rglob("run-*.wandb"), key=lambda p: p.stat().st_mtime)
