@@ -60,7 +60,7 @@ slurm-submit: setup  ## submit an experiment to SLURM with an sbatch template (r
 	@command -v sbatch >/dev/null || { echo "sbatch not found: run make slurm-submit on a SLURM login node"; exit 2; }
 	@test -n "$(CONFIG)" || { echo "usage: make slurm-submit CONFIG=experiments/<experiment>.yaml [TEMPLATE=...] [SBATCH=...] [ARGS=...]"; exit 2; }
 	@mkdir -p runs/slurm
-	$(if $(findstring synthetic,$(CONFIG)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	$(if $(findstring synthetic,$(CONFIG)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
 	sbatch $(SBATCH) $(TEMPLATE) $(CONFIG) $(ARGS)
 	@echo "Job log: runs/slurm/<job name>-<job id>.out; run folder: runs/<experiment>/slurm-<job id>"
 
@@ -70,7 +70,7 @@ AGENTS ?= 1
 sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start AGENTS agents here
 	@$(BIN)/python -c "import sys; from fer_lightning.training.loggers import has_wandb_key; sys.exit(not has_wandb_key())" \
 		|| { echo "make sweep runs on wandb.ai: log in first (.venv/bin/wandb login), or run offline: make sweep-local"; exit 2; }
-	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
 	@set -e; id=$$(WANDB_MODE=online $(BIN)/wandb sweep --project fer-lightning $(SWEEP) 2>&1 | tee /dev/stderr \
 		| sed -n 's/.*wandb agent \([^ ]*\).*/\1/p' | tail -1); \
 	test -n "$$id" || { echo "wandb sweep printed no sweep id"; exit 1; }; \
@@ -78,20 +78,20 @@ sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start 
 	for i in $$(seq $(AGENTS)); do WANDB_MODE=online $(BIN)/wandb agent $(if $(RUNS),--count $(RUNS)) $$id & done; wait
 
 sweep-local: setup  ## the same sweep offline: W&B's sweep engine suggests RUNS configurations, run here one by one
-	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
-	$(BIN)/python -m fer_lightning.cli.sweep $(SWEEP) --runs $(or $(RUNS),4) $(if $(ARGS),-- $(ARGS))
+	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
+	$(BIN)/fer-lightning sweep $(SWEEP) --runs $(or $(RUNS),4) $(if $(ARGS),-- $(ARGS))
 
 demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tune from it, CCC table + plot
 	$(MAKE) --no-print-directory pretrain
 	$(MAKE) --no-print-directory finetune
 
 pretrain: setup  ## stage 1: emotion classes (synthetic default; DATASET=emotion_manifest ROOT=... for real data)
-	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
 	$(BIN)/fer-lightning fit --config $(PRETRAIN_CONFIG) $(DATA_ARGS) $(ARGS)
 	@echo "Checkpoints, metrics and config: the run folder above. Next: make finetune (loads its best checkpoint)"
 
 finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretraining (DATASET=recola ROOT=...)
-	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip-existing)
+	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
 	@if [ -n "$(SYNTHETIC)" ] && ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then \
 		echo "no synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning fit --config $(FINETUNE_CONFIG) --model.init_from=latest $(DATA_ARGS) $(ARGS)
@@ -99,13 +99,14 @@ finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretrainin
 
 ablation: setup  ## pretrained vs from-scratch fine-tuning on 4 subjects, 3 seeds: table + plot
 	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi
-	$(BIN)/python -m fer_lightning.cli.ablation $(ARGS)
+	$(BIN)/fer-lightning ablation $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks
 	$(BIN)/lint-imports
 
 bench: setup test-data  ## each benchmark prints one JSON line
+	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/ccc_metric.py
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/face_store_codec.py

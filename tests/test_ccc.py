@@ -111,6 +111,11 @@ def test_ccc_loss_value_gradient_and_mask():
     loss = ccc_loss(p, torch.tensor(target), torch.tensor(mask))
     expected = 1 - np_ccc(preds[mask], target[mask]).mean()
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # the loss is 1 - the project's one CCC (the metrics' and evaluate's), not a formula of its own
+    from fer_lightning.metrics import concordance_cc
+
+    shared = concordance_cc(torch.tensor(preds), torch.tensor(target), torch.tensor(mask))
+    assert loss.item() == pytest.approx(1 - shared.mean().item(), rel=1e-6)
     loss.backward()
     assert torch.isfinite(p.grad).all()
     assert (p.grad[torch.tensor(~mask)] == 0).all()  # masked frames get no gradient
@@ -184,7 +189,7 @@ def test_a_window_seen_twice_counts_once_where_windows_overlap():
     """DistributedSampler pads with whole copies of windows: with overlap, a copy of window A must
     not outvote window B on their shared frames (numpy reference: the stitched trace without it);
     stitch_windows (prediction files, evaluate) follows the same rule."""
-    from fer_lightning.data.clips import stitch_windows
+    from fer_lightning.metrics.stitch import stitch_windows
 
     rng = np.random.default_rng(5)
     target = rng.normal(size=(12, 2))
@@ -201,3 +206,68 @@ def test_a_window_seen_twice_counts_once_where_windows_overlap():
     np.testing.assert_array_equal(idx, np.arange(12))
     np.testing.assert_allclose(mean, stitched, rtol=1e-12)
     np.testing.assert_array_equal(true, target)
+
+
+def test_functional_ccc_matches_numpy_whole_and_per_group():
+    from fer_lightning.metrics import concordance_cc
+
+    preds, target, mask = random_data(7)
+    got = concordance_cc(torch.tensor(preds), torch.tensor(target), torch.tensor(mask))
+    np.testing.assert_allclose(got.numpy(), np_ccc(preds[mask], target[mask]), rtol=1e-12)
+    groups = np.repeat(np.arange(preds.shape[0]), preds.shape[1]).reshape(mask.shape)  # one group per row
+    per = concordance_cc(preds, target, mask, groups=groups)
+    assert per.shape == (preds.shape[0], 2)
+    for b in range(preds.shape[0]):
+        np.testing.assert_allclose(per[b].numpy(), np_ccc(preds[b][mask[b]], target[b][mask[b]]), rtol=1e-12)
+
+
+def test_one_rule_for_short_and_constant_videos_in_every_ccc():
+    """Fewer than 2 frames: undefined (nan), and a per-video mean leaves the video out; predictions
+    and targets constant and equal: zero_division. The functional core, the Lightning metric and
+    evaluate's scores say the same (hand-computed cases)."""
+    from fer_lightning.evaluation.postprocess import VideoTrace, scores
+    from fer_lightning.metrics import concordance_cc
+    from fer_lightning.metrics.functional import ccc
+
+    assert np.isnan(ccc(np.array([0.3]), np.array([0.1])))
+    assert np.isnan(ccc(np.zeros(0), np.zeros(0)))
+    assert ccc(np.full(5, 0.2), np.full(5, 0.2)) == 0.0
+    assert ccc(np.array([1.0, -1.0]), np.array([1.0, -1.0])) == pytest.approx(1.0)
+    assert torch.isnan(concordance_cc(torch.ones(1, 2), torch.ones(1, 2))).all()
+
+    rng = np.random.default_rng(3)
+    long_t = rng.normal(size=(20, 1))
+    long_p = long_t + 0.5 * rng.normal(size=(20, 1))
+    short_t, short_p = np.array([[0.9]]), np.array([[-0.9]])  # one scored frame
+    m = SequenceConcordanceCC(1)
+    m.update(torch.tensor(long_p)[None], torch.tensor(long_t)[None], ["long"], torch.arange(20)[None])
+    m.update(torch.tensor(short_p)[None], torch.tensor(short_t)[None], ["short"], torch.arange(1)[None])
+    expected_mean = np_ccc(long_p, long_t)  # the short video has no CCC: the mean is the long one's
+    np.testing.assert_allclose(m.compute().numpy(), expected_mean, rtol=1e-12)
+    pooled = np_ccc(np.concatenate([long_p, short_p]), np.concatenate([long_t, short_t]))
+    np.testing.assert_allclose(m.compute_pooled().numpy(), pooled, rtol=1e-12)
+    videos = {"long": VideoTrace(long_p, long_t, np.ones(20, bool), 25.0, "a"),
+              "short": VideoTrace(short_p, short_t, np.ones(1, bool), 25.0, "b")}
+    s = scores(videos, ["valence"])["valence"]
+    assert s["seq_ccc_mean"] == pytest.approx(float(expected_mean[0]), rel=1e-12)
+    assert s["ccc"] == pytest.approx(float(pooled[0]), rel=1e-12)
+    assert set(s["per_sequence"]) == {"long"}
+    empty = SequenceConcordanceCC(1, zero_division=0.0)  # nothing seen: logged as zero_division
+    assert empty.compute().item() == 0.0 and empty.compute_pooled().item() == 0.0
+
+
+def test_stitch_frames_averages_overlaps_and_drops_repeated_windows_across_videos():
+    """Hand-made rows of two videos: overlapping windows averaged per (video, frame), a repeated
+    window counted once, other values from the first window holding the frame."""
+    from fer_lightning.metrics import stitch_frames
+
+    #            video window frame  pred  target
+    rows = [(1, 0, 0, 1.0, 10.0), (1, 0, 1, 2.0, 11.0),      # video 1, window at 0
+            (1, 1, 1, 4.0, 99.0), (1, 1, 2, 6.0, 12.0),      # video 1, window at 1 (frame 1 overlaps)
+            (1, 0, 0, 7.0, 10.0), (1, 0, 1, 7.0, 11.0),      # a padded copy of window 0: ignored
+            (0, 5, 5, 3.0, 20.0)]                             # video 0
+    v, w, f, p, t = (torch.tensor([r[i] for r in rows]) for i in range(5))
+    out_rows, mean, target = stitch_frames(v, w, f, p[:, None], t)
+    assert out_rows.tolist() == [[0, 5], [1, 0], [1, 1], [1, 2]]
+    assert mean[:, 0].tolist() == [3.0, 1.0, 3.0, 6.0]
+    assert target.tolist() == [20.0, 10.0, 11.0, 12.0]

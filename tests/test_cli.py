@@ -84,3 +84,72 @@ def test_every_preset_parses_on_an_experiment(preset, tmp_path):
                    "--print_config", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "augment_on:" in proc.stdout
+
+
+def test_root_help_lists_every_subcommand_and_no_tool_help_imports_torch(tmp_path):
+    """`fer-lightning --help` names every subcommand main() dispatches (and no Lightning predict);
+    every tool's --help shows its defaults without importing torch or Lightning (a fresh
+    interpreter reports what each --help left in sys.modules)."""
+    script = """
+import contextlib, io, json, sys
+from fer_lightning.cli.main import LIGHTNING, TOOLS, main
+out = {}
+for argv in ([], ["synth"], ["preprocess"], ["data", "check"], ["predict"], ["evaluate"], ["export"], ["sweep"],
+             ["ablation"]):
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        try:
+            code = main([*argv, "--help"])
+        except SystemExit as exit_:
+            code = exit_.code
+    out[" ".join(argv) or "root"] = {"code": code, "text": text.getvalue(),
+                                     "heavy": sorted({"torch", "lightning"} & set(sys.modules))}
+out["names"] = [*LIGHTNING, *TOOLS]
+print(json.dumps(out))
+"""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.splitlines()[-1])
+    names = got.pop("names")
+    assert set(names) == {"fit", "validate", "test", "synth", "preprocess", "data", "predict", "evaluate", "export",
+                          "sweep", "ablation"}
+    root = got.pop("root")
+    assert root["code"] == 0 and all(f"  {n} " in root["text"] for n in names)
+    for tool, res in got.items():
+        assert res["code"] == 0 and res["heavy"] == [], (tool, res["heavy"])
+        assert "--config" in res["text"] and "default:" in res["text"], tool
+    assert "default: 5" in got["preprocess"]["text"]  # --detect_every, from PreprocessConfig
+    assert "search.max_delay_s" in got["evaluate"]["text"]
+
+
+def test_lightnings_predict_is_not_offered_and_an_unknown_subcommand_is_named(tmp_path):
+    proc = run_cli("fit", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "--evaluate_after_fit" in proc.stdout
+    proc = run_cli("frobnicate", cwd=tmp_path)
+    assert proc.returncode == 2 and "frobnicate" in proc.stderr and "evaluate" in proc.stderr
+
+
+def test_evaluate_layers_experiment_files_and_overrides_exactly_as_fit():
+    import json
+
+    """The data settings evaluate uses: the checkpoint's, then each --config in order, then
+    --data. overrides (values read by hand from the files), with the same parser as fit."""
+    from fer_lightning.cli.main import experiment_data, lightning_main
+
+    base = {"root": "/ckpt/corpus", "dataset": "synthetic", "clip_len": 8, "batch_size": 4, "num_workers": 7}
+    configs = [str(ROOT / "experiments/finetune_synthetic.yaml"), str(ROOT / "experiments/presets/cpu.yaml")]
+    data = experiment_data(base, configs, ["--data.batch_size=3"])
+    assert data["clip_len"] == 16  # finetune_synthetic.yaml over the checkpoint's 8
+    assert data["num_workers"] == 2  # presets/cpu.yaml
+    assert data["batch_size"] == 3  # the override
+    assert data["root"] == "data/synthetic"  # the experiment file names its corpus
+    assert experiment_data(base, [], [])["root"] == "/ckpt/corpus"  # nothing layered: the checkpoint's own
+    fit = lightning_main(["--config", configs[0], "--config", configs[1], "--data.batch_size=3",
+                          "--trainer.logger=false", "--data.generate_if_missing=false"], run=False)
+
+    def plain(d: dict) -> dict:  # JSON types (tuples as lists); Lightning's own keys (_instantiator) left out
+        return json.loads(json.dumps({k: v for k, v in d.items() if not k.startswith("_") and k != "generate_if_missing"}))
+
+    assert plain(fit.datamodule.hparams) == plain(data)

@@ -15,12 +15,12 @@ LAGS = (0.0, 1.2)  # synthetic raters' lags: none, and 30 frames at 25 fps
 
 
 def run_evaluate(ckpt, out, *extra) -> dict:
-    assert main(["evaluate", "--ckpt", str(ckpt), "--out", str(out), "--num-workers", "0", *extra]) == 0
+    assert main(["evaluate", "--ckpt", str(ckpt), "--out", str(out), "--num_workers", "0", *extra]) == 0
     return json.loads((out / "evaluation.json").read_text())
 
 
 def test_evaluate_writes_its_report_for_any_checkpoint(tiny_checkpoint, tmp_path, capsys):
-    result = run_evaluate(tiny_checkpoint, tmp_path / "eval", "--max-delay", "0.4")
+    result = run_evaluate(tiny_checkpoint, tmp_path / "eval", "--search.max_delay_s", "0.4")
     printed = capsys.readouterr().out
     assert "| valence | raw |" in printed and "| arousal | postprocessed |" in printed
     assert result["split"] == "test" and result["dev_split"] == "val" and result["targets"] == ["valence", "arousal"]
@@ -67,7 +67,7 @@ def test_a_raters_delay_shifts_only_the_labels_evaluate_scores(tiny_checkpoint, 
     lag = 6  # frames: 0.24 s at 25 fps
     seqs = {}
     for delay in (0.0, lag / 25.0):
-        dm = AffectDataModule(**data_settings(data, root=str(tiny_corpus), dataset_args={"label_delay": delay}))
+        dm = AffectDataModule(**data_settings({**data, "root": str(tiny_corpus), "dataset_args": {"label_delay": delay}}))
         dm.setup("test")
         seqs[delay] = predict_split(model, dm, "test", torch.device("cpu"), progress=False)
     plain, late = seqs[0.0], seqs[lag / 25.0]
@@ -88,8 +88,8 @@ def test_delay_compensation_follows_the_raters_delay(trained_affect_model, tmp_p
     # from one machine to another, and a 4-video development split scatters the fitted delay by
     # a few frames; what any model that learns shows: the delay fitted on the development split
     # grows with the raters' lag, and compensating a long lag raises the CCC on dev and on test
-    fitted = {lag: run_evaluate(trained_affect_model.ckpt, tmp_path / f"eval{lag}", "--dataset-args",
-                                json.dumps({"label_delay": lag}), "--max-delay", "2.0") for lag in LAGS}
+    fitted = {lag: run_evaluate(trained_affect_model.ckpt, tmp_path / f"eval{lag}", "--data.dataset_args",
+                                json.dumps({"label_delay": lag}), "--search.max_delay_s", "2.0") for lag in LAGS}
     print(json.dumps({lag: {k: r[k] for k in ("postprocess", "steps")} for lag, r in fitted.items()}, indent=1))
     none, late = LAGS
     for name in ("valence", "arousal"):

@@ -9,7 +9,7 @@ from scipy.stats import pearsonr
 from fer_lightning.evaluation.postprocess import (
     PostProcessor,
     SearchSpace,
-    Sequence,
+    VideoTrace,
     ccc,
     scores,
     shift,
@@ -26,7 +26,7 @@ def smooth_trace(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def corpus(seed: int, lag: int, noise: float = 0.0, bias: float = 0.0, gain: float = 1.0,
-           videos: int = 6, n: int = 400) -> dict[str, Sequence]:
+           videos: int = 6, n: int = 400) -> dict[str, VideoTrace]:
     """Predictions that see the face (truth at t) while labels lag ``lag`` frames behind it."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -36,7 +36,7 @@ def corpus(seed: int, lag: int, noise: float = 0.0, bias: float = 0.0, gain: flo
         pred = face[lag : n + lag] * gain + bias + noise * rng.standard_normal((n, 2))  # ... the model sees t
         mask = np.ones(n, bool)
         mask[50:70] = False  # a stretch without a face
-        out[f"v{v}"] = Sequence(pred=pred, true=np.where(mask[:, None], true, np.nan), mask=mask, fps=FPS,
+        out[f"v{v}"] = VideoTrace(pred=pred, true=np.where(mask[:, None], true, np.nan), mask=mask, fps=FPS,
                                 subject=f"s{v // 2}")
     return out
 
@@ -48,7 +48,7 @@ def test_ccc_matches_its_definition_and_pearson_matches_scipy():
     expected = 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
     assert ccc(x, y) == pytest.approx(expected, abs=1e-12)
     assert ccc(x, x) == pytest.approx(1.0)
-    seqs = {"a": Sequence(pred=x[:, None], true=y[:, None], mask=np.ones(500, bool), fps=FPS, subject="s")}
+    seqs = {"a": VideoTrace(pred=x[:, None], true=y[:, None], mask=np.ones(500, bool), fps=FPS, subject="s")}
     s = scores(seqs, ["valence"])["valence"]
     assert s["pearson"] == pytest.approx(pearsonr(x, y)[0], abs=1e-12)
     assert s["rmse"] == pytest.approx(np.sqrt(np.mean((x - y) ** 2)))

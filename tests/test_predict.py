@@ -75,7 +75,7 @@ def test_windows_hold_a_bounded_number_of_frames_however_long_the_stream():
     held, done = 0, 0
     for i in range(5000):
         done += len(runner.push(i, np.zeros((1, 1, 1))))
-        held = max(held, len(runner.sums) + sum(len(w) for w in runner.queued) + len(runner.recent))
+        held = max(held, runner.held + sum(len(w) for w in runner.queued) + len(runner.recent))
     done += len(runner.finish())
     assert done == 5000
     assert held <= 3 * length + 2 * batch * stride  # not growing with the stream

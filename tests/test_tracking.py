@@ -6,6 +6,7 @@ import cv2
 import decord
 import numpy as np
 import pytest
+from tracking_reference import fill_track, link_tracks, main_subject, smooth_boxes
 
 from fer_lightning.faces.detect import (
     ALIGN_TEMPLATE_112,
@@ -15,15 +16,7 @@ from fer_lightning.faces.detect import (
     create_detector,
 )
 from fer_lightning.faces.stream import StreamingTracker
-from fer_lightning.faces.tracking import (
-    face_runs,
-    fill_track,
-    group_tracks,
-    iou,
-    link_tracks,
-    main_subject,
-    smooth_boxes,
-)
+from fer_lightning.faces.tracking import face_runs, group_tracks, iou
 from fer_lightning.media.video import iter_frames
 
 

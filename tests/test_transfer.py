@@ -102,7 +102,7 @@ def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path
                  "--data.train_subjects=2", "--data.windows_per_video=4", "--trainer.max_epochs=1",
                  "--trainer.check_val_every_n_epoch=1",
                  "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", "--trainer.accelerator=cpu"]
-    assert main(["--config", str(config), "--init-from", str(path), "--seeds", "0", "1",
+    assert main(["--config", str(config), "--init_from", str(path), "--seeds", "0", "1",
                  "--out", str(tmp_path / "out"), "--", *overrides]) == 0
     rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
     assert rows[0] == "condition,seed,ccc_valence,ccc_arousal,ccc_mean" and len(rows) == 5

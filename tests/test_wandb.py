@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from fer_lightning.training.loggers import find_run_files, read_run
+from fer_lightning.training.loggers import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_run_files(save_dir: str | Path) -> list[Path]:
+    """Offline run files under a run folder, oldest first."""
+    return sorted(Path(save_dir).rglob("run-*.wandb"), key=lambda p: p.stat().st_mtime)
 
 
 def fit(tmp_path, corpus, *extra):

@@ -6,11 +6,13 @@ from random weights; the training subjects (``data.train_subjects``) are drawn w
 Each run's best checkpoint (by validation CCC) is tested on the held-out subjects. Writes
 ``results.csv`` (one row per run), ``summary.md`` (mean +- sd per condition) and
 ``ablation.png`` beside them, and prints the summary.
+
+    fer-lightning ablation [--config experiments/ablation_pretrain.yaml] [--seeds [0,1,2]]
+                           [--init_from latest] [--out runs/ablation_pretrain] [--trainer.max_epochs=4]
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +22,10 @@ from fer_lightning.io import write_text_atomic
 METRICS = ("test/ccc_valence", "test/ccc_arousal", "test/ccc_mean")
 
 
-def run_one(config: str, condition: str, seed: int, init_from: str | None, extra: list[str]) -> dict:
+def run_one(configs: list[str], condition: str, seed: int, init_from: str | None, extra: list[str]) -> dict:
     from fer_lightning.cli.main import lightning_main
 
-    args = ["--config", config, f"--seed_everything={seed}", f"--data.seed={seed}",
+    args = [*(a for c in configs for a in ("--config", c)), f"--seed_everything={seed}", f"--data.seed={seed}",
             f"--model.init_from={init_from if condition == 'pretrained' else 'null'}",
             f"--trainer.logger.init_args.name={condition}_seed{seed}", *extra]
     cli = lightning_main(args, run=False)
@@ -74,22 +76,33 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer_lightning.cli.ablation", description=__doc__)
-    p.add_argument("--config", default="experiments/ablation_pretrain.yaml")
-    p.add_argument("--init-from", default="latest", help="pretraining checkpoint (default: the latest run)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", default="runs/ablation_pretrain")
-    p.add_argument("extra", nargs="*", help="more CLI overrides, e.g. --trainer.max_epochs=4 (after --)")
-    a = p.parse_args(argv)
+    """``fer-lightning ablation``: see the module docs."""
+    import sys
+
+    from fer_lightning.cli.parsing import tool_parser
+    from fer_lightning.cli.tools import split_experiment_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    configs, overrides, own = split_experiment_args(argv[:argv.index("--")] if "--" in argv else argv)
+    p = tool_parser("fer-lightning ablation", __doc__,
+                    config_help="the experiment file (and presets) every run fits, layered as `fit --config` "
+                                "(default: experiments/ablation_pretrain.yaml); --data./--model./--trainer. "
+                                "overrides (or any after --) go to every run")
+    p.add_argument("--init_from", default="latest", help="pretraining checkpoint (latest: the newest run's)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds: training subjects and weights")
+    p.add_argument("--out", default="runs/ablation_pretrain", help="results folder")
+    a = p.parse_args(own)
     from fer_lightning.checkpoints import latest_checkpoint
 
+    configs = configs or ["experiments/ablation_pretrain.yaml"]
     init_from = str(latest_checkpoint()) if a.init_from == "latest" else a.init_from
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in a.seeds:
         for condition in ("pretrained", "scratch"):
-            rows.append(run_one(a.config, condition, seed, init_from, a.extra))
+            rows.append(run_one(configs, condition, seed, init_from, [*overrides, *extra]))
             print(rows[-1], flush=True)
     header = list(rows[0])
     text = ",".join(header) + "\n" + "".join(",".join(str(r[h]) for h in header) + "\n" for r in rows)

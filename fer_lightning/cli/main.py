@@ -1,118 +1,116 @@
-"""The ``fer-lightning`` command: LightningCLI subcommands plus the project's own tools.
+"""The ``fer-lightning`` command: Lightning's fit, validate and test on experiment files, plus
+the project's tools, all in one dialect (``--config FILE``, ``--key value``, ``--section.key
+value``; ``--help`` shows defaults).
 
+    fer-lightning fit|validate|test --config experiments/....yaml [--config PRESET] [--model.lr=...]
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
-    fer-lightning preprocess --input PATH... --output STORE [--detect-every K --size S --faces all --workers W]
-    fer-lightning data check --dataset NAME --root DIR [--dataset-args JSON --face-store STORE]
+    fer-lightning preprocess --input PATH... --output STORE [--detect_every K --faces all --workers W]
+    fer-lightning data check --dataset NAME --root DIR [--dataset_args JSON --face_store STORE]
+    fer-lightning predict --ckpt CKPT --input VIDEO_OR_FOLDER --out DIR [--render true]
+    fer-lightning evaluate --ckpt CKPT [--config EXPERIMENT --config PRESET --data.root DIR --split test]
     fer-lightning export --ckpt CKPT [--format onnx|torchscript --out PATH]
-    fer-lightning evaluate --ckpt CKPT [--config EXPERIMENT --split test]
-    fer-lightning predict --ckpt CKPT --input VIDEO_OR_FOLDER --out DIR [--render]
-    fer-lightning fit|validate|test --config experiments/....yaml [--model.lr=...]
+    fer-lightning sweep SWEEP_FILE [--runs N] [-- fit overrides]
+    fer-lightning ablation [--config EXPERIMENT --seeds 0 1 2] [-- fit overrides]
+
+Lightning's own ``predict`` subcommand is not offered (the datamodule has no predict split):
+``fer-lightning predict`` runs a checkpoint on videos, and ``evaluate`` or ``test`` write the
+per-frame predictions of a split.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-TOOLS = {
-    "synth": "generate the synthetic face-video corpus",
-    "preprocess": "detect, track, align and crop faces into a face-clip store",
-    "data": "data check: what an adapter reads from a corpus (JSON summary)",
-    "export": "export a checkpoint as ONNX (dynamic batch and time) or TorchScript, checked for parity",
-    "evaluate": "score a checkpoint: CCC, Pearson, RMSE per dimension, video and subject, raw and AVEC post-processed",
-    "predict": "per-frame valence/arousal for any video or folder: CSV, plot, optional annotated MP4",
+LIGHTNING = {
+    "fit": "train a model on an experiment file (stage 1 pretrain or stage 2 fine-tune)",
+    "validate": "score a checkpoint on the validation split through the trainer",
+    "test": "score a checkpoint on the test split through the trainer (CSV + trace plot)",
 }
-
+# name -> (module, function, what it does): imported only when the tool runs, so that
+# ``--help`` of the command and of every tool answers without torch or Lightning
+TOOLS = {
+    "synth": ("fer_lightning.cli.tools", "synth_main", "generate the synthetic face-video corpus"),
+    "preprocess": ("fer_lightning.cli.tools", "preprocess_main",
+                   "detect, track, align and crop faces into a face-clip store"),
+    "data": ("fer_lightning.cli.tools", "data_main", "data check: what an adapter reads from a corpus (JSON)"),
+    "predict": ("fer_lightning.cli.tools", "predict_main",
+                "per-frame valence/arousal for any video or folder: CSV, plot, optional annotated MP4"),
+    "evaluate": ("fer_lightning.cli.tools", "evaluate_main", "score a checkpoint: CCC, Pearson, RMSE per "
+                 "dimension, video and subject, raw and AVEC post-processed"),
+    "export": ("fer_lightning.cli.tools", "export_main",
+               "export a checkpoint as ONNX (dynamic batch and time) or TorchScript, checked for parity"),
+    "sweep": ("fer_lightning.cli.sweep", "main", "run a W&B sweep here, offline, with W&B's sweep engine"),
+    "ablation": ("fer_lightning.cli.ablation", "main",
+                 "pretrained vs from-scratch fine-tuning on few subjects, over seeds (table + plot)"),
+}
 
 # how a collective reports that a peer process is gone (gloo on CPU; NCCL's watchdog on GPU)
 PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "NCCL communicator was aborted",
              "Watchdog caught collective operation timeout", "ProcessGroupNCCL is aborted")
 
 
-def synth_main(argv: Sequence[str]) -> int:
-    """``fer-lightning synth``: write the synthetic corpus (see fer_lightning.corpora.synthetic.generator)."""
-    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
-
-    d = SynthConfig()
-    p = argparse.ArgumentParser(prog="fer-lightning synth", description=generate_corpus.__doc__)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--videos", type=int, default=d.videos, help="videos, one subject each")
-    p.add_argument("--seconds", type=float, default=d.seconds, help="length of each video")
-    p.add_argument("--fps", type=float, default=d.fps, help="frame rate")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (same seed, same corpus)")
-    p.add_argument("--size", type=int, default=d.size, help="frame width and height, pixels")
-    p.add_argument("--split", type=float, nargs=3, default=d.split, metavar=("TRAIN", "VAL", "TEST"),
-                   help="fractions of subjects per split")
-    p.add_argument("--faceless-prob", type=float, default=d.faceless_prob,
-                   help="chance that a video holds a stretch of frames without a face")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--skip-existing", action="store_true", help="do nothing if OUT/index.csv exists")
-    args = p.parse_args(list(argv))
-    from pathlib import Path
-
-    if args.skip_existing and (Path(args.out) / "index.csv").exists():
-        print(f"synthetic corpus already at {args.out} (index.csv present); nothing to do")
-        return 0
-    cfg = SynthConfig(args.videos, args.seconds, args.fps, args.seed, args.size, tuple(args.split), args.faceless_prob)
-    try:
-        cfg.validate()
-    except ValueError as err:
-        p.error(str(err))
-    index = generate_corpus(cfg, args.out, workers=args.workers)
-    print(f"wrote {cfg.videos} videos x {cfg.num_frames} frames; index: {index}")
-    return 0
-
-
-def data_main(argv: Sequence[str]) -> int:
-    """``fer-lightning data check --dataset NAME --root DIR``: see fer_lightning.corpora.check."""
-    from fer_lightning.corpora.check import check_main
-
-    if not argv or argv[0] != "check":
-        print("usage: fer-lightning data check --dataset NAME --root DIR [--dataset-args JSON] [--face-store STORE]")
-        return 2
-    return check_main(argv[1:])
-
-
-def preprocess_main(argv: Sequence[str]) -> int:
-    """``fer-lightning preprocess``: raw videos -> face-clip store (see fer_lightning.store.write)."""
-    import os
-
-    from fer_lightning.store.write import PreprocessConfig, format_report, preprocess
-
-    d = PreprocessConfig()
-    p = argparse.ArgumentParser(prog="fer-lightning preprocess", description=preprocess_main.__doc__)
-    p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
-    p.add_argument("--output", required=True, help="store folder (created; reruns resume)")
-    p.add_argument("--detect-every", type=int, default=d.detect_every, help="run the detector every K frames")
-    p.add_argument("--size", type=int, default=d.size, help="side of the aligned face crop, pixels")
-    p.add_argument("--margin", type=float, default=d.margin, help="extra context around the aligned face")
-    p.add_argument("--min-face-size", type=int, default=d.min_face_size, help="smallest face searched, pixels")
-    p.add_argument("--smooth", type=int, default=d.smooth, help="box smoothing window, frames (1: off)")
-    p.add_argument("--faces", choices=("main", "all"), default=d.faces,
-                   help="main: the main subject only (largest, most persistent face); all: one face video per "
-                        "face seen for --min-track-seconds (<video>_left/_right for two, as Aff-Wild2 names them)")
-    p.add_argument("--min-track-seconds", type=float, default=d.min_track_seconds,
-                   help="with --faces all: shortest face kept, seconds")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over videos")
-    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
-    a = p.parse_args(list(argv))
-    if a.detect_every < 1 or a.size < 16 or a.size % 2 or a.smooth < 1:
-        p.error("--detect-every and --smooth must be >= 1, --size an even number >= 16")
-    cfg = PreprocessConfig(detect_every=a.detect_every, size=a.size, margin=a.margin, smooth=a.smooth,
-                           min_face_size=a.min_face_size, faces=a.faces, min_track_seconds=a.min_track_seconds)
-    try:
-        report = preprocess(a.input, a.output, cfg, workers=a.workers)
-    except ValueError as err:
-        p.error(str(err))
-    print(format_report(report))
-    print(f"store: {a.output} (index.csv, report.json)")
-    return 1 if report["failed_this_run"] and not a.allow_failures else 0
+def usage() -> str:
+    """``fer-lightning --help``: every subcommand, without importing what they run."""
+    width = max(map(len, [*LIGHTNING, *TOOLS])) + 2
+    lines = ["usage: fer-lightning SUBCOMMAND [--config FILE ...] [--key value | --section.key value ...]", "",
+             "Facial affect from video: pretrain a face feature extractor on emotion classes, fine-tune it to "
+             "per-frame valence/arousal by 1 - CCC.", "",
+             "Training (LightningCLI: --config experiments/<experiment>.yaml, then presets and "
+             "--model./--data./--trainer. overrides):"]
+    lines += [f"  {name:<{width}}{text}" for name, text in LIGHTNING.items()]
+    lines += ["", "Tools:"]
+    lines += [f"  {name:<{width}}{text}" for name, (_, _, text) in TOOLS.items()]
+    lines += ["", "'fer-lightning SUBCOMMAND --help' lists a subcommand's options with their defaults."]
+    return "\n".join(lines)
 
 
 def lightning_main(argv: Sequence[str] | None, run: bool = True):
-    """Run a LightningCLI subcommand (fit, validate, test, predict); with ``run=False``, parse
-    ``argv`` (no subcommand) and return the CLI with its model, datamodule and trainer built."""
+    """Run a LightningCLI subcommand (fit, validate, test); with ``run=False``, parse ``argv`` (no
+    subcommand) and return the CLI with its model, datamodule and trainer built."""
+    cli_class, AffectModule, AffectDataModule, LoggedConfig = _cli_classes()
+    return cli_class(
+        AffectModule,
+        AffectDataModule,
+        args=None if argv is None else list(argv),
+        run=run,
+        save_config_callback=LoggedConfig,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": "fer-lightning: facial affect from video (see fer-lightning --help for the "
+                       "tools)"},
+    )
+
+
+def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence[str] = ()) -> dict:
+    """The ``data:`` settings that ``fit --config C1 --config C2 ... OVERRIDES`` would build, on
+    top of ``base`` (a checkpoint's own data settings): the same parser, links and presets, and
+    nothing instantiated."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    cli_class, AffectModule, AffectDataModule, _ = _cli_classes()
+
+    class ParseOnly(cli_class):
+        def before_instantiate_classes(self) -> None:
+            pass
+
+        def instantiate_classes(self) -> None:
+            pass
+
+    with tempfile.TemporaryDirectory() as tmp:
+        first = Path(tmp) / "checkpoint_data.yaml"
+        first.write_text(yaml.safe_dump({"data": json.loads(json.dumps(base))}))
+        args = ["--config", str(first)] + [a for c in configs for a in ("--config", c)] + list(overrides)
+        cli = ParseOnly(AffectModule, AffectDataModule, args=args, run=False, save_config_callback=None,
+                        seed_everything_default=False)
+        return cli.config["data"].as_dict()
+
+
+def _cli_classes():
+    """(FerLightningCLI, AffectModule, AffectDataModule, LoggedConfig), imported on first use."""
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     from fer_lightning.data.datamodule import AffectDataModule
@@ -130,6 +128,11 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
                 logger.log_hyperparams(json.loads(config))
 
     class FerLightningCLI(LightningCLI):
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            # no predict: the datamodule has no predict split; `fer-lightning predict` runs on videos
+            return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
         def before_instantiate_classes(self) -> None:
             from fer_lightning.training.cluster import (
                 LaunchError,
@@ -211,16 +214,7 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
             if self.config[self.subcommand].get("evaluate_after_fit") and not self.trainer.fast_dev_run:
                 evaluate_best(self.trainer, self.model, self.datamodule)
 
-    return FerLightningCLI(
-        AffectModule,
-        AffectDataModule,
-        args=None if argv is None else list(argv),
-        run=run,
-        save_config_callback=LoggedConfig,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "fer-lightning: facial affect from video. Also: "
-                       + "; ".join(f"'fer-lightning {k}' to {v}" for k, v in TOOLS.items())},
-    )
+    return FerLightningCLI, AffectModule, AffectDataModule, LoggedConfig
 
 
 def _training_on_gpu(accelerator) -> bool:
@@ -289,18 +283,21 @@ def evaluate_best(trainer, model, datamodule) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in TOOLS:
-        from fer_lightning.inference.evaluate import evaluate_main
-        from fer_lightning.inference.export import export_main
-        from fer_lightning.inference.predict import predict_main
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] in TOOLS:
+        import importlib
 
-        tools = {"synth": synth_main, "preprocess": preprocess_main, "data": data_main, "export": export_main,
-                 "evaluate": evaluate_main, "predict": predict_main}
-        return tools[args[0]](args[1:])
+        module, function, _ = TOOLS[args[0]]
+        return getattr(importlib.import_module(module), function)(args[1:])
+    if not args[0].startswith("-") and args[0] not in LIGHTNING:
+        print(f"fer-lightning: unknown subcommand {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
     from fer_lightning.training.cluster import LaunchError
 
     try:
-        lightning_main(argv)  # None: LightningCLI reads sys.argv itself
+        lightning_main(args)
     except LaunchError as err:
         print(f"fer-lightning: {err}", file=sys.stderr)
         return 2

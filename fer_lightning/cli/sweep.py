@@ -6,7 +6,7 @@ Online (``make sweep``): ``wandb sweep FILE`` on wandb.ai, then ``wandb agent`` 
 running the sweep's ``command:`` with the suggested ``${args}``; the server stops weak runs
 (``early_terminate``). Offline (``make sweep-local``)::
 
-    python -m fer_lightning.cli.sweep experiments/sweeps/finetune_synthetic.yaml --runs 4 [-- CLI overrides]
+    fer-lightning sweep experiments/sweeps/finetune_synthetic.yaml --runs 4 [-- fit overrides]
 
 asks the engine for a configuration, runs the same command line the agent would run (W&B
 offline), reads the target metric from the run's W&B file, feeds it back for the next
@@ -16,7 +16,6 @@ after another, each to its end: early termination needs a live agent and server.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import subprocess
@@ -28,7 +27,6 @@ from typing import Any
 import yaml
 
 from fer_lightning.io import atomic_path, write_text_atomic
-from fer_lightning.training.loggers import read_run
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -100,6 +98,10 @@ def run_local(path: str | Path, runs: int, extra: Sequence[str] = (), out: str |
         env.setdefault("WANDB_MODE", "offline")
         code = subprocess.run(cmd, cwd=cwd, env=env).returncode
         run_file = find_run_file(Path(cwd) / "runs", run_id)
+        from fer_lightning.training.loggers import (
+            read_run,  # wandb and Lightning: only once a run ended
+        )
+
         record = read_run(run_file) if run_file else {"summary": {}, "history": []}
         value = record["summary"].get(metric)
         suggestion.state = "finished" if code == 0 else "failed"
@@ -152,19 +154,21 @@ def _short(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``fer-lightning sweep``: see the module docs."""
+    from fer_lightning.cli.parsing import fail, tool_parser
+
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    p = argparse.ArgumentParser(prog="python -m fer_lightning.cli.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser("fer-lightning sweep", __doc__)
     p.add_argument("sweep", help="sweep file, e.g. experiments/sweeps/finetune_synthetic.yaml")
     p.add_argument("--runs", type=int, default=4, help="configurations to try, one after another")
-    p.add_argument("--out", default=None, help="results folder (default runs/sweeps/<sweep file name>)")
+    p.add_argument("--out", type=str | None, default=None, help="results folder (null: runs/sweeps/<sweep file name>)")
     a = p.parse_args(argv)
     try:
         results = run_local(a.sweep, a.runs, extra, a.out)
     except ValueError as err:
-        p.error(str(err))
+        fail(p, str(err))
     return 0 if results and all(r["exit_code"] == 0 for r in results) else 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,34 +37,3 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
             s["length_mismatch"][r.video_id] = -counts["length_mismatch"]
     return {"ok": bool(records) and not skipped, "splits": dict(sorted(splits.items())),
             "skipped": [{"video_id": v, "reason": why} for v, why in skipped]}
-
-
-def check_main(argv: Sequence[str]) -> int:
-    """Load a corpus with its adapter (optionally through a face store) and print the summary."""
-    import argparse
-
-    from fer_lightning.corpora.adapters import list_datasets, load_dataset
-    from fer_lightning.store.read import attach_store
-
-    p = argparse.ArgumentParser(prog="fer-lightning data check", description=check_main.__doc__)
-    p.add_argument("--dataset", required=True, choices=list_datasets())
-    p.add_argument("--root", required=True, help="the corpus folder")
-    p.add_argument("--dataset-args", default="{}", help="adapter options as JSON, as data.dataset_args in a config")
-    p.add_argument("--face-store", default=None, help="check the videos against this face store too")
-    a = p.parse_args(list(argv))
-    try:
-        args = json.loads(a.dataset_args)
-    except json.JSONDecodeError as err:
-        p.error(f"--dataset-args is not JSON: {err}")
-    skipped: list[tuple[str, str]] = []
-    try:
-        records = load_dataset(a.dataset, a.root, skipped=skipped, **args)
-        if a.face_store:
-            records, missing = attach_store(records, a.face_store)
-            skipped += [(v, f"not in the face store {a.face_store}") for v in missing]
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        print(json.dumps({"ok": False, "error": str(err)}, indent=2))
-        return 1
-    summary = summarize(records, skipped)
-    print(json.dumps(summary, indent=2))
-    return 0 if summary["ok"] else 1

@@ -40,26 +40,6 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
 
 
 
-def stitch_windows(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
-    """One video's evaluation windows -> one row per frame.
-
-    ``parts`` holds per window ``(frame_index (T,), mask (T,), pred (T, D), *others (T, ...))``
-    with padding already removed. Returns the same arrays over the unique frames in ascending
-    order; ``pred`` is the mean over the windows that cover a frame (as the CCC metric does),
-    the other arrays are taken from the first window that holds the frame. A window that comes
-    twice (known by its first frame: a DistributedSampler pads with copies) counts once.
-    """
-    first_of_window: dict[int, int] = {}
-    for i, part in enumerate(parts):
-        first_of_window.setdefault(int(part[0][0]), i)
-    parts = [parts[i] for i in sorted(first_of_window.values())]
-    idx, mask, pred, *others = (np.concatenate(x) for x in zip(*parts, strict=True))
-    idx, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
-    mean = np.zeros((len(idx), pred.shape[1]))
-    np.add.at(mean, inverse, pred)
-    mean /= np.bincount(inverse, minlength=len(idx))[:, None]
-    return (idx, mask[first], mean, *(o[first] for o in others))
-
 class ClipDataset(Dataset):
     """Windows of ``clip_len`` frames over a list of videos, read lazily with decord.
 

@@ -12,7 +12,7 @@ dimension on the development split and kept only when it raises the development 
 4. **scale correction**: scale predictions about their mean by ``std(true) / std(pred)``.
 
 The fitted :class:`PostProcessor` then applies the same steps to any split (the test split).
-Sequences are dicts ``video_id -> Sequence``; only frames whose ``mask`` is true (a face and a
+Videos are dicts ``video_id -> VideoTrace``; only frames whose ``mask`` is true (a face and a
 valid label) are scored, but every frame is filtered, so a shift or a filter never mixes videos.
 """
 
@@ -27,7 +27,7 @@ SMOOTHERS = ("median", "savgol")
 
 
 @dataclass
-class Sequence:
+class VideoTrace:
     """One video's per-frame predictions ``pred`` (N, D), targets ``true`` (N, D), ``mask`` (N,)."""
 
     pred: np.ndarray
@@ -38,14 +38,11 @@ class Sequence:
 
 
 def ccc(pred: np.ndarray, true: np.ndarray) -> float:
-    """Lin's concordance correlation coefficient of two 1-D arrays (population moments)."""
-    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
-    if len(pred) < 2:
-        return float("nan")
-    mp, mt = pred.mean(), true.mean()
-    cov = ((pred - mp) * (true - mt)).mean()
-    denom = pred.var() + true.var() + (mp - mt) ** 2
-    return float(2 * cov / denom) if denom > 0 else 0.0
+    """The project's CCC (:func:`fer_lightning.metrics.functional.ccc`; imported on first use,
+    so that the search space and the tools' ``--help`` need no torch)."""
+    from fer_lightning.metrics.functional import ccc as shared
+
+    return shared(pred, true)
 
 
 def pearson(pred: np.ndarray, true: np.ndarray) -> float:
@@ -106,7 +103,17 @@ class DimensionSteps:
 
 @dataclass
 class SearchSpace:
-    """What the fit tries: delays and smoothing windows in seconds."""
+    """What the fit tries: delays and smoothing windows in seconds.
+
+    Args:
+        max_delay_s: longest delay searched, seconds
+        min_delay_s: shortest delay searched, seconds (negative: predictions may also move earlier)
+        delay_step_s: step of the delay grid, seconds (null: one frame of the slowest video)
+        windows_s: smoothing windows tried, seconds
+        smoothers: smoothing filters tried (median, savgol)
+        bias: try bias correction
+        scale: try scale correction
+    """
 
     max_delay_s: float = 4.0
     min_delay_s: float = 0.0
@@ -117,7 +124,7 @@ class SearchSpace:
     scale: bool = True
 
 
-def _apply_dim(seqs: Mapping[str, Sequence], d: int, steps: DimensionSteps, upto: str = "scale") -> dict[str, np.ndarray]:
+def _apply_dim(seqs: Mapping[str, VideoTrace], d: int, steps: DimensionSteps, upto: str = "scale") -> dict[str, np.ndarray]:
     """Dimension ``d`` of every sequence after the fitted steps up to and including ``upto``."""
     order = ("delay", "smoothing", "bias", "scale")
     out = {}
@@ -133,7 +140,7 @@ def _apply_dim(seqs: Mapping[str, Sequence], d: int, steps: DimensionSteps, upto
     return out
 
 
-def _pooled(seqs: Mapping[str, Sequence], d: int, preds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _pooled(seqs: Mapping[str, VideoTrace], d: int, preds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     p, t = [], []
     for vid, s in seqs.items():
         keep = s.mask & np.isfinite(s.true[:, d])
@@ -142,7 +149,7 @@ def _pooled(seqs: Mapping[str, Sequence], d: int, preds: Mapping[str, np.ndarray
     return (np.concatenate(p), np.concatenate(t)) if p else (np.zeros(0), np.zeros(0))
 
 
-def _delay_grid(seqs: Mapping[str, Sequence], space: SearchSpace) -> np.ndarray:
+def _delay_grid(seqs: Mapping[str, VideoTrace], space: SearchSpace) -> np.ndarray:
     step = space.delay_step_s or 1.0 / min(s.fps for s in seqs.values())
     return np.round(np.arange(space.min_delay_s, space.max_delay_s + step / 2, step), 6)
 
@@ -156,7 +163,7 @@ class PostProcessor:
     curves: dict = field(default_factory=dict)  # dev CCC over the searched delays / windows, for plots
 
     @classmethod
-    def fit(cls, dev: Mapping[str, Sequence], names: Iterable[str], space: SearchSpace | None = None) -> PostProcessor:
+    def fit(cls, dev: Mapping[str, VideoTrace], names: Iterable[str], space: SearchSpace | None = None) -> PostProcessor:
         """Search each step on ``dev`` in turn; keep a step only when it raises the pooled CCC."""
         space = space or SearchSpace()
         names = list(names)
@@ -202,7 +209,7 @@ class PostProcessor:
             dims.append(steps)
         return cls(names, dims, curves)
 
-    def apply(self, seqs: Mapping[str, Sequence], upto: str = "scale") -> dict[str, Sequence]:
+    def apply(self, seqs: Mapping[str, VideoTrace], upto: str = "scale") -> dict[str, VideoTrace]:
         """The sequences with post-processed predictions (steps up to ``upto``)."""
         out = {vid: replace(s, pred=np.empty_like(s.pred, dtype=np.float64)) for vid, s in seqs.items()}
         for d, steps in enumerate(self.dims):
@@ -214,7 +221,7 @@ class PostProcessor:
         return {name: asdict(steps) for name, steps in zip(self.names, self.dims, strict=True)}
 
 
-def scores(seqs: Mapping[str, Sequence], names: Iterable[str]) -> dict:
+def scores(seqs: Mapping[str, VideoTrace], names: Iterable[str]) -> dict:
     """Per dimension: pooled CCC, Pearson and RMSE over all scored frames; the mean and each
     video's CCC; and the same three figures per subject (its videos pooled)."""
     names = list(names)
@@ -226,8 +233,8 @@ def scores(seqs: Mapping[str, Sequence], names: Iterable[str]) -> dict:
         per_seq = {}
         for vid, s in seqs.items():
             keep = s.mask & np.isfinite(s.true[:, d])
-            if keep.sum() >= 2:
-                per_seq[vid] = ccc(s.pred[keep, d], s.true[keep, d])
+            if np.isfinite(value := ccc(s.pred[keep, d], s.true[keep, d])):  # nan: under 2 frames
+                per_seq[vid] = value
         per_subject = {}
         for subj in subjects:
             mine = {vid: s for vid, s in seqs.items() if s.subject == subj}

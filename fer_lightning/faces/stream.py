@@ -6,8 +6,9 @@ frame can change them. That happens ``every + smooth // 2`` frames after the las
 frame, so at most about ``2 * every + smooth // 2`` frames are held at once, whatever the
 video's length: preprocessing decodes each source video once and never keeps it whole.
 
-It computes what the batch functions of :mod:`fer_lightning.faces.tracking` compute over a
-whole video (``link_tracks`` -> ``fill_track`` -> ``smooth_boxes``); the tests hold it to them.
+It computes what linking, interpolating and smoothing over the whole video would (the tests
+hold it to that whole-video reference, step by step: ``link_tracks`` -> ``fill_track`` ->
+``smooth_boxes``).
 
 * The detector runs on every ``every``-th frame and on the last frame; where two sampled frames
   see different numbers of faces, each frame between them is detected too, so an appearance or

@@ -1,7 +1,7 @@
 """``fer-lightning evaluate``: score a fine-tuned checkpoint the way affect papers report it.
 
     fer-lightning evaluate --ckpt runs/.../best.ckpt [--config experiments/finetune_recola.yaml]
-                           [--split test] [--dev-split val] [--out DIR]
+                           [--split test] [--dev_split val] [--out DIR]
 
 Runs the model over every evaluation window of the development and the evaluated split
 (overlapping windows averaged per frame, as in validation), then reports per dimension the
@@ -12,40 +12,31 @@ compensation, median or Savitzky-Golay smoothing, bias and scale correction; see
 ``postprocess_search.png`` (development CCC against delay and smoothing window),
 ``subjects.png`` and ``traces_<split>.png`` into ``--out`` (default: beside the checkpoint).
 
-The data are the checkpoint's own (its datamodule's settings); ``--config`` takes the ``data:``
-section of an experiment file instead, ``--root`` / ``--dataset-args`` override single fields.
+The data are the checkpoint's own (its datamodule's settings); ``--config`` files (experiment
+files and presets) and ``--data.KEY=VALUE`` overrides are layered on top of them exactly as
+``fit`` layers them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence as Seq
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fer_lightning.data.clips import stitch_windows
-from fer_lightning.evaluation.postprocess import PostProcessor, SearchSpace, Sequence, scores
+from fer_lightning.evaluation.collect import FrameCollector
+from fer_lightning.evaluation.postprocess import PostProcessor, SearchSpace, VideoTrace, scores
 from fer_lightning.io import atomic_path, write_text_atomic
 
 
-def data_settings(ckpt_data: dict, config: str | None = None, root: str | None = None,
-                  dataset_args: dict | None = None) -> dict:
-    """The datamodule's arguments: the checkpoint's, then a config's ``data:``, then overrides."""
-    import yaml
-
-    args = dict(ckpt_data)
-    if config:
-        data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
-        args.update(data.get("init_args", data) if isinstance(data, dict) else {})
-    if root:
-        args["root"] = root
-    if dataset_args is not None:
-        args["dataset_args"] = dataset_args
+def data_settings(data: dict) -> dict:
+    """The datamodule's arguments for scoring: ``data`` (a checkpoint's data settings, or those
+    layered on it) with augmentation off and no corpus made up."""
+    args = dict(data)
     if not args.get("root"):
-        raise ValueError("the checkpoint names no data; pass --config (an experiment file) or --root")
+        raise ValueError("the checkpoint names no data; pass --config (an experiment file) or --data.root")
     args["generate_if_missing"] = False  # evaluation never makes up a corpus
     args["augment"] = False
     return args
@@ -53,7 +44,7 @@ def data_settings(ckpt_data: dict, config: str | None = None, root: str | None =
 
 @torch.no_grad()
 def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True,
-                  precision: str = "32-true") -> dict[str, Sequence]:
+                  precision: str = "32-true") -> dict[str, VideoTrace]:
     """Per-frame predictions, targets and masks of every video of ``split``; the model runs at
     ``precision`` (a trainer precision name: ``bf16-mixed`` autocasts)."""
     from tqdm.auto import tqdm
@@ -62,33 +53,30 @@ def predict_split(model, datamodule, split: str, device: torch.device, progress:
 
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
     records = {r.video_id: r for r in datamodule.split_records(split)}
-    parts: dict[str, list] = {}
+    frames = FrameCollector()
     model.to(device).eval()
     for batch in tqdm(loader, desc=f"predict {split}", unit="batch", disable=not progress):
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in ("frames", "features")}
         with inference_autocast(device, precision):
             preds = model.predict_batch(inputs)
-        preds = preds.float().cpu().numpy()
-        targets, mask = batch["targets"].numpy(), batch["mask"].numpy()
-        index = batch["frame_index"].numpy()
-        for b, vid in enumerate(batch["video_id"]):
-            keep = index[b] >= 0
-            parts.setdefault(vid, []).append((index[b][keep], mask[b][keep], preds[b][keep], targets[b][keep]))
+        frames.add(batch["video_id"], batch["frame_index"].numpy(), batch["mask"].numpy(),
+                   preds.float().cpu().numpy(), batch["targets"].numpy())
     out = {}
-    for vid, p in sorted(parts.items()):
-        idx, mask, pred, true = stitch_windows(p)
+    for vid, (_, mask, pred, true) in frames.stitched().items():
         true = true.astype(np.float64)
         true[~mask] = np.nan
         rec = records[vid]
-        out[vid] = Sequence(pred=pred, true=true, mask=mask.astype(bool), fps=float(rec.fps), subject=str(rec.subject))
+        out[vid] = VideoTrace(pred=pred, true=true, mask=mask.astype(bool), fps=float(rec.fps), subject=str(rec.subject))
     return out
 
 
-def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", config: str | None = None,
-             root: str | None = None, dataset_args: dict | None = None, out: str | Path | None = None,
+def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
+             data: Callable[[dict], dict] | None = None, out: str | Path | None = None,
              space: SearchSpace | None = None, device: str = "auto", num_workers: int | None = None,
              progress: bool = True, precision: str = "32-true") -> dict:
-    """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds."""
+    """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds.
+    ``data`` turns the checkpoint's data settings into those used (the command line layers
+    experiment files and overrides on them); None: the checkpoint's own."""
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.inference.predict import resolve_device
     from fer_lightning.models.checkpoint import load_checkpoint_model
@@ -97,7 +85,7 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", conf
     if model.task != "finetune":
         raise ValueError(f"{ckpt} is a {model.task} checkpoint (emotion classes); evaluate scores continuous "
                          "affect (a finetune checkpoint); use `fer-lightning test --config ... --ckpt_path ...`")
-    args = data_settings(ckpt_data, config, root, dataset_args)
+    args = data_settings(data(ckpt_data) if data is not None else ckpt_data)
     if num_workers is not None:
         args["num_workers"] = num_workers
     args["task"], args["target_names"] = "finetune", list(model.target_names)
@@ -128,7 +116,7 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val", conf
     return result
 
 
-def _step_scores(post: PostProcessor, seqs: dict[str, Sequence], names: list[str]) -> dict:
+def _step_scores(post: PostProcessor, seqs: dict[str, VideoTrace], names: list[str]) -> dict:
     """Pooled CCC per dimension after each post-processing step in turn."""
     out = {"raw": {n: v["ccc"] for n, v in scores(seqs, names).items()}}
     for step in ("delay", "smoothing", "bias", "scale"):
@@ -174,7 +162,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: dict, post: PostProcessor, test: dict[str, Sequence], out: Path, names: list[str]) -> dict:
+def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace], out: Path, names: list[str]) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,40 +218,3 @@ def write_outputs(result: dict, post: PostProcessor, test: dict[str, Sequence], 
     write_text_atomic(files["markdown"], markdown(result))
     write_text_atomic(files["json"], json.dumps(result | {"files": files}, indent=1, default=float) + "\n")
     return files
-
-
-def evaluate_main(argv: Seq[str]) -> int:
-    """``fer-lightning evaluate``: see the module docstring."""
-    from fer_lightning.inference.predict import AUTOCAST_DTYPES
-
-    p = argparse.ArgumentParser(prog="fer-lightning evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="a fine-tuning checkpoint (best-*.ckpt, last.ckpt)")
-    p.add_argument("--config", default=None, help="an experiment file whose data: section to use")
-    p.add_argument("--root", default=None, help="the corpus folder (overrides the checkpoint's / config's)")
-    p.add_argument("--dataset-args", default=None, help="the adapter's options as JSON (overrides)")
-    p.add_argument("--split", default="test", choices=("val", "test"), help="the split scored")
-    p.add_argument("--dev-split", default="val", choices=("val", "test"),
-                   help="the split post-processing is fitted on")
-    p.add_argument("--out", default=None, help="report folder (default: beside the checkpoint)")
-    p.add_argument("--max-delay", type=float, default=SearchSpace.max_delay_s, help="longest delay searched, s")
-    p.add_argument("--min-delay", type=float, default=SearchSpace.min_delay_s,
-                   help="shortest delay searched, s (negative: predictions may also move earlier)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", default="32-true", choices=tuple(AUTOCAST_DTYPES),
-                   help="the model's precision (bf16-mixed: autocast, as in training)")
-    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the checkpoint's)")
-    a = p.parse_args(list(argv))
-    try:
-        dataset_args = json.loads(a.dataset_args) if a.dataset_args else None
-        space = SearchSpace(max_delay_s=a.max_delay, min_delay_s=a.min_delay)
-        if space.max_delay_s < space.min_delay_s:
-            raise ValueError("--max-delay must not be below --min-delay")
-        result = evaluate(a.ckpt, a.split, a.dev_split, a.config, a.root, dataset_args, a.out, space, a.device,
-                          a.num_workers, precision=a.precision)
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
-        p.error(str(err))
-    print(markdown(result))
-    for kind, path in result["files"].items():
-        print(f"{kind + ':':<14} {path}")
-    return 0

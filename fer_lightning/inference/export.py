@@ -12,9 +12,7 @@ an optional extra: ``pip install 'fer-lightning[onnx]'``).
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +80,7 @@ def parity(net, path: str | Path, fmt: str, size: int, shapes=((1, 1), (2, 7), (
             import onnxruntime as ort
         except ImportError as err:
             raise ImportError("the parity check needs onnxruntime: pip install 'fer-lightning[onnx]' "
-                              "(or export with --no-check)") from err
+                              "(or export with --no_check)") from err
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
         def run(x):
@@ -102,25 +100,3 @@ def parity(net, path: str | Path, fmt: str, size: int, shapes=((1, 1), (2, 7), (
                 raise AssertionError(f"exported model gave shape {got.shape} for input {tuple(x.shape)}, expected {ref.shape}")
             worst = max(worst, float(np.abs(got - ref).max()))
     return worst
-
-
-def export_main(argv: Sequence[str]) -> int:
-    """``fer-lightning export --ckpt CKPT --format onnx``: see the module docstring."""
-    p = argparse.ArgumentParser(prog="fer-lightning export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="a training checkpoint (best-*.ckpt, last.ckpt)")
-    p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--out", default=None, help="output file (default: beside the checkpoint, .onnx / .pt)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
-    p.add_argument("--image-size", type=int, default=None, help="crop size (default: the checkpoint's data.image_size)")
-    p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
-    a = p.parse_args(list(argv))
-    try:
-        report = export(a.ckpt, a.format, a.out, a.opset, a.image_size, check=not a.no_check)
-    except (ValueError, ImportError) as err:
-        p.error(str(err))
-    print(f"wrote {report['path']} ({report['format']}): frames uint8 (batch, time, 3, {report['image_size']}, "
-          f"{report['image_size']}) -> {report['task']} outputs {report['outputs']} per frame")
-    if "max_abs_diff" in report:
-        print(f"parity with PyTorch on random clips: max |difference| = {report['max_abs_diff']:.2e}")
-    return 0

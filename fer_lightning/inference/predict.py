@@ -31,38 +31,19 @@ holds every video's figures: frames, faces, seconds spent decoding, on faces and
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from collections.abc import Sequence as Seq
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fer_lightning.inference.settings import PRECISIONS, PredictConfig
 from fer_lightning.io import atomic_path, write_text_atomic
-
-
-@dataclass
-class PredictConfig:
-    """How faces are found and cropped and how the model runs over a video."""
-
-    detect_every: int = 5
-    smooth: int = 5
-    min_face_size: int = 40
-    crop: str | None = None  # "aligned" or "box"; None: as the checkpoint's training data
-    margin: float | None = None  # None: as the checkpoint's training data
-    window: int | None = None  # frames per window (bidirectional); None: the training clip length
-    overlap: float = 0.5  # fraction of a window that consecutive windows share
-    batch_size: int = 8  # windows per forward pass (bidirectional)
-    chunk: int = 32  # frames per forward pass (causal)
-    render: bool = False
-    device: str = "auto"
-    precision: str = "32-true"  # or bf16-mixed / 16-mixed: autocast, as the trainer's precision
+from fer_lightning.metrics.stitch import stitch_frames
 
 
 @dataclass
@@ -84,14 +65,16 @@ def _stack(items: list):
 
 class WindowedRunner:
     """Bidirectional model: windows of ``length`` items starting every ``stride`` items, run
-    ``batch`` at a time; an item's output is the mean of the windows covering it. The last
-    window is the stream's last ``length`` items, so every item is covered without padding."""
+    ``batch`` at a time; an item's output is the mean of the windows covering it (the project's
+    stitching rule, :func:`~fer_lightning.metrics.stitch.stitch_frames`, applied to each item
+    once no later window can cover it). The last window is the stream's last ``length`` items,
+    so every item is covered without padding."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], length: int, stride: int, batch: int) -> None:
         self.run, self.length, self.stride, self.batch = run, length, stride, batch
         self.recent: deque = deque(maxlen=length)  # (position, frame index, crop)
         self.queued: list[list] = []
-        self.sums: dict[int, tuple] = {}  # position -> (frame index, sum of outputs, windows)
+        self.outputs: list[tuple[np.ndarray, ...]] = []  # per window run: (start, positions, indices, outputs)
         self.position = 0
         self.next_start = 0
         self.last_end = -1  # position of the last item of the last window queued
@@ -112,6 +95,11 @@ class WindowedRunner:
             self._queue(list(self.recent))
         return self._run_queued(done_before=self.position)
 
+    @property
+    def held(self) -> int:
+        """Window outputs kept for items not yet final (bounded, however long the stream)."""
+        return sum(len(o[1]) for o in self.outputs)
+
     def _queue(self, items: list) -> None:
         self.queued.append(items)
         self.last_end = items[-1][0]
@@ -123,12 +111,22 @@ class WindowedRunner:
         for windows in by_len.values():
             out = self.run(_stack([_stack([c for _, _, c in w]) for w in windows]))
             for w, preds in zip(windows, out, strict=True):
-                for (pos, index, _), p in zip(w, preds, strict=True):
-                    _, total, count = self.sums.get(pos, (index, 0.0, 0))
-                    self.sums[pos] = (index, total + p, count + 1)
+                positions = np.array([pos for pos, _, _ in w], np.int64)
+                self.outputs.append((np.full(len(w), positions[0]), positions,
+                                     np.array([index for _, index, _ in w], np.int64), np.asarray(preds)))
         self.queued = []
-        final = sorted(pos for pos in self.sums if pos < done_before)
-        return [(index, total / count) for index, total, count in (self.sums.pop(pos) for pos in final)]
+        if not self.outputs:
+            return []
+        starts, positions, indices, preds = (np.concatenate(x) for x in zip(*self.outputs, strict=True))
+        final = positions < done_before
+        self.outputs = [(starts[~final], positions[~final], indices[~final], preds[~final])] if (~final).any() else []
+        if not final.any():
+            return []
+        _, mean, index = stitch_frames(torch.zeros(int(final.sum()), dtype=torch.int64), torch.from_numpy(starts[final]),
+                                       torch.from_numpy(positions[final]), torch.from_numpy(preds[final]),
+                                       torch.from_numpy(indices[final]))
+        mean = mean.numpy().astype(preds.dtype)
+        return [(int(i), m) for i, m in zip(index.tolist(), mean, strict=True)]
 
 
 class CausalRunner:
@@ -421,7 +419,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-AUTOCAST_DTYPES = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+AUTOCAST_DTYPES = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 
 def inference_autocast(device: torch.device, precision: str):
@@ -470,44 +468,3 @@ def summary_line(e: dict) -> str:
     note = f"  ({'; '.join(e['notes'])})" if e["notes"] else ""
     return (f"{e['video']}: {e['frames']} frames, face on {e['coverage']:.0%}, {e['realtime_factor']:.2f}x real time "
             f"-> {e['files']['csv']}{note}")
-
-
-def predict_main(argv: Seq[str]) -> int:
-    """``fer-lightning predict``: see the module docstring."""
-    d = PredictConfig()
-    p = argparse.ArgumentParser(prog="fer-lightning predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="a training checkpoint (fine-tuning: valence/arousal; "
-                                                 "pretraining: emotion probabilities)")
-    p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--render", action="store_true", help="also write an annotated MP4 per video")
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", default=d.precision, choices=tuple(AUTOCAST_DTYPES),
-                   help="32-true, or bf16-mixed / 16-mixed (autocast on the device, as in training)")
-    p.add_argument("--detect-every", type=int, default=d.detect_every, help="run the face detector every K frames")
-    p.add_argument("--min-face-size", type=int, default=d.min_face_size, help="smallest face searched, pixels")
-    p.add_argument("--crop", choices=("aligned", "box"), default=None,
-                   help="face crops: aligned on landmarks or the box square (default: as the checkpoint trained)")
-    p.add_argument("--window", type=int, default=None, help="frames per window (default: the training clip length)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    a = p.parse_args(list(argv))
-    if a.detect_every < 1 or a.batch_size < 1 or (a.window is not None and a.window < 1):
-        p.error("--detect-every, --batch-size and --window must be >= 1")
-    cfg = PredictConfig(detect_every=a.detect_every, min_face_size=a.min_face_size, crop=a.crop, window=a.window,
-                        batch_size=a.batch_size, render=a.render, device=a.device, precision=a.precision)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    try:
-        report = predict(a.ckpt, a.input, a.out, cfg, progress=not a.quiet)
-    except ValueError as err:
-        p.error(str(err))
-    ok = [e for e in report["videos"] if e["status"] == "ok"]
-    print(f"\n{len(ok)} of {len(report['videos'])} videos predicted into {a.out} (report: predict_report.json)")
-    if report["failed"]:
-        print(f"{len(report['failed'])} failed:")
-        for e in report["videos"]:
-            if e["status"] != "ok":
-                print(f"  {e['video']}: {e['reason']}")
-        return 1
-    return 0

@@ -1,10 +1,13 @@
-"""Metrics and losses."""
+"""Metrics and losses: the functional CCC and its stitching rule, and the torchmetrics wrappers."""
 
-from fer_lightning.metrics.ccc import (
-    ConcordanceCC,
-    SequenceConcordanceCC,
-    ccc_from_moments,
-    ccc_loss,
+from fer_lightning.metrics.ccc import ConcordanceCC, SequenceConcordanceCC
+from fer_lightning.metrics.functional import (
+           ccc_from_moments,
+           ccc_from_sums,
+           ccc_loss,
+           concordance_cc,
 )
+from fer_lightning.metrics.stitch import stitch_frames, stitch_windows
 
-__all__ = ["ConcordanceCC", "SequenceConcordanceCC", "ccc_from_moments", "ccc_loss"]
+__all__ = ["ConcordanceCC", "SequenceConcordanceCC", "ccc_from_moments", "ccc_from_sums", "ccc_loss",
+           "concordance_cc", "stitch_frames", "stitch_windows"]

@@ -1,15 +1,12 @@
-"""Concordance correlation coefficient (Lin, 1989): the metric and the training loss.
-
-CCC = 2 cov(p, t) / (var(p) + var(t) + (mean(p) - mean(t))^2), with population (ddof=0)
-moments as the AVEC and ABAW scorers use.
+"""The CCC metrics, thin torchmetrics ``Metric`` wrappers of :mod:`fer_lightning.metrics.functional`
+(the formula and its edge-case rule) and :mod:`fer_lightning.metrics.stitch` (frames from
+overlapping windows).
 
 Why not ``torchmetrics.ConcordanceCorrCoef``: it has no mask, rejects (B, T, D) input,
-accumulates in float32 and uses n-1 variances. Ours keeps float64 sufficient statistics
-summed across processes, so a DDP result equals the single-process one.
-
-Zero division: the denominator is zero only when predictions and targets are both constant
-and equal (or no frame was seen). CCC is undefined there; :class:`ConcordanceCC` returns
-``zero_division`` (default 0.0: no evidence of agreement) instead of NaN.
+accumulates in float32 and uses n-1 variances. Ours keeps float64 states summed or gathered
+across processes, so a DDP result equals the single-process one. Where the rule gives ``nan``
+(fewer than 2 frames: nothing seen), the metrics report ``zero_division`` instead (default
+0.0), so that a logged and monitored value stays a number.
 """
 
 from __future__ import annotations
@@ -22,44 +19,16 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from fer_lightning.metrics.functional import ccc_from_sums, ccc_loss, concordance_cc, flatten_frames
+from fer_lightning.metrics.stitch import stitch_frames
+
+__all__ = ["ConcordanceCC", "SequenceConcordanceCC", "ccc_loss", "video_key"]
+
 _MOMENTS = ("n", "sum_p", "sum_t", "sum_pp", "sum_tt", "sum_pt")
 
 
-def _flatten(preds: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(N,), (N, D) or (B, T, D) with mask (N,) or (B, T) -> (M, D) and mask (M,)."""
-    if preds.shape != target.shape:
-        raise ValueError(f"preds and target differ in shape: {tuple(preds.shape)} vs {tuple(target.shape)}")
-    if preds.ndim == 1:
-        preds, target = preds[:, None], target[:, None]
-    elif preds.ndim == 3:
-        preds, target = preds.reshape(-1, preds.shape[-1]), target.reshape(-1, target.shape[-1])
-    elif preds.ndim != 2:
-        raise ValueError(f"expected (N,), (N, D) or (B, T, D) input, got shape {tuple(preds.shape)}")
-    if mask is not None:
-        mask = mask.reshape(-1).to(torch.bool)
-        if mask.numel() != preds.shape[0]:
-            raise ValueError(f"mask has {mask.numel()} entries for {preds.shape[0]} frames")
-    return preds, target, mask
-
-
-def ccc_from_moments(
-    mean_p: Tensor, mean_t: Tensor, var_p: Tensor, var_t: Tensor, cov: Tensor, zero_division: float = 0.0
-) -> Tensor:
-    """CCC from means, variances and covariance; ``zero_division`` where the denominator is 0."""
-    denom = var_p + var_t + (mean_p - mean_t) ** 2
-    ok = denom > 0
-    value = 2 * cov / torch.where(ok, denom, torch.ones_like(denom))
-    return torch.where(ok, value, torch.full_like(value, zero_division))
-
-
-def _ccc_from_sums(n: Tensor, sp: Tensor, st: Tensor, spp: Tensor, stt: Tensor, spt: Tensor, zero_division: float) -> Tensor:
-    safe_n = torch.clamp(n, min=1)
-    mp, mt = sp / safe_n, st / safe_n
-    var_p = torch.clamp(spp / safe_n - mp**2, min=0)
-    var_t = torch.clamp(stt / safe_n - mt**2, min=0)
-    cov = spt / safe_n - mp * mt
-    out = ccc_from_moments(mp, mt, var_p, var_t, cov, zero_division)
-    return torch.where(n > 0, out, torch.full_like(out, zero_division))
+def _defined(value: Tensor, zero_division: float) -> Tensor:
+    return torch.where(torch.isnan(value), torch.full_like(value, zero_division), value)
 
 
 class ConcordanceCC(Metric):
@@ -82,7 +51,7 @@ class ConcordanceCC(Metric):
             self.add_state(name, default=torch.zeros(num_outputs, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
-        p, t, m = _flatten(preds, target, mask)
+        p, t, m = flatten_frames(preds, target, mask)
         if p.shape[1] != self.num_outputs:
             raise ValueError(f"expected {self.num_outputs} outputs, got {p.shape[1]}")
         p, t = p.detach().to(torch.float64), t.detach().to(torch.float64)
@@ -96,21 +65,13 @@ class ConcordanceCC(Metric):
         self.sum_pt += (p * t).sum(0)
 
     def compute(self) -> Tensor:
-        return _ccc_from_sums(self.n, self.sum_p, self.sum_t, self.sum_pp, self.sum_tt, self.sum_pt, self.zero_division)
+        value = ccc_from_sums(self.n, self.sum_p, self.sum_t, self.sum_pp, self.sum_tt, self.sum_pt, self.zero_division)
+        return _defined(value, self.zero_division)
 
 
 def video_key(video_id: str) -> int:
     """A stable 63-bit integer for a video id, the same in every process (unlike ``hash``)."""
     return int.from_bytes(hashlib.blake2b(video_id.encode(), digest_size=8).digest(), "little") >> 1
-
-
-def _first_of_each(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """For (N, K) integer rows: each row's group among the distinct rows (N,), and the position
-    of each distinct row's first occurrence (G,), distinct rows in ascending order."""
-    distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    first = torch.full((distinct.shape[0],), rows.shape[0], dtype=torch.int64, device=rows.device)
-    first.scatter_reduce_(0, inverse, torch.arange(rows.shape[0], device=rows.device), reduce="amin")
-    return inverse, first
 
 
 class SequenceConcordanceCC(Metric):
@@ -152,7 +113,7 @@ class SequenceConcordanceCC(Metric):
         frame_index = frame_index.to(torch.int64)
         windows = frame_index[:, :1].expand(b, t).reshape(-1)  # a window is known by its first frame
         frames = frame_index.reshape(-1)
-        p, tg, m = _flatten(preds, target, mask)
+        p, tg, m = flatten_frames(preds, target, mask)
         keep = frames >= 0 if m is None else m & (frames >= 0)
         self.keys.append(keys[keep])
         self.windows.append(windows[keep])
@@ -165,17 +126,8 @@ class SequenceConcordanceCC(Metric):
         if len(self.keys) == 0:  # nothing seen (an empty list, or an empty tensor once synced)
             empty = torch.empty(0, self.num_outputs, dtype=torch.float64, device=self.device)
             return torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty
-        keys, windows, frames = dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames)
-        p, t = dim_zero_cat(self.preds), dim_zero_cat(self.target)
-        # each (window, frame) once: a padded copy of a window is not one more vote for its frames
-        _, first = _first_of_each(torch.stack([keys, windows, frames], 1))
-        keys, frames, p, t = keys[first], frames[first], p[first], t[first]
-        # a frame predicted by several overlapping windows gets their mean (stitching)
-        inverse, first = _first_of_each(torch.stack([keys, frames], 1))
-        count = torch.zeros(first.numel(), dtype=torch.float64, device=p.device).index_add_(
-            0, inverse, torch.ones(keys.numel(), dtype=torch.float64, device=p.device))
-        mean = torch.zeros(first.numel(), p.shape[1], dtype=torch.float64, device=p.device).index_add_(0, inverse, p)
-        return torch.stack([keys[first], frames[first]], 1), mean / count[:, None], t[first]
+        return stitch_frames(dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames),
+                             dim_zero_cat(self.preds), dim_zero_cat(self.target))
 
     def _gathered(self):
         """Every rank's frames under DDP, as ``compute()`` sees them (a no-op in one process,
@@ -188,47 +140,19 @@ class SequenceConcordanceCC(Metric):
         same data seen once, but immune to DistributedSampler padding and window overlap."""
         with self._gathered():
             _, p, t = self._unique_frames()
-        n = torch.full((self.num_outputs,), float(p.shape[0]), dtype=torch.float64, device=p.device)
-        return _ccc_from_sums(n, p.sum(0), t.sum(0), (p * p).sum(0), (t * t).sum(0), (p * t).sum(0),
-                              zero_division=self.zero_division)
+        return _defined(concordance_cc(p, t, zero_division=self.zero_division), self.zero_division)
 
     def compute_per_sequence(self) -> tuple[Tensor, Tensor]:
-        """Video keys (G,) and their CCC (G, D), after deduplication."""
+        """Video keys (G,) and their CCC (G, D), after deduplication (``nan`` for a video with
+        fewer than 2 scored frames)."""
         with self._gathered():
             rows, p, t = self._unique_frames()
         if rows.shape[0] == 0:
             return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64, device=rows.device)
         groups, g = torch.unique(rows[:, 0], return_inverse=True)
-        sums = []
-        for x in (torch.ones_like(p), p, t, p * p, t * t, p * t):
-            acc = torch.zeros(groups.numel(), x.shape[1], dtype=torch.float64, device=x.device)
-            sums.append(acc.index_add_(0, g, x))
-        return groups, _ccc_from_sums(*sums, zero_division=self.zero_division)
+        return groups, concordance_cc(p, t, groups=g, num_groups=groups.numel(), zero_division=self.zero_division)
 
     def compute(self) -> Tensor:
+        """Mean of the videos' CCC (videos with fewer than 2 scored frames left out)."""
         _, per_seq = self.compute_per_sequence()
-        if per_seq.shape[0] == 0:
-            return torch.full((self.num_outputs,), self.zero_division, dtype=torch.float64, device=per_seq.device)
-        return per_seq.mean(0)
-
-
-def ccc_loss(preds: Tensor, target: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
-    """Differentiable 1 - CCC, averaged over output dimensions, pooled over masked frames.
-
-    Accepts the same shapes as :class:`ConcordanceCC`; computes in at least float32 so that
-    bf16 activations do not ruin the moments. Returns 0 (still attached to the graph) when the
-    mask leaves no frame.
-    """
-    p, t, m = _flatten(preds, target, mask)
-    dtype = torch.promote_types(p.dtype, torch.float32)
-    p, t = p.to(dtype), t.to(dtype)
-    w = torch.ones(p.shape[0], 1, dtype=dtype, device=p.device) if m is None else m.to(dtype)[:, None]
-    n = w.sum()
-    if n == 0:
-        return p.sum() * 0.0
-    mp, mt = (w * p).sum(0) / n, (w * t).sum(0) / n
-    dp, dt = p - mp, t - mt
-    var_p, var_t = (w * dp * dp).sum(0) / n, (w * dt * dt).sum(0) / n
-    cov = (w * dp * dt).sum(0) / n
-    ccc = 2 * cov / (var_p + var_t + (mp - mt) ** 2 + eps)
-    return 1.0 - ccc.mean()
+        return _defined(per_seq.nanmean(0) if per_seq.shape[0] else per_seq.sum(0) * float("nan"), self.zero_division)

@@ -42,7 +42,22 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Settings of a preprocessing run (written into report.json)."""
+    """Settings of a preprocessing run (written into report.json).
+
+    Args:
+        detect_every: run the face detector every K frames (tracking fills the frames between)
+        size: side of the aligned face crop, pixels (even, >= 16)
+        margin: extra context around the aligned face, as a fraction of its size
+        smooth: box smoothing window, frames (1: off)
+        detector: face detector, by name (mtcnn)
+        min_face_size: smallest face searched, pixels
+        crf: H.264 quality of the face videos (lower: better, larger)
+        gop: H.264 keyframe interval of the face videos, frames (short: fast random access)
+        faces: main: the main subject only (largest, most persistent face); all: one face video per
+            face seen for min_track_seconds (<video>_left/_right for two, as Aff-Wild2 names them)
+        min_track_seconds: with faces all: the shortest face kept, seconds
+        max_track_writers: with faces all: face videos written at once
+    """
 
     detect_every: int = 5
     size: int = 112

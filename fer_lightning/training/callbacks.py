@@ -3,14 +3,13 @@ ModelCheckpoint whose ``last.ckpt`` is the last epoch."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-from fer_lightning.data.clips import stitch_windows
+from fer_lightning.evaluation.collect import FrameCollector
 from fer_lightning.faces.tracking import face_runs
 from fer_lightning.io import atomic_path
 
@@ -62,19 +61,14 @@ class TracePlot(L.Callback):
     def __init__(self, num_videos: int = 1, on_validation: bool = False) -> None:
         self.num_videos = num_videos
         self.on_validation = on_validation
-        self._frames: dict[str, list] = defaultdict(list)
+        self._frames = FrameCollector()
         self.written: dict[str, Path] = {}
 
     def _collect(self, pl_module, outputs, batch) -> None:
         if pl_module.task != "finetune" or outputs is None:
             return
-        preds = outputs["preds"].float().cpu().numpy()
-        targets = batch["targets"].float().cpu().numpy()
-        mask = batch["mask"].cpu().numpy()
-        index = batch["frame_index"].cpu().numpy()
-        for b, vid in enumerate(batch["video_id"]):
-            keep = index[b] >= 0
-            self._frames[vid].append((index[b][keep], mask[b][keep], preds[b][keep], targets[b][keep]))
+        self._frames.add(batch["video_id"], batch["frame_index"].cpu().numpy(), batch["mask"].cpu().numpy(),
+                         outputs["preds"].float().cpu().numpy(), batch["targets"].float().cpu().numpy())
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(pl_module, outputs, batch)
@@ -91,21 +85,18 @@ class TracePlot(L.Callback):
             self._write(trainer, pl_module, "val")
 
     def _write(self, trainer, pl_module, stage: str) -> None:
-        frames, self._frames = self._frames, defaultdict(list)
+        frames, self._frames = self._frames, FrameCollector()
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             # every rank scored a share of the windows: rank zero writes them all
             shares = [None] * trainer.world_size
-            torch.distributed.all_gather_object(shares, dict(frames))
-            frames = defaultdict(list)
+            torch.distributed.all_gather_object(shares, dict(frames.parts))
+            frames = FrameCollector()
             for share in shares:
-                for vid, parts in (share or {}).items():
-                    frames[vid] += parts
+                frames.merge(share or {})
         if not frames or not trainer.is_global_zero:
             return
         names = list(pl_module.target_names)
-        videos = {}
-        for vid, parts in sorted(frames.items()):
-            videos[vid] = stitch_windows(parts)  # overlapping windows: their mean, as the metric
+        videos = frames.stitched()  # overlapping windows: their mean, as the metric
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         csv = out / f"predictions_{stage}.csv"

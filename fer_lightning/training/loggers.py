@@ -139,8 +139,3 @@ def read_run(path: str | Path) -> dict:
         elif kind == "files":
             out["files"] += [f.path for f in rec.files.files]
     return out
-
-
-def find_run_files(save_dir: str | Path) -> list[Path]:
-    """Offline run files under a run folder, oldest first."""
-    return sorted(Path(save_dir).rglob("run-*.wandb"), key=lambda p: p.stat().st_mtime)

@@ -56,7 +56,17 @@ IRIS_COLOURS = np.array([(60, 40, 20), (40, 90, 140), (60, 110, 60), (30, 30, 30
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Arguments of the generator; written to ``corpus.json`` so a corpus says how it was made."""
+    """Arguments of the generator; written to ``corpus.json`` so a corpus says how it was made.
+
+    Args:
+        videos: videos, one subject each
+        seconds: length of each video, seconds
+        fps: frame rate
+        seed: random seed (the same seed makes the same corpus)
+        size: frame width and height, pixels
+        split: fractions of subjects in train, val and test
+        faceless_prob: chance that a video holds one stretch of frames in which the face leaves
+    """
 
     videos: int = 48
     seconds: float = 20.0
@@ -64,7 +74,7 @@ class SynthConfig:
     seed: int = 0
     size: int = 256
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    faceless_prob: float = 0.5  # chance that a video holds one gap in which the face leaves
+    faceless_prob: float = 0.5
 
     def validate(self) -> None:
         """Reject impossible arguments with a message that says which and why."""
@@ -83,7 +93,7 @@ class SynthConfig:
         if len(self.split) != 3 or any(f < 0 for f in self.split) or not sum(self.split) > 0:
             problems.append(f"--split needs three non-negative fractions (got {self.split})")
         if not 0 <= self.faceless_prob <= 1:
-            problems.append(f"--faceless-prob must lie in [0, 1] (got {self.faceless_prob})")
+            problems.append(f"--faceless_prob must lie in [0, 1] (got {self.faceless_prob})")
         if problems:
             raise ValueError("synth: " + "; ".join(problems))
 

@@ -1,0 +1,247 @@
+"""The ``fer-lightning`` tools that are not Lightning subcommands: their options (parsed in
+the one dialect of :mod:`fer_lightning.cli.parsing`) and what they print. Each imports what it
+runs only once its options are parsed, so ``--help`` answers without torch or Lightning."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fer_lightning.cli.parsing import dataclass_from, fail, tool_parser, yes_no
+
+
+def synth_main(argv: Sequence[str]) -> int:
+    """``fer-lightning synth``: write the synthetic face-video corpus."""
+    from fer_lightning.corpora.synthetic.generator import SynthConfig
+
+    p = tool_parser("fer-lightning synth", "Write the synthetic face-video corpus: procedurally drawn faces whose "
+                    "expression follows known valence/arousal signals, with annotations in real-corpus layouts.")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_class_arguments(SynthConfig, None)
+    p.add_argument("--workers", type=int | None, default=None, help="processes (null: all cores)")
+    p.add_argument("--skip_existing", action=yes_no(), default=False, help="do nothing if OUT/index.csv exists")
+    a = p.parse_args(list(argv))
+    if a.skip_existing and (Path(a.out) / "index.csv").exists():
+        print(f"synthetic corpus already at {a.out} (index.csv present); nothing to do")
+        return 0
+    cfg = dataclass_from(SynthConfig, a)
+    try:
+        cfg.validate()
+    except ValueError as err:
+        fail(p, str(err))
+    from fer_lightning.corpora.synthetic.generator import generate_corpus
+
+    index = generate_corpus(cfg, a.out, workers=a.workers)
+    print(f"wrote {cfg.videos} videos x {cfg.num_frames} frames; index: {index}")
+    return 0
+
+
+def preprocess_main(argv: Sequence[str]) -> int:
+    """``fer-lightning preprocess``: raw videos -> face-clip store."""
+    from fer_lightning.store.write import PreprocessConfig
+
+    p = tool_parser("fer-lightning preprocess", "Detect, track, align and crop faces from raw video into a face-clip "
+                    "store (one H.264 face video and one metadata CSV per face; reruns resume).")
+    p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
+    p.add_argument("--output", required=True, help="store folder (created; reruns resume)")
+    p.add_class_arguments(PreprocessConfig, None)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over videos")
+    p.add_argument("--allow_failures", action=yes_no(), default=False, help="exit 0 even when some videos failed")
+    a = p.parse_args(list(argv))
+    cfg = dataclass_from(PreprocessConfig, a)
+    if cfg.detect_every < 1 or cfg.size < 16 or cfg.size % 2 or cfg.smooth < 1:
+        fail(p, "--detect_every and --smooth must be >= 1, --size an even number >= 16")
+    from fer_lightning.store.write import format_report, preprocess
+
+    try:
+        report = preprocess(a.input, a.output, cfg, workers=a.workers)
+    except ValueError as err:
+        fail(p, str(err))
+    print(format_report(report))
+    print(f"store: {a.output} (index.csv, report.json)")
+    return 1 if report["failed_this_run"] and not a.allow_failures else 0
+
+
+def data_main(argv: Sequence[str]) -> int:
+    """``fer-lightning data check``: what an adapter reads from a corpus (JSON summary)."""
+    if not argv or argv[0] not in ("check", "-h", "--help"):
+        print("usage: fer-lightning data check --dataset NAME --root DIR [--dataset_args JSON] [--face_store STORE]",
+              file=sys.stderr)
+        return 2
+    argv = argv[1:] if argv[0] == "check" else argv
+    p = tool_parser("fer-lightning data check", "Load a corpus with its adapter (optionally through a face-clip "
+                    "store) and print what it holds as JSON: videos, frames and labelled frames per split, why "
+                    "frames lack labels, label files whose length differs from their video, videos left out. "
+                    "Exit status 1 when a video was left out or none is usable.")
+    p.add_argument("--dataset", required=True, help="the adapter: synthetic, recola, affwild2, sewa, afewva, "
+                                                     "emotion_manifest, manifest, or one you registered")
+    p.add_argument("--root", required=True, help="the corpus folder")
+    p.add_argument("--dataset_args", type=dict, default={}, help="adapter options, as data.dataset_args in an "
+                                                                 "experiment file (JSON or YAML mapping)")
+    p.add_argument("--face_store", type=str | None, default=None, help="check the videos against this store too")
+    a = p.parse_args(list(argv))
+    from fer_lightning.corpora.adapters import list_datasets, load_dataset
+    from fer_lightning.corpora.check import summarize
+    from fer_lightning.store.read import attach_store
+
+    if a.dataset not in list_datasets():
+        fail(p, f"--dataset: unknown {a.dataset!r}; known: {', '.join(list_datasets())}")
+    skipped: list[tuple[str, str]] = []
+    try:
+        records = load_dataset(a.dataset, a.root, skipped=skipped, **a.dataset_args)
+        if a.face_store:
+            records, missing = attach_store(records, a.face_store)
+            skipped += [(v, f"not in the face store {a.face_store}") for v in missing]
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        print(json.dumps({"ok": False, "error": str(err)}, indent=2))
+        return 1
+    summary = summarize(records, skipped)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["ok"] else 1
+
+
+def predict_main(argv: Sequence[str]) -> int:
+    """``fer-lightning predict``: per-frame affect for any video or folder."""
+    from fer_lightning.inference.settings import PRECISIONS, PredictConfig
+
+    p = tool_parser("fer-lightning predict", _doc("fer_lightning.inference", "predict.py"))
+    p.add_argument("--ckpt", required=True, help="a training checkpoint (fine-tuning: valence/arousal; "
+                                                 "pretraining: emotion probabilities)")
+    p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_class_arguments(PredictConfig, None, skip={"render"})
+    p.add_argument("--render", action=yes_no(), default=PredictConfig.render,
+                   help="also write an annotated MP4 per video")
+    p.add_argument("--quiet", action=yes_no(), default=False, help="no progress bars")
+    a = p.parse_args(list(argv))
+    cfg = dataclass_from(PredictConfig, a)
+    if cfg.detect_every < 1 or cfg.batch_size < 1 or (cfg.window is not None and cfg.window < 1):
+        fail(p, "--detect_every, --batch_size and --window must be >= 1")
+    if cfg.crop not in (None, "aligned", "box") or cfg.precision not in PRECISIONS:
+        fail(p, f"--crop must be aligned or box; --precision one of {', '.join(PRECISIONS)}")
+    import torch
+
+    from fer_lightning.inference.predict import predict
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    try:
+        report = predict(a.ckpt, a.input, a.out, cfg, progress=not a.quiet)
+    except ValueError as err:
+        fail(p, str(err))
+    ok = [e for e in report["videos"] if e["status"] == "ok"]
+    print(f"\n{len(ok)} of {len(report['videos'])} videos predicted into {a.out} (report: predict_report.json)")
+    if report["failed"]:
+        print(f"{len(report['failed'])} failed:")
+        for e in report["videos"]:
+            if e["status"] != "ok":
+                print(f"  {e['video']}: {e['reason']}")
+        return 1
+    return 0
+
+
+EXPERIMENT_SECTIONS = ("--data.", "--model.", "--trainer.", "--seed_everything", "--data=", "--model=", "--trainer=")
+
+
+def evaluate_main(argv: Sequence[str]) -> int:
+    """``fer-lightning evaluate``: score a fine-tuned checkpoint the way affect papers report it."""
+    from fer_lightning.evaluation.postprocess import SearchSpace
+    from fer_lightning.inference.settings import PRECISIONS
+
+    argv = list(argv)
+    configs, overrides, own = split_experiment_args(argv)
+    p = tool_parser("fer-lightning evaluate", _doc("fer_lightning.inference", "evaluate.py"),
+                    config_help="an experiment file or preset whose data: section to use, layered exactly as "
+                                "`fit --config` layers them (repeatable); --data.KEY=VALUE overrides single fields")
+    p.add_argument("--ckpt", required=True, help="a fine-tuning checkpoint (best-*.ckpt, last.ckpt)")
+    p.add_argument("--split", default="test", choices=("val", "test"), help="the split scored")
+    p.add_argument("--dev_split", default="val", choices=("val", "test"),
+                   help="the split post-processing is fitted on")
+    p.add_argument("--out", type=str | None, default=None, help="report folder (null: beside the checkpoint)")
+    p.add_class_arguments(SearchSpace, "search")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="32-true", choices=PRECISIONS,
+                   help="the model's precision (bf16-mixed: autocast, as in training)")
+    p.add_argument("--num_workers", type=int | None, default=None, help="DataLoader workers (null: the checkpoint's)")
+    a = p.parse_args(own)
+    space = dataclass_from(SearchSpace, a, "search")
+    if space.max_delay_s < space.min_delay_s:
+        fail(p, "--search.max_delay_s must not be below --search.min_delay_s")
+    from fer_lightning.inference.evaluate import evaluate, markdown
+
+    def layered(ckpt_data: dict) -> dict:
+        from fer_lightning.cli.main import experiment_data
+
+        return experiment_data(ckpt_data, configs, overrides)
+
+    try:
+        result = evaluate(a.ckpt, a.split, a.dev_split, layered if configs or overrides else None, a.out, space,
+                          a.device, a.num_workers, precision=a.precision)
+    except (ValueError, FileNotFoundError) as err:
+        fail(p, str(err))
+    print(markdown(result))
+    for kind, path in result["files"].items():
+        print(f"{kind + ':':<14} {path}")
+    return 0
+
+
+def split_experiment_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(experiment files given with --config, --data./--model./--trainer. overrides, the rest)."""
+    configs, overrides, own = [], [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" and i + 1 < len(argv):
+            configs.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            configs.append(arg.split("=", 1)[1])
+        elif arg.startswith(EXPERIMENT_SECTIONS):
+            overrides.append(arg)
+            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                overrides.append(argv[i + 1])
+                i += 1
+        else:
+            own.append(arg)
+        i += 1
+    if "-h" in own or "--help" in own:
+        own = ["--help"]
+    return configs, overrides, own
+
+
+def export_main(argv: Sequence[str]) -> int:
+    """``fer-lightning export``: a checkpoint as ONNX or TorchScript, checked for parity."""
+    p = tool_parser("fer-lightning export", _doc("fer_lightning.inference", "export.py"))
+    p.add_argument("--ckpt", required=True, help="a training checkpoint (best-*.ckpt, last.ckpt)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="what to write")
+    p.add_argument("--out", type=str | None, default=None,
+                   help="output file (null: beside the checkpoint, .onnx / .pt)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--image_size", type=int | None, default=None,
+                   help="crop size (null: the checkpoint's data.image_size)")
+    p.add_argument("--check", action=yes_no(), default=True, help="compare the export with PyTorch on random clips")
+    a = p.parse_args(list(argv))
+    from fer_lightning.inference.export import export
+
+    try:
+        report = export(a.ckpt, a.format, a.out, a.opset, a.image_size, check=a.check)
+    except (ValueError, ImportError) as err:
+        fail(p, str(err))
+    print(f"wrote {report['path']} ({report['format']}): frames uint8 (batch, time, 3, {report['image_size']}, "
+          f"{report['image_size']}) -> {report['task']} outputs {report['outputs']} per frame")
+    if "max_abs_diff" in report:
+        print(f"parity with PyTorch on random clips: max |difference| = {report['max_abs_diff']:.2e}")
+    return 0
+
+
+def _doc(package: str, module_file: str) -> str:
+    """A module's docstring read from its file, without importing it (and torch with it)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    path = Path(next(iter(spec.submodule_search_locations))) / module_file
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
