@@ -253,9 +253,9 @@ def evaluate_best(trainer, model, datamodule) -> dict:
     test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     if not trainer.is_global_zero:  # the table, paths and W&B run are rank zero's to report
         return {"val": val, "test": test, "ckpt": ckpt}
-    names = model.target_names if model.task == "finetune" else ()
+    names = model.output_names if model.objective.continuous else ()
     lines = [f"\nBest checkpoint: {ckpt or '(final weights)'}"]
-    if model.task == "finetune":
+    if model.objective.continuous:
         lines.append(f"{'split':<6} " + " ".join(f"{'CCC ' + n:>14}" for n in names)
                      + f" {'CCC mean':>10} " + " ".join(f"{'seq CCC ' + n:>18}" for n in names))
         for split, res in (("val", val), ("test", test)):

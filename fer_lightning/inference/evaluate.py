@@ -82,7 +82,7 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
     from fer_lightning.models.checkpoint import load_checkpoint_model
 
     model, ckpt_data = load_checkpoint_model(ckpt)
-    if model.task != "finetune":
+    if not model.objective.continuous:
         raise ValueError(f"{ckpt} is a {model.task} checkpoint (emotion classes); evaluate scores continuous "
                          "affect (a finetune checkpoint); use `fer-lightning test --config ... --ckpt_path ...`")
     args = data_settings(data(ckpt_data) if data is not None else ckpt_data)

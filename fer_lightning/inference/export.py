@@ -35,7 +35,7 @@ def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None, o
     out = Path(out or Path(ckpt).with_suffix(".onnx" if fmt == "onnx" else ".pt"))
     meta = {
         "task": model.task,
-        "outputs": list(model.target_names if model.task == "finetune" else model.class_names),
+        "outputs": list(model.output_names),
         "image_size": size,
         "face_margin": data_hp.get("face_margin"),
         "frame_step": data_hp.get("frame_step"),

@@ -167,7 +167,7 @@ class ModelStream:
         self.autocast = lambda: inference_autocast(device, cfg.precision)
         self.frame_step = max(1, frame_step)
         self.encode_batch = encode_batch
-        self.probabilities = model.task == "pretrain"
+        self.probabilities = not model.objective.continuous
         self.causal = not model.hparams.bidirectional or model.hparams.num_layers == 0
         length = cfg.window or clip_len
         stride = max(1, round(length * (1 - cfg.overlap)))
@@ -290,7 +290,7 @@ class VideoResult:
 
 
 def output_names(model) -> list[str]:
-    return list(model.target_names) if model.task == "finetune" else [f"p_{c}" for c in model.class_names]
+    return list(model.output_names) if model.objective.continuous else [f"p_{c}" for c in model.output_names]
 
 
 def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, cfg: PredictConfig | None = None,

@@ -11,14 +11,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from fer_lightning.checkpoints import latest_checkpoint
-from fer_lightning.metrics.ccc import SequenceConcordanceCC, ccc_loss
 from fer_lightning.models.affect_net import AffectNet
+from fer_lightning.models.objectives import OBJECTIVES
 from fer_lightning.models.transfer import load_encoder, load_parts
 from fer_lightning.tasks import EMOTIONS, TASKS
 from fer_lightning.training.guards import fit_guards
@@ -82,9 +80,9 @@ class AffectModule(L.LightningModule):
         self.task = task
         self.target_names = tuple(target_names)
         self.class_names = tuple(class_names)
-        num_outputs = len(self.target_names) if task == "finetune" else len(self.class_names)
+        self.objective = OBJECTIVES[task](self.target_names, self.class_names)
         self.net = AffectNet(
-            num_outputs,
+            len(self.objective.output_names),
             backbone=backbone,
             pretrained=pretrained,
             backbone_checkpoint=backbone_checkpoint,
@@ -93,7 +91,7 @@ class AffectModule(L.LightningModule):
             bidirectional=bidirectional,
             dropout=dropout,
         )
-        self.metrics = nn.ModuleDict({s: self._make_metrics() for s in EVAL_STAGES})
+        self.metrics = nn.ModuleDict({s: self.objective.make_metrics() for s in EVAL_STAGES})
         self.loaded_from: str | None = None
         self._last_batch_end: float | None = None
         self._backbone_frozen = False
@@ -185,19 +183,10 @@ class AffectModule(L.LightningModule):
         if self._backbone_frozen:
             self.net.encoder.eval()  # frozen means BatchNorm statistics too
 
-    def _make_metrics(self) -> nn.ModuleDict:
-        if self.task == "finetune":
-            d = len(self.target_names)
-            # one metric keeps every frame once (keyed by video and frame index), so the pooled
-            # and per-video CCC ignore DistributedSampler padding and window overlaps alike
-            return nn.ModuleDict({"ccc": SequenceConcordanceCC(d)})
-        c = len(self.class_names)
-        return nn.ModuleDict(
-            {
-                "acc": MulticlassAccuracy(c, average="micro", ignore_index=-1),
-                "f1_macro": MulticlassF1Score(c, average="macro", ignore_index=-1),
-            }
-        )
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """What each output is: the targets (finetune) or the emotion classes (pretrain)."""
+        return self.objective.output_names
 
     def forward(self, frames: Tensor) -> Tensor:
         """(B, T, 3, H, W) uint8 -> (B, T, D) predictions or (B, T, C) logits."""
@@ -212,12 +201,8 @@ class AffectModule(L.LightningModule):
         return self(batch["frames"])
 
     def loss(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
-        if self.task == "finetune":
-            return ccc_loss(preds, targets, mask)
-        labels = torch.where(mask, targets, torch.full_like(targets, -1)).reshape(-1)
-        if not (labels >= 0).any():
-            return preds.sum() * 0.0
-        return F.cross_entropy(preds.reshape(-1, preds.shape[-1]).float(), labels, ignore_index=-1)
+        """The task's masked loss: 1 - CCC (finetune) or cross-entropy (pretrain)."""
+        return self.objective.loss(preds, targets, mask)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         preds = self.predict_batch(batch)
@@ -234,14 +219,7 @@ class AffectModule(L.LightningModule):
         preds = self.predict_batch(batch)
         targets, mask = batch["targets"], batch["mask"]
         self.log(f"{stage}/loss", self.loss(preds, targets, mask), batch_size=preds.shape[0], sync_dist=True)
-        m = self.metrics[stage]
-        if self.task == "finetune":
-            m["ccc"].update(preds, targets, batch["video_id"], batch["frame_index"], mask)
-        else:
-            labels = torch.where(mask, targets, torch.full_like(targets, -1))
-            logits = preds.reshape(-1, preds.shape[-1])
-            for metric in m.values():
-                metric.update(logits, labels.reshape(-1))
+        self.objective.update(self.metrics[stage], preds, batch)
         return {"preds": preds.detach()}
 
     def _eval_epoch_end(self, stage: str) -> None:
@@ -251,15 +229,7 @@ class AffectModule(L.LightningModule):
         # these values are already global: every metric gathers all ranks' frames before it
         # computes, so Lightning's advice to average them again with sync_dist does not apply
         warnings.filterwarnings("ignore", message=r".*sync_dist=True.* when logging on epoch level")
-        if self.task == "finetune":
-            pooled, per_seq = m["ccc"].compute_pooled(), m["ccc"].compute()
-            for i, name in enumerate(self.target_names):
-                self.log(f"{stage}/ccc_{name}", pooled[i].float())
-                self.log(f"{stage}/seq_ccc_{name}", per_seq[i].float())
-            self.log(f"{stage}/ccc_mean", pooled.mean().float(), prog_bar=True)
-        else:
-            for name, metric in m.items():
-                self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "f1_macro")
+        self.objective.log_epoch(m, stage, self.log)
         for metric in m.values():
             metric.reset()
 
@@ -276,9 +246,7 @@ class AffectModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        preds = self.predict_batch(batch)
-        if self.task == "pretrain":
-            preds = preds.softmax(-1)
+        preds = self.objective.predictions(self.predict_batch(batch))
         return {"preds": preds, "video_id": batch["video_id"], "frame_index": batch["frame_index"]}
 
     def configure_optimizers(self):

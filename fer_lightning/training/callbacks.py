@@ -65,7 +65,7 @@ class TracePlot(L.Callback):
         self.written: dict[str, Path] = {}
 
     def _collect(self, pl_module, outputs, batch) -> None:
-        if pl_module.task != "finetune" or outputs is None:
+        if not pl_module.objective.continuous or outputs is None:
             return
         self._frames.add(batch["video_id"], batch["frame_index"].cpu().numpy(), batch["mask"].cpu().numpy(),
                          outputs["preds"].float().cpu().numpy(), batch["targets"].float().cpu().numpy())
