@@ -82,6 +82,8 @@ def data_main(argv: Sequence[str]) -> int:
     p.add_argument("--dataset_args", type=dict, default={}, help="adapter options, as data.dataset_args in an "
                                                                  "experiment file (JSON or YAML mapping)")
     p.add_argument("--face_store", type=str | None, default=None, help="check the videos against this store too")
+    p.add_argument("--store_length_tolerance", type=int, default=5,
+                   help="frames a face video may differ from the corpus's count (as data.store_length_tolerance)")
     a = p.parse_args(list(argv))
     from fer_lightning.corpora.adapters import list_datasets, load_dataset
     from fer_lightning.corpora.check import summarize
@@ -93,8 +95,8 @@ def data_main(argv: Sequence[str]) -> int:
     try:
         records = load_dataset(a.dataset, a.root, skipped=skipped, **a.dataset_args)
         if a.face_store:
-            records, missing = attach_store(records, a.face_store)
-            skipped += [(v, f"not in the face store {a.face_store}") for v in missing]
+            records, missing = attach_store(records, a.face_store, a.store_length_tolerance)
+            skipped += missing
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(json.dumps({"ok": False, "error": str(err)}, indent=2))
         return 1

@@ -103,6 +103,12 @@ class AffectDataModule(L.LightningDataModule):
             clips then read the aligned face videos and preprocessing's ``has_face`` instead
             of cropping source frames with the corpus's boxes. Videos missing from the store
             are skipped and reported.
+        store_length_tolerance: a face video whose frame count differs from the corpus's by
+            at most this many frames is used (labels fitted to the store's frames); beyond it
+            the video is skipped with both counts in the reason.
+        strict: per-video problems (a video the adapter leaves out, one missing from the face
+            store or beyond the length tolerance) stop setup with an error instead of being
+            skipped and reported.
     """
 
     def __init__(
@@ -136,6 +142,8 @@ class AffectDataModule(L.LightningDataModule):
         train_subjects: int | None = None,
         feature_cache: str | None = None,
         feature_cache_dir: str | None = None,
+        store_length_tolerance: int = 5,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -196,13 +204,16 @@ class AffectDataModule(L.LightningDataModule):
                 raise FileNotFoundError(
                     f"data.face_store: no face-clip store at {hp.face_store}; make it first with "
                     f"`fer-lightning preprocess --input {self.root} --output {hp.face_store}`")
-            records, missing = attach_store(records, hp.face_store)
+            records, missing = attach_store(records, hp.face_store, hp.store_length_tolerance, hp.strict)
             if records == [] and missing:
                 raise FileNotFoundError(
                     f"none of the {len(missing)} videos of {self.root} is in the face store {hp.face_store}: "
                     f"run `fer-lightning preprocess --input {self.root} --output {hp.face_store}` first")
             margin = 0.0  # store frames are already aligned crops with their own margin
-            left_out += [(vid, f"not in the face store {hp.face_store}") for vid in missing]
+            left_out += missing
+        if left_out and hp.strict:
+            raise ValueError(f"data.strict: {len(left_out)} videos would be skipped: "
+                             + "; ".join(f"{vid}: {why}" for vid, why in left_out))
         if left_out:
             self.skipped = [vid for vid, _ in left_out]
             self.skip_reasons = dict(left_out)
