@@ -4,6 +4,7 @@ encoded videos, and put specific labels on specific frames."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,10 +43,15 @@ def recola_root(tmp_path_factory):
 
 
 def test_recola_official_split_and_labels_on_frames(recola_root):
-    skipped = []
-    records = {r.video_id: r for r in load_dataset("recola", recola_root, skipped=skipped, method="linear")}
+    skipped, unlabelled = [], []
+    records = {r.video_id: r for r in load_dataset("recola", recola_root, skipped=skipped, unlabelled=unlabelled,
+                                                   method="linear")}
     assert sorted(records) == ["dev_1", "train_1", "train_2"]
-    assert skipped and skipped[0][0] == "test_1" and "ratings_gold_standard/valence/test_1.arff" in skipped[0][1]
+    # the public package's test recordings have no gold standard: an unlabelled partition, not a fault
+    assert skipped == [] and [v for v, _ in unlabelled] == ["test_1"]
+    assert unlabelled[0][1].startswith("test partition: no public gold standard")
+    load_dataset("recola", recola_root, skipped=skipped)  # a caller that does not ask: they are skipped
+    assert skipped[0][0] == "test_1" and "ratings_gold_standard/valence/test_1.arff" in skipped[0][1]
     assert {r.video_id: r.split for r in records.values()} == {"train_1": "train", "train_2": "train", "dev_1": "val"}
     t1, t2, d1 = records["train_1"], records["train_2"], records["dev_1"]
     assert (t1.num_frames, t1.fps, t2.num_frames, t2.fps) == (50, 25.0, 60, 30.0)
@@ -62,7 +68,7 @@ def test_recola_clips_carry_the_frames_labels(recola_root):
     dm = AffectDataModule(root=str(recola_root), dataset="recola", clip_len=8, image_size=32, batch_size=2,
                           num_workers=0, augment=False, dataset_args={"method": "linear"})
     dm.setup()
-    assert dm.skipped == ["test_1"] and "missing gold standard" in dm.skip_reasons["test_1"]
+    assert dm.skipped == [] and list(dm.unlabelled) == ["test_1"]
     val = dm.datasets["val"]
     seen = []
     for i in range(len(val)):
@@ -378,3 +384,66 @@ def test_class_balanced_pretraining_sees_a_rare_class_as_often_as_a_common_one(t
     torch.manual_seed(0)
     plain, balanced = sad_share(False), sad_share(True)
     assert plain < 0.3 and 0.35 < balanced < 0.65, (plain, balanced)
+
+
+def test_a_corpus_without_test_labels_gets_a_subject_disjoint_held_out_split():
+    """Hand-made records: 6 training subjects (one with two videos), 2 validation subjects, no
+    test labels (as RECOLA, SEWA and Aff-Wild2 ship): a third of the training subjects, whole,
+    become the test split; validation is untouched; a corpus with its own test split keeps it."""
+    from fer_lightning.corpora.records import VideoRecord
+    from fer_lightning.corpora.splits import carve_held_out
+
+    def rec(vid, subject, split):
+        return VideoRecord(vid, Path(f"{vid}.mp4"), subject, split, 25.0, 4, np.ones(4, bool), np.zeros((4, 4)))
+
+    records = [rec(f"t{i}", f"s{i}", "train") for i in range(6)] + [rec("t0b", "s0", "train")]
+    records += [rec("d0", "v0", "val"), rec("d1", "v1", "val")]
+    out, moved = carve_held_out(records, 1 / 3, seed=3)
+    assert len(moved) == 2 and set(moved) <= {f"s{i}" for i in range(6)}
+    by_split = {s: {r.video_id for r in out if r.split == s} for s in ("train", "val", "test")}
+    assert by_split["val"] == {"d0", "d1"}
+    test_subjects = {r.subject for r in out if r.split == "test"}
+    assert test_subjects == set(moved) and not test_subjects & {r.subject for r in out if r.split == "train"}
+    if "s0" in moved:  # a subject moves with all of its videos
+        assert {"t0", "t0b"} <= by_split["test"]
+    assert carve_held_out(records, 1 / 3, seed=3)[1] == moved  # reproducible
+    assert carve_held_out(records, 0.0)[0] is records
+    with_test = records + [rec("x", "z", "test")]
+    assert carve_held_out(with_test, 0.5)[0] is with_test
+
+
+def test_recola_without_test_labels_trains_to_a_final_table(recola_root, tmp_path, capsys):
+    """RECOLA's public package has no test gold standard: by default a training recording is held
+    out as the test split and the fit ends with its row; with held_out_from_train 0 the fit still
+    ends with its table (validation only), not with an error after training."""
+    from fer_lightning.cli.main import main
+
+    dm = AffectDataModule(root=str(recola_root), dataset="recola", clip_len=8, image_size=32, batch_size=2,
+                          num_workers=0, augment=False)
+    dm.setup()
+    assert len(dm.held_out_subjects) == 1 and dm.held_out_subjects[0] in ("train_1", "train_2")
+    assert [r.video_id for r in dm.split_records("test")] == dm.held_out_subjects
+    assert [r.video_id for r in dm.split_records("val")] == ["dev_1"]
+    common = ["fit", "--config", str(Path(__file__).resolve().parents[1] / "experiments/finetune_recola.yaml"),
+              "--config", str(Path(__file__).resolve().parents[1] / "experiments/presets/debug.yaml"),
+              f"--data.root={recola_root}", "--data.face_store=null", "--data.clip_len=8", "--data.image_size=32",
+              "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet", "--model.hidden_size=8",
+              "--model.init_from=null", "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true", "--trainer.fast_dev_run=false",
+              "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
+    assert main([*common, "--data.held_out_from_train=0"]) == 0
+    out = capsys.readouterr().out
+    assert "val " in out and "no labelled test split" in out
+    assert main(common) == 0
+    table = capsys.readouterr().out
+    assert any(line.startswith("test ") and "no labelled" not in line for line in table.splitlines())
+
+
+def test_data_check_reports_recolas_unlabelled_test_partition_without_failing(recola_root, capsys):
+    from fer_lightning.cli.main import main
+
+    assert main(["data", "check", "--dataset", "recola", "--root", str(recola_root)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] is True and summary["skipped"] == []
+    assert [u["video_id"] for u in summary["unlabelled"]] == ["test_1"]
+    assert "no public gold standard" in summary["unlabelled"][0]["reason"]
+    assert set(summary["splits"]) == {"train", "val"}

@@ -250,7 +250,9 @@ def evaluate_best(trainer, model, datamodule) -> dict:
 
     ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    # a corpus without a labelled test split (and data.held_out_from_train: 0) ends at validation
+    has_test = getattr(datamodule, "has_clips", lambda split: True)("test")
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0] if has_test else None
     if not trainer.is_global_zero:  # the table, paths and W&B run are rank zero's to report
         return {"val": val, "test": test, "ckpt": ckpt}
     names = model.output_names if model.objective.continuous else ()
@@ -259,11 +261,18 @@ def evaluate_best(trainer, model, datamodule) -> dict:
         lines.append(f"{'split':<6} " + " ".join(f"{'CCC ' + n:>14}" for n in names)
                      + f" {'CCC mean':>10} " + " ".join(f"{'seq CCC ' + n:>18}" for n in names))
         for split, res in (("val", val), ("test", test)):
+            if res is None:
+                lines.append(f"{split:<6} (no labelled {split} split: set data.held_out_from_train to hold "
+                             "training subjects out)")
+                continue
             lines.append(f"{split:<6} " + " ".join(f"{res[f'{split}/ccc_{n}']:>14.3f}" for n in names)
                          + f" {res[f'{split}/ccc_mean']:>10.3f} "
                          + " ".join(f"{res[f'{split}/seq_ccc_{n}']:>18.3f}" for n in names))
     else:
         for split, res in (("val", val), ("test", test)):
+            if res is None:
+                lines.append(f"{split:<6} (no labelled {split} split)")
+                continue
             lines.append(f"{split:<6} accuracy {res[f'{split}/acc']:.3f}  macro-F1 {res[f'{split}/f1_macro']:.3f}")
     for cb in trainer.callbacks:
         if isinstance(cb, TracePlot) and cb.written:

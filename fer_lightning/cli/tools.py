@@ -92,15 +92,16 @@ def data_main(argv: Sequence[str]) -> int:
     if a.dataset not in list_datasets():
         fail(p, f"--dataset: unknown {a.dataset!r}; known: {', '.join(list_datasets())}")
     skipped: list[tuple[str, str]] = []
+    unlabelled: list[tuple[str, str]] = []
     try:
-        records = load_dataset(a.dataset, a.root, skipped=skipped, **a.dataset_args)
+        records = load_dataset(a.dataset, a.root, skipped=skipped, unlabelled=unlabelled, **a.dataset_args)
         if a.face_store:
             records, missing = attach_store(records, a.face_store, a.store_length_tolerance)
             skipped += missing
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(json.dumps({"ok": False, "error": str(err)}, indent=2))
         return 1
-    summary = summarize(records, skipped)
+    summary = summarize(records, skipped, unlabelled)
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 

@@ -9,11 +9,13 @@ import numpy as np
 from fer_lightning.corpora.records import VideoRecord
 
 
-def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]) -> dict:
+def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]],
+              unlabelled: Sequence[tuple[str, str]] = ()) -> dict:
     """Per split: videos, frames, labelled and unlabelled frames, why frames lack labels, and
     the videos whose label file's length differs from their frame count (and by how much);
-    then every video left out with its reason. ``ok`` is false when any video was left out
-    or none is usable."""
+    then every video left out with its reason, and the videos of a partition the corpus ships
+    without labels. ``ok`` is false when any video was left out or none is usable; an
+    unlabelled partition is how the corpus ships, not a failure."""
     splits: dict[str, dict] = {}
     for r in records:
         s = splits.setdefault(r.split, {"videos": 0, "frames": 0, "labelled_frames": 0, "unlabelled_frames": 0,
@@ -36,4 +38,5 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
         if counts.get("length_mismatch"):
             s["length_mismatch"][r.video_id] = -counts["length_mismatch"]
     return {"ok": bool(records) and not skipped, "splits": dict(sorted(splits.items())),
-            "skipped": [{"video_id": v, "reason": why} for v, why in skipped]}
+            "skipped": [{"video_id": v, "reason": why} for v, why in skipped],
+            "unlabelled": [{"video_id": v, "reason": why} for v, why in unlabelled]}

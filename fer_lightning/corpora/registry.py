@@ -49,10 +49,18 @@ def get_adapter(name: str) -> Adapter:
     return _ADAPTERS[name]
 
 
-def load_dataset(name: str, root: str | Path, skipped: list | None = None, **kwargs) -> list[VideoRecord]:
+def load_dataset(name: str, root: str | Path, skipped: list | None = None, unlabelled: list | None = None,
+                 **kwargs) -> list[VideoRecord]:
     """Load every video record of corpus ``name`` stored under ``root``.
 
     ``kwargs`` are the adapter's own options (``data.dataset_args`` in a config); videos the
-    adapter leaves out are appended to ``skipped`` as ``(video_id, reason)``.
+    adapter leaves out are appended to ``skipped`` as ``(video_id, reason)``, and the videos of a
+    partition the corpus publishes without labels (RECOLA's test recordings) to ``unlabelled``:
+    those are how the corpus ships, not a problem with it.
     """
-    return get_adapter(name)(Path(root), skipped=skipped, **kwargs)
+    import inspect
+
+    adapter = get_adapter(name)
+    if unlabelled is not None and "unlabelled" in inspect.signature(adapter).parameters:
+        kwargs["unlabelled"] = unlabelled
+    return adapter(Path(root), skipped=skipped, **kwargs)

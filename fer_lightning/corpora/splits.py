@@ -38,3 +38,25 @@ def subject_splits(subjects: Iterable[str], fractions: Sequence[float] = (0.7, 0
             out[s] = name
         start += c
     return out
+
+
+def carve_held_out(records: list, fraction: float, seed: int = 0) -> tuple[list, list[str]]:
+    """A test split for a corpus that has no labelled one (RECOLA, SEWA and Aff-Wild2 publish no
+    test labels): when no record is in ``test``, a subject-disjoint ``fraction`` of the training
+    subjects (at least one, drawn with ``seed``) moves there, so that the final figures come from
+    subjects that neither training, model selection nor post-processing saw. Returns the
+    records (unchanged when a test split exists or ``fraction`` is 0) and the subjects moved."""
+    import dataclasses
+
+    if fraction <= 0 or any(r.split == "test" for r in records):
+        return records, []
+    if not 0 < fraction < 1:
+        raise ValueError(f"data.held_out_from_train must lie in [0, 1), got {fraction}")
+    subjects = sorted({r.subject for r in records if r.split == "train"})
+    if len(subjects) < 2:
+        return records, []  # nothing to spare: training keeps its only subject
+    k = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
+    moved = sorted(np.random.default_rng(seed).permutation(subjects)[:k].tolist())
+    out = [dataclasses.replace(r, split="test") if r.split == "train" and r.subject in moved else r
+           for r in records]
+    return out, moved

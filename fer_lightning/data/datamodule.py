@@ -9,12 +9,13 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
 from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.corpora.splits import carve_held_out
 from fer_lightning.data.chunked import (
     ChunkedClipStream,
     class_balanced_weights,
@@ -103,6 +104,11 @@ class AffectDataModule(L.LightningDataModule):
             clips then read the aligned face videos and preprocessing's ``has_face`` instead
             of cropping source frames with the corpus's boxes. Videos missing from the store
             are skipped and reported.
+        held_out_from_train: for a corpus without a labelled test split (RECOLA, SEWA and
+            Aff-Wild2 publish no test labels): this fraction of the training subjects, drawn
+            with ``seed``, becomes the test split, subject-disjoint, so the final table comes
+            from subjects neither model selection nor post-processing saw (0: no test split;
+            the final table then has validation only). A corpus with test labels keeps its own.
         store_length_tolerance: a face video whose frame count differs from the corpus's by
             at most this many frames is used (labels fitted to the store's frames); beyond it
             the video is skipped with both counts in the reason.
@@ -142,6 +148,7 @@ class AffectDataModule(L.LightningDataModule):
         train_subjects: int | None = None,
         feature_cache: str | None = None,
         feature_cache_dir: str | None = None,
+        held_out_from_train: float = 0.2,
         store_length_tolerance: int = 5,
         strict: bool = False,
     ) -> None:
@@ -163,6 +170,8 @@ class AffectDataModule(L.LightningDataModule):
         self.datasets: dict[str, ClipDataset] = {}
         self.skipped: list[str] = []  # ids of videos left out at setup
         self.skip_reasons: dict[str, str] = {}
+        self.unlabelled: dict[str, str] = {}  # video -> why: a partition the corpus ships without labels
+        self.held_out_subjects: list[str] = []  # training subjects made the test split (held_out_from_train)
         # built here, not in setup, so that a config error shows before any data is touched
         self.device_augment = (build_device_augment(augment) if augment_on == "device" and not feature_cache
                                else None)
@@ -197,7 +206,13 @@ class AffectDataModule(L.LightningDataModule):
         args = dict(hp.dataset_args or {})
         if "class_names" in inspect.signature(get_adapter(hp.dataset)).parameters:
             args.setdefault("class_names", tuple(hp.class_names))  # one class list for data and model
-        records = load_dataset(hp.dataset, self.root, skipped=left_out, **args)
+        unlabelled: list[tuple[str, str]] = []  # a partition shipped without labels: reported, not skipped
+        records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
+        self.unlabelled = dict(unlabelled)
+        if unlabelled:
+            rank_zero_info(f"{len(unlabelled)} videos of {hp.dataset} come without labels and are not used: "
+                           + "; ".join(f"{vid}: {why}" for vid, why in unlabelled[:5])
+                           + (" ..." if len(unlabelled) > 5 else ""))
         margin = hp.face_margin
         if hp.face_store:
             if not (Path(hp.face_store) / "meta").is_dir():
@@ -221,6 +236,11 @@ class AffectDataModule(L.LightningDataModule):
                 f"{len(left_out)} videos are skipped: "
                 + "; ".join(f"{vid}: {why}" for vid, why in left_out[:10]) + (" ..." if len(left_out) > 10 else "")
             )
+        records, moved = carve_held_out(records, hp.held_out_from_train, hp.seed)
+        self.held_out_subjects = moved
+        if moved:
+            rank_zero_info(f"{hp.dataset} has no labelled test split: {len(moved)} training subjects held out as "
+                           f"test (data.held_out_from_train={hp.held_out_from_train}): {', '.join(moved)}")
         by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
         for r in records:
             by_split.setdefault(r.split, []).append(r)
@@ -299,10 +319,16 @@ class AffectDataModule(L.LightningDataModule):
     def split_records(self, split: str) -> list[VideoRecord]:
         return self.datasets[split].records
 
+    def has_clips(self, split: str) -> bool:
+        """Whether ``split`` has anything to evaluate (after setup)."""
+        return split in self.datasets and len(self.datasets[split]) > 0
+
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
         ds = self.datasets[split]
         if len(ds) == 0:
-            raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips")
+            hint = (" (the corpus has no labelled test videos: data.held_out_from_train > 0 holds training subjects "
+                    "out as a test split)" if split == "test" else "")
+            raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips{hint}")
         workers = self.hparams.num_workers
         if workers:
             _single_threaded_opencv()

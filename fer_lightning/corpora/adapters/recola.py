@@ -38,7 +38,8 @@ def read_gold_standard(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @register_dataset("recola")
 def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...] = ("valence", "arousal"),
-                method: str = "linear", delay: float = 0.0, tolerance: float | None = None) -> list[VideoRecord]:
+                method: str = "linear", delay: float = 0.0, tolerance: float | None = None,
+                unlabelled: list | None = None) -> list[VideoRecord]:
     """One record per recording with its gold standard resampled to the video's frames.
 
     Args:
@@ -46,6 +47,8 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
         method, delay, tolerance: see :func:`fer_lightning.corpora.labels.align_to_frames`.
         skipped: receives ``(video_id, reason)`` for each recording left out (no gold standard,
             unreadable video).
+        unlabelled: receives ``(video_id, reason)`` for each test recording without a gold
+            standard (the public AVEC 2016 package has none; into ``skipped`` when not given).
     """
     videos = sorted((root / "recordings_video").glob("*.mp4"))
     if not videos:
@@ -69,8 +72,11 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
                 counts.not_annotated += aligned.counts.not_annotated
                 columns.append(aligned.values[:, 0])
         except (FileNotFoundError, ValueError, VideoReadError) as err:
-            if skipped is not None:
-                skipped.append((vid, str(err)))
+            public_unlabelled = m.group(1) == "test" and "missing gold standard" in str(err)
+            target = unlabelled if public_unlabelled and unlabelled is not None else skipped
+            if target is not None:
+                target.append((vid, f"test partition: no public gold standard ({err})" if public_unlabelled
+                               else str(err)))
             continue
         values = np.stack(columns, axis=1)
         counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
