@@ -19,10 +19,10 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from fer_lightning.metrics.functional import ccc_from_sums, ccc_loss, concordance_cc, flatten_frames
+from fer_lightning.metrics.functional import ccc_from_sums, concordance_cc, flatten_frames
 from fer_lightning.metrics.stitch import stitch_frames
 
-__all__ = ["ConcordanceCC", "SequenceConcordanceCC", "ccc_loss", "video_key"]
+__all__ = ["ConcordanceCC", "SequenceConcordanceCC", "video_key"]
 
 _MOMENTS = ("n", "sum_p", "sum_t", "sum_pp", "sum_tt", "sum_pt")
 
