@@ -233,7 +233,7 @@ def afewva_root(feat_data, tmp_path_factory):
                 frames[f"{i:05d}"] = {"valence": (i % 21) - 10, "arousal": 10 - (i % 21),
                                       "landmarks": [[1.0, 2.0]] * 68}
         if c != 4:
-            (root / cid / f"{cid}.json").write_text(json.dumps({"actor": "x", "frames": frames}))
+            (root / cid / f"{cid}.json").write_text(json.dumps({"actor": f"actor{c}", "frames": frames}))
     return root
 
 
@@ -246,6 +246,28 @@ def test_afewva_reads_image_sequences_and_json_labels(afewva_root):
     np.testing.assert_allclose(r.values[15], [0.5, -0.5])  # valence 5, arousal -5 on -10..10
     assert np.isnan(r.values[3]).all() and r.extra["label_counts"]["not_annotated"] == 1
     assert len({r.split for r in recs.values()}) == 3  # clips spread over train/val/test
+    assert r.subject == "actor:actor2"
+
+
+def test_afewva_splits_by_actor(tmp_path):
+    """Eight clips of three actors (their JSON's "actor"), one clip naming none: every actor's
+    clips land in one split, and the clip without an actor is its own subject."""
+    import cv2
+
+    actors = {"001": "Ann", "002": "Ann", "003": "Ann", "004": "Ben", "005": "Ben", "006": "Cal", "007": "Cal",
+              "008": None}
+    for cid, actor in actors.items():
+        (tmp_path / cid).mkdir()
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / cid / f"{i:05d}.png"), np.full((16, 16, 3), 40 * i, np.uint8))
+        meta = {"frames": {"00000": {"valence": 1, "arousal": 2}}} | ({"actor": actor} if actor else {})
+        (tmp_path / cid / f"{cid}.json").write_text(json.dumps(meta))
+    for seed in range(4):
+        recs = {r.video_id: r for r in load_dataset("afewva", tmp_path, seed=seed, split_fractions=(0.5, 0.25, 0.25))}
+        for name in ("Ann", "Ben", "Cal"):
+            assert len({recs[c].split for c, a in actors.items() if a == name}) == 1, (seed, name)
+        assert recs["008"].subject == "clip:008" and "names no actor" in recs["008"].extra["subject_note"]
+        assert len({r.split for r in recs.values()}) >= 2
 
 
 def test_afewva_clips_go_through_preprocess_into_the_store(afewva_root, tmp_path):

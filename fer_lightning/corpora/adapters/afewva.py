@@ -2,10 +2,10 @@
 
 Folders ``001`` .. ``600``, each holding the clip's frames ``00000.png`` ... and ``NNN.json``
 whose ``frames`` maps a frame name ("00000") to ``{"valence": int, "arousal": int,
-"landmarks": [[x, y], ...]}`` with values in -10..10. Frames missing from the JSON have no
-label. There is no official split: clips get subject-disjoint splits treating each clip as a
-subject (the corpus does not say which actor is in which clip, so one actor can appear in two
-splits; results on it are optimistic for that reason).
+"landmarks": [[x, y], ...]}`` with values in -10..10, and ``actor`` names who is on screen.
+Frames missing from the JSON have no label. There is no official split: clips get
+subject-disjoint splits by actor, so no actor is in two splits (a clip whose JSON names no
+actor is its own subject, and the record says so).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def load_afewva(root: Path, skipped: list | None = None, targets: tuple[str, ...
 
     Args:
         targets: valence and/or arousal, in output order.
-        split_fractions, seed: the subject-disjoint split (each clip its own subject).
+        split_fractions, seed: the actor-disjoint split (a clip without an actor: its own subject).
         fps: frame rate of the image sequences.
         skipped: receives ``(clip_id, reason)`` for each clip left out.
     """
@@ -46,7 +46,9 @@ def load_afewva(root: Path, skipped: list | None = None, targets: tuple[str, ...
             meta_path = folder / f"{cid}.json"
             if not meta_path.is_file():
                 raise FileNotFoundError(f"missing annotation file {cid}/{cid}.json")
-            frames = json.loads(meta_path.read_text()).get("frames")
+            meta = json.loads(meta_path.read_text())
+            frames = meta.get("frames")
+            actor = meta.get("actor")
             if not isinstance(frames, dict):
                 raise ValueError(f"{cid}/{cid}.json has no 'frames' mapping")
             n = len(seq)
@@ -64,9 +66,12 @@ def load_afewva(root: Path, skipped: list | None = None, targets: tuple[str, ...
                 skipped.append((cid, str(err)))
             continue
         counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
-        records.append(whole_frame_record(cid, folder, subject=cid, split="", values=values, fps=fps,
+        subject = f"actor:{actor}" if isinstance(actor, str) and actor.strip() else f"clip:{cid}"
+        records.append(whole_frame_record(cid, folder, subject=subject, split="", values=values, fps=fps,
                                           num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
                                           value_names=list(targets)))
+        if subject.startswith("clip:"):
+            records[-1].extra["subject_note"] = "the JSON names no actor: the clip is its own subject"
     assign = subject_splits([r.subject for r in records], split_fractions, seed)
     for r in records:
         r.split = assign[r.subject]
