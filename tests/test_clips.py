@@ -22,6 +22,7 @@ from fer_lightning.media.video import VideoReadError
         (3, 4, 2, 1, False, [0]),  # shorter than a window: one padded window
         (10, 3, 5, 2, False, [0, 5]),  # span (3-1)*2+1 = 5
         (10, 4, 4, 1, True, [0, 4, 8]),  # evaluation: regular starts, tail padded
+        (10, 3, 5, 2, True, [0, 1, 5, 6]),  # evaluation at step 2: both phases of each start
         (0, 4, 2, 1, False, []),
     ],
 )
@@ -176,3 +177,24 @@ def test_a_forked_process_never_destroys_the_readers_it_inherited(tiny_corpus):
     if proc.is_alive():
         proc.kill()
     assert proc.exitcode == 0, "the forked child hung destroying a reader it inherited"
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_evaluation_windows_score_every_frame_whatever_the_frame_step(step):
+    """Evaluation windows (pad_last, half overlap) of a model trained on every step-th frame
+    reach every frame of a video, each frame seen by windows of its own phase only."""
+    from pathlib import Path
+
+    from fer_lightning.corpora.records import VideoRecord
+
+    n, clip_len = 37, 4
+    rec = VideoRecord("v", Path("v.mp4"), "s", "val", 25.0, n, np.zeros(n, bool), np.zeros((n, 4), np.float32),
+                      values=np.zeros((n, 2), np.float32))
+    span = (clip_len - 1) * step + 1
+    ds = ClipDataset([rec], clip_len=clip_len, stride=max(1, round(span * 0.5)), frame_step=step, pad_last=True)
+    covered = set()
+    for _, start in ds.windows:
+        frames = start + np.arange(clip_len) * step
+        covered |= {int(f) for f in frames if f < n}
+        assert len({f % step for f in frames}) == 1
+    assert covered == set(range(n))

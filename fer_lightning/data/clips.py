@@ -23,7 +23,10 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
     not dropped (a video shorter than one window still yields one, padded). With ``pad_last``
     windows keep their regular starts and run past the end, where the dataset pads and masks,
     so every frame is covered: once with ``stride`` equal to the window span, several times
-    with a shorter stride (evaluation's overlapping windows, stitched by the CCC metric).
+    with a shorter stride (evaluation's overlapping windows, stitched by the CCC metric). A
+    window ``frame_step`` frames apart sees one phase of the video, so with ``pad_last`` each
+    start also gets the windows at the other ``frame_step - 1`` phases (the model runs on the
+    video's interleaved streams, as ``predict`` does): every frame is scored whatever the step.
     """
     if clip_len < 1 or stride < 1 or frame_step < 1:
         raise ValueError(f"clip_len, stride and frame_step must be >= 1 (got {clip_len}, {stride}, {frame_step})")
@@ -31,7 +34,7 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
         return []
     span = (clip_len - 1) * frame_step + 1
     if pad_last:
-        return list(range(0, num_frames, stride))
+        return [s + p for s in range(0, num_frames, stride) for p in range(frame_step) if s + p < num_frames]
     last = max(0, num_frames - span)
     starts = list(range(0, last + 1, stride))
     if starts[-1] != last:
