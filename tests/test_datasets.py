@@ -469,3 +469,51 @@ def test_data_check_reports_recolas_unlabelled_test_partition_without_failing(re
     assert [u["video_id"] for u in summary["unlabelled"]] == ["test_1"]
     assert "no public gold standard" in summary["unlabelled"][0]["reason"]
     assert set(summary["splits"]) == {"train", "val"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["affwild2", "sewa", "afewva"])
+def test_each_real_finetune_experiment_trains_to_its_final_table(dataset, request, tmp_path, capsys):
+    """experiments/finetune_<corpus>.yaml on that corpus's format-exact fixture, tiny backbone:
+    fit, validation and the final table, whatever the corpus ships (Aff-Wild2: a training video
+    held out as test; SEWA: one training subject, so validation only; AFEW-VA: its own split)."""
+    from fer_lightning.cli.main import main
+
+    root = request.getfixturevalue(f"{dataset}_root")
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    code = main(["fit", "--config", str(experiments / f"finetune_{dataset}.yaml"),
+                 "--config", str(experiments / "presets/debug.yaml"), f"--data.root={root}", "--data.face_store=null",
+                 "--data.clip_len=8", "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
+                 "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.init_from=null",
+                 "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true",
+                 "--trainer.fast_dev_run=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"])
+    table = capsys.readouterr().out
+    assert code == 0
+    rows = {line.split()[0]: line for line in table.splitlines() if line.startswith(("val ", "test "))}
+    assert set(rows) == {"val", "test"} and "CCC mean" in table
+    assert ("no labelled test split" in rows["test"]) == (dataset == "sewa")
+
+
+@pytest.mark.slow
+def test_the_real_pretraining_experiment_trains_to_its_final_table(tmp_path, capsys):
+    """experiments/pretrain.yaml on an emotion_manifest corpus of 10 videos (subject-disjoint
+    splits of its own), tiny backbone: fit, validation and the final accuracy / macro-F1 table."""
+    from fer_lightning.cli.main import main
+    from fer_lightning.tasks import EMOTIONS
+
+    rows = []
+    for i in range(10):
+        write_video(tmp_path / "corpus" / "v" / f"p{i}.mp4", grey_ramp(30), 30)
+        rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": EMOTIONS[(f // 5 + i) % 6]} for f in range(30)]
+    pd.DataFrame(rows).to_csv(tmp_path / "corpus" / "labels.csv", index=False)
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    code = main(["fit", "--config", str(experiments / "pretrain.yaml"), "--config", str(experiments / "presets/debug.yaml"),
+                 f"--data.root={tmp_path / 'corpus'}", "--data.face_store=null", "--data.clip_len=8",
+                 "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet",
+                 "--model.hidden_size=8", "--trainer.accelerator=cpu", f"--run_root={tmp_path / 'run'}",
+                 "--evaluate_after_fit=true", "--trainer.fast_dev_run=false", "--trainer.max_epochs=1",
+                 "--trainer.limit_train_batches=2"])
+    table = capsys.readouterr().out
+    assert code == 0
+    lines = [line for line in table.splitlines() if line.startswith(("val ", "test "))]
+    assert len(lines) == 2 and all("accuracy" in line and "macro-F1" in line for line in lines)
