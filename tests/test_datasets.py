@@ -517,3 +517,33 @@ def test_the_real_pretraining_experiment_trains_to_its_final_table(tmp_path, cap
     assert code == 0
     lines = [line for line in table.splitlines() if line.startswith(("val ", "test "))]
     assert len(lines) == 2 and all("accuracy" in line and "macro-F1" in line for line in lines)
+
+
+def test_labels_in_time_go_on_the_face_stores_own_frame_times(recola_root, tmp_path):
+    """A variable-frame-rate source: the store records each decoded frame's time (here 40 ms
+    apart, then 80 ms). RECOLA's gold standard (arousal 0.25 * t, valence -0.25 * t, every 40 ms)
+    is put on those times, not on frame / fps."""
+    from fer_lightning.corpora.labels import labels_on_store_times
+    from fer_lightning.store.read import attach_store
+
+    n = 50  # train_1: 50 frames listed at 25 fps
+    times = np.where(np.arange(n) < 25, np.arange(n) * 0.04, 1.0 + (np.arange(n) - 25) * 0.08)
+    times = np.minimum(times, 2.0)  # the gold standard ends at 2.0 s
+    store = tmp_path / "store"
+    (store / "meta").mkdir(parents=True)
+    (store / "videos").mkdir()
+    pd.DataFrame({"frame_index": range(n), "time_s": times, "has_face": 1}).to_csv(store / "meta" / "train_1.csv",
+                                                                                   index=False)
+    (store / "videos" / "train_1.mp4").write_bytes(b"")
+    rec = next(r for r in load_dataset("recola", recola_root) if r.video_id == "train_1")
+    np.testing.assert_allclose(rec.values[40], [-0.4, 0.4], atol=1e-6)  # without a store: frame 40 at 1.6 s
+    attached, _ = attach_store([rec], store)
+    relabelled = labels_on_store_times(attached[0])
+    np.testing.assert_allclose(relabelled.values, np.stack([-0.25 * times, 0.25 * times], 1), atol=1e-5)
+    assert relabelled.values[40, 1] == pytest.approx(0.25 * 2.0)  # frame 40 is at 2.0 s in this video
+
+    dm = AffectDataModule(root=str(recola_root), dataset="recola", face_store=str(store), clip_len=8, image_size=32,
+                          batch_size=2, num_workers=0, augment=False)
+    dm.setup()
+    got = next(r for s in ("train", "test") for r in dm.split_records(s) if r.video_id == "train_1")
+    np.testing.assert_allclose(got.values, relabelled.values)

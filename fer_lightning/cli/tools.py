@@ -87,6 +87,7 @@ def data_main(argv: Sequence[str]) -> int:
     a = p.parse_args(list(argv))
     from fer_lightning.corpora.adapters import list_datasets, load_dataset
     from fer_lightning.corpora.check import summarize
+    from fer_lightning.corpora.labels import labels_on_store_times
     from fer_lightning.store.read import attach_store
 
     if a.dataset not in list_datasets():
@@ -97,6 +98,7 @@ def data_main(argv: Sequence[str]) -> int:
         records = load_dataset(a.dataset, a.root, skipped=skipped, unlabelled=unlabelled, **a.dataset_args)
         if a.face_store:
             records, missing = attach_store(records, a.face_store, a.store_length_tolerance)
+            records = [labels_on_store_times(r) for r in records]
             skipped += missing
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(json.dumps({"ok": False, "error": str(err)}, indent=2))

@@ -168,3 +168,42 @@ def read_arff(path: str | Path) -> tuple[list[str], list[list[str]]]:
     if not in_data:
         raise ValueError(f"{path}: no @data section; is this an ARFF file?")
     return names, rows
+
+
+@dataclass
+class TimedLabels:
+    """Annotations as the corpus gives them, in time: per target column its ``(times, values)``
+    (seconds; values on [-1, 1], NaN where invalid) and how they were put on frames. Kept on a
+    record (``extra["timed_labels"]``) so that the labels can be put on other frame times: the
+    face store's, which are each decoded frame's own time."""
+
+    columns: list[tuple[np.ndarray, np.ndarray]]
+    method: str = "linear"
+    delay: float = 0.0
+    tolerance: float | None = None
+
+    def on_frames(self, frame_times: np.ndarray) -> AlignedLabels:
+        """The labels of frames at ``frame_times`` (N, D), as the adapter aligned them."""
+        counts = LabelCounts(frames=len(frame_times))
+        cols = []
+        for times, values in self.columns:
+            aligned = align_to_frames(times, values, frame_times, self.method, self.delay, self.tolerance)
+            cols.append(aligned.values[:, 0])
+        values = np.stack(cols, axis=1) if cols else np.zeros((len(frame_times), 0), np.float32)
+        counts.not_annotated = int(np.isnan(values).all(axis=1).sum()) if cols else len(frame_times)
+        return AlignedLabels(values.astype(np.float32), counts)
+
+
+def labels_on_store_times(record):
+    """A record whose labels came from timed annotations (``extra["timed_labels"]``) and whose
+    frames come from a face store with per-frame times (``extra["frame_times"]``): its labels
+    put on those times, so a variable-frame-rate source is labelled where each frame really is.
+    Other records are returned as they are."""
+    import dataclasses
+
+    timed, frame_times = record.extra.get("timed_labels"), record.extra.get("frame_times")
+    if timed is None or frame_times is None or len(frame_times) != record.num_frames:
+        return record
+    aligned = timed.on_frames(np.asarray(frame_times, np.float64))
+    extra = dict(record.extra, labels_on="the face store's per-frame times")
+    return dataclasses.replace(record, values=aligned.values, extra=extra)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
+from fer_lightning.corpora.labels import labels_on_store_times
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.splits import carve_held_out
 from fer_lightning.data.chunked import (
@@ -220,6 +221,7 @@ class AffectDataModule(L.LightningDataModule):
                     f"data.face_store: no face-clip store at {hp.face_store}; make it first with "
                     f"`fer-lightning preprocess --input {self.root} --output {hp.face_store}`")
             records, missing = attach_store(records, hp.face_store, hp.store_length_tolerance, hp.strict)
+            records = [labels_on_store_times(r) for r in records]  # labels in time: on each frame's own time
             if records == [] and missing:
                 raise FileNotFoundError(
                     f"none of the {len(missing)} videos of {self.root} is in the face store {hp.face_store}: "

@@ -25,7 +25,9 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
 
     Within ``tolerance`` (a container that lists a few more frames than FFmpeg decodes, as
     decord's count can), the store's frames are the truth: labels are cut to them, or padded
-    without a label (masked), and the record notes the difference in ``extra``.
+    without a label (masked), and the record notes the difference in ``extra``. The store's
+    per-frame times go into ``extra["frame_times"]`` (labels in time are put on them by
+    :func:`fer_lightning.corpora.labels.labels_on_store_times`).
     """
     import pandas as pd
 
@@ -37,7 +39,7 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
         if not (meta_path.exists() and video.exists()):
             left_out.append((rec.video_id, f"not in the face store {store}"))
             continue
-        meta = pd.read_csv(meta_path, usecols=["frame_index", "has_face"])
+        meta = pd.read_csv(meta_path, usecols=lambda c: c in ("frame_index", "time_s", "has_face"))
         n = len(meta)
         if abs(n - rec.num_frames) > tolerance:
             reason = (f"the face store holds {n} frames but the corpus has {rec.num_frames} (more than "
@@ -49,6 +51,8 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
         side = _store_side(store)
         boxes = np.tile(np.array([[0, 0, side, side]], np.float32), (n, 1))
         extra = dict(rec.extra)
+        if "time_s" in meta.columns:  # each decoded frame's own time (variable frame rates too)
+            extra["frame_times"] = meta["time_s"].to_numpy(np.float64)
         if n != rec.num_frames:
             extra["frame_count_note"] = f"corpus {rec.num_frames} frames, face store {n}: labels fitted to the store"
         out.append(dataclasses.replace(rec, path=video, num_frames=n, boxes=boxes,

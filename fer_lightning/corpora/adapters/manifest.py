@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
-from fer_lightning.corpora.labels import LabelCounts, align_to_frames, scale_to_unit
+from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_frames, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.splits import SPLIT_NAMES, subject_splits
@@ -73,7 +73,10 @@ def load_manifest(
             counts = LabelCounts()
             raw = labels[list(targets)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
             scaled = scale_to_unit(raw, *scale, invalid=invalid, counts=counts)
+            timed = None
             if "time" in labels.columns:
+                times = labels["time"].to_numpy(float)
+                timed = TimedLabels([(times, scaled[:, j]) for j in range(scaled.shape[1])], method, delay, tolerance)
                 aligned = align_to_frames(labels["time"].to_numpy(float), scaled, np.arange(n) / fps, method, delay,
                                           tolerance)
                 values = aligned.values
@@ -96,4 +99,6 @@ def load_manifest(
         records.append(whole_frame_record(vid, video, subject=row.subject, split=split or drawn[row.subject],
                                           values=values, fps=fps, num_frames=n, width=w, height=h,
                                           label_counts=counts.as_dict(), value_names=list(targets)))
+        if timed is not None:
+            records[-1].extra["timed_labels"] = timed
     return records

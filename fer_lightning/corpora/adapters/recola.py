@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
-from fer_lightning.corpora.labels import LabelCounts, align_to_frames, read_arff, scale_to_unit
+from fer_lightning.corpora.labels import (
+    LabelCounts,
+    TimedLabels,
+    align_to_frames,
+    read_arff,
+    scale_to_unit,
+)
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.media.video import VideoReadError
@@ -61,7 +67,7 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
         vid = path.stem
         try:
             fps, n, w, h = video_info(path)
-            columns, counts = [], LabelCounts()
+            columns, counts, timed = [], LabelCounts(), []
             for target in targets:
                 gold = root / "ratings_gold_standard" / target / f"{vid}.arff"
                 if not gold.is_file():
@@ -69,6 +75,7 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
                 times, raw = read_gold_standard(gold)
                 scaled = scale_to_unit(raw, -1.0, 1.0, counts=counts)
                 aligned = align_to_frames(times, scaled, np.arange(n) / fps, method, delay, tolerance)
+                timed.append((times, scaled))
                 counts.not_annotated += aligned.counts.not_annotated
                 columns.append(aligned.values[:, 0])
         except (FileNotFoundError, ValueError, VideoReadError) as err:
@@ -83,4 +90,5 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
         records.append(whole_frame_record(vid, path, subject=vid, split=SPLITS[m.group(1)], values=values,
                                           fps=fps, num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
                                           value_names=list(targets)))
+        records[-1].extra["timed_labels"] = TimedLabels(timed, method, delay, tolerance)
     return records

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
-from fer_lightning.corpora.labels import LabelCounts, align_to_frames, scale_to_unit
+from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_frames, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.media.video import VideoReadError
@@ -76,4 +76,7 @@ def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] 
         records.append(whole_frame_record(vid, video, subject=vid, split=SPLITS[key[0]], values=values, fps=fps,
                                           num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
                                           value_names=list(targets)))
+        times = table["time"].to_numpy(float)
+        records[-1].extra["timed_labels"] = TimedLabels([(times, scaled[:, j]) for j in range(scaled.shape[1])],
+                                                        method, delay, tolerance)
     return records
