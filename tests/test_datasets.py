@@ -547,3 +547,27 @@ def test_labels_in_time_go_on_the_face_stores_own_frame_times(recola_root, tmp_p
     dm.setup()
     got = next(r for s in ("train", "test") for r in dm.split_records(s) if r.video_id == "train_1")
     np.testing.assert_allclose(got.values, relabelled.values)
+
+
+@pytest.mark.parametrize("edition", ["annotations", "5th_ABAW_Annotations", "6th ABAW Annotations"])
+def test_affwild2_as_shipped_finds_any_editions_annotations_and_the_batch_folders(edition, tmp_path):
+    """The ABAW folder as the organisers ship it: the annotations under an edition's own folder
+    name, videos in batch1/, batch2/ and new_vids/ (.mp4 and .avi); an ambiguous or missing
+    annotation folder is an error that names the option."""
+    root = tmp_path / "ABAW"
+    ann = root / edition / "VA_Estimation_Challenge"
+    for folder, name, n, codec in (("batch1", "1-30-1280x720.mp4", 20, "libx264"), ("batch2", "video2.avi", 20, "mpeg4"),
+                                   ("new_vids", "video3.mp4", 20, "libx264")):
+        write_video(root / folder / name, grey_ramp(n), 30, **({"codec": codec} if codec == "mpeg4" else {}))
+    for split, name in (("Train_Set", "1-30-1280x720"), ("Train_Set", "video2"), ("Validation_Set", "video3")):
+        (ann / split).mkdir(parents=True, exist_ok=True)
+        (ann / split / f"{name}.txt").write_text("valence,arousal\n" + "0.1,0.2\n" * 20)
+    skipped = []
+    recs = {r.video_id: r for r in load_dataset("affwild2", root, skipped=skipped)}
+    assert skipped == [] and sorted(recs) == ["1-30-1280x720", "video2", "video3"]
+    assert recs["video2"].path == root / "batch2" / "video2.avi" and recs["video3"].split == "val"
+    (root / "other" / "VA_Estimation_Challenge" / "Train_Set").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="several .* data.dataset_args.annotations"):
+        load_dataset("affwild2", root)
+    with pytest.raises(FileNotFoundError, match="data.root to the ABAW folder"):
+        load_dataset("affwild2", tmp_path / "ABAW" / "batch1")

@@ -3,7 +3,12 @@
 One annotation file per video (or per person in two-person videos: ``<video>_left.txt`` and
 ``<video>_right.txt``) under ``Train_Set/`` and ``Validation_Set/``, header ``valence,arousal``,
 one row per video frame, values in [-1, 1], ``-5`` where a frame is not annotated. Videos
-(``.mp4`` or ``.avi``) are found by name anywhere under the videos folder. The official test
+(``.mp4`` or ``.avi``) are found by name anywhere under the videos folder.
+
+With ``root`` at the ABAW folder as shipped, both are found by themselves: the annotations
+are the folder named ``VA_Estimation_Challenge`` that holds ``Train_Set/`` (editions put it
+under ``annotations/``, ``5th_ABAW_Annotations/``, ``6th ABAW Annotations/``...), and the
+videos are every ``.mp4``/``.avi`` under ``root`` (``batch1/``, ``batch2/``, ``new_vids/``...). The official test
 labels are not public: by default Train_Set is ``train`` and Validation_Set ``val``; with
 ``val_from_train`` > 0 a subject-disjoint part of Train_Set becomes ``val`` and Validation_Set
 becomes ``test``, the usual way to report on it.
@@ -32,12 +37,30 @@ def _video_for(name: str, videos: dict[str, Path]) -> Path | None:
     return videos.get(name) or videos.get(base)
 
 
+def _find_annotations(root: Path, max_depth: int = 4) -> Path:
+    """The ``VA_Estimation_Challenge`` folder (with ``Train_Set/``) under ``root``, whatever the
+    ABAW edition calls the folders above it; an error names the option when there is none or
+    more than one."""
+    hits = sorted(p.parent for p in root.rglob("Train_Set")
+                  if p.is_dir() and p.parent.name.lower() == "va_estimation_challenge"
+                  and len(p.relative_to(root).parts) <= max_depth + 1)
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise FileNotFoundError(f"no Aff-Wild2 VA annotations under {root} (a VA_Estimation_Challenge/Train_Set "
+                                "folder): set data.root to the ABAW folder, or data.dataset_args.annotations to the "
+                                "folder holding Train_Set/ and Validation_Set/")
+    raise FileNotFoundError(f"several Aff-Wild2 VA annotation folders under {root}: "
+                            + ", ".join(str(h.relative_to(root)) for h in hits)
+                            + "; choose one with data.dataset_args.annotations")
+
+
 @register_dataset("affwild2")
 def load_affwild2(
     root: Path,
     skipped: list | None = None,
-    annotations: str = "annotations/VA_Estimation_Challenge",
-    videos: str = "videos",
+    annotations: str | None = None,
+    videos: str | None = None,
     targets: tuple[str, ...] = ("valence", "arousal"),
     length_tolerance: int = 5,
     val_from_train: float = 0.0,
@@ -46,17 +69,22 @@ def load_affwild2(
     """One record per annotation file (per person), labels on their frames.
 
     Args:
-        annotations, videos: folders under ``root`` (defaults: the ABAW package's names).
+        annotations, videos: folders under ``root`` (default: found, see the module docs).
         length_tolerance: a label file up to this many rows longer or shorter than its video
             is truncated or padded (padding masked and counted); beyond it the video is left
             out with both lengths in the reason.
         val_from_train, seed: see the module docs.
         skipped: receives ``(video_id, reason)`` for each left-out annotation file.
     """
-    ann_root = root / annotations
-    if not ann_root.is_dir():
-        raise FileNotFoundError(f"no Aff-Wild2 annotations at {ann_root} (expected Train_Set/, Validation_Set/)")
-    found = {p.stem: p for p in sorted((root / videos).rglob("*")) if p.suffix.lower() in (".mp4", ".avi")}
+    ann_root = root / annotations if annotations else _find_annotations(root)
+    if not (ann_root / "Train_Set").is_dir():
+        raise FileNotFoundError(f"no Aff-Wild2 annotations at {ann_root} (expected Train_Set/, Validation_Set/): "
+                                "set data.dataset_args.annotations to that folder, relative to data.root")
+    video_root = root / videos if videos else root
+    found = {p.stem: p for p in sorted(video_root.rglob("*")) if p.suffix.lower() in (".mp4", ".avi")}
+    if not found:
+        raise FileNotFoundError(f"no .mp4/.avi videos under {video_root}: set data.root to the ABAW folder, or "
+                                "data.dataset_args.videos to the folder that holds them")
     records = []
     for folder, split in SETS.items():
         for ann in sorted((ann_root / folder).glob("*.txt")):
@@ -64,7 +92,7 @@ def load_affwild2(
             try:
                 video = _video_for(vid, found)
                 if video is None:
-                    raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {root / videos}")
+                    raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {video_root}")
                 fps, n, w, h = video_info(video)
                 table = pd.read_csv(ann)
                 absent = [t for t in targets if t not in table.columns]
