@@ -32,6 +32,15 @@ def test_evaluate_writes_its_report_for_any_checkpoint(tiny_checkpoint, tmp_path
     assert set(result["postprocess"]["valence"]) >= {"delay_s", "smoothing", "window_s", "bias", "scale"}
     for f in ("json", "markdown", "search_plot", "subjects_plot", "traces_plot"):
         assert (tmp_path / "eval").joinpath(result["files"][f].split("/")[-1]).stat().st_size > 100
+    # the final predictions in ABAW's format: one file per scored video, a row per frame
+    abaw = sorted((tmp_path / "eval" / "predictions_abaw").glob("*.txt"))
+    assert len(abaw) == result["videos"]["test"]
+    from fer_lightning.corpora.adapters import load_dataset
+
+    frames = {r.video_id: r.num_frames for r in load_dataset("synthetic", result["data"]["root"])}
+    for path in abaw:
+        lines = path.read_text().splitlines()
+        assert lines[0] == "valence,arousal" and len(lines) == frames[path.stem] + 1
 
 
 def test_evaluate_refuses_a_pretraining_checkpoint_and_a_missing_one(tiny_corpus, tmp_path, capsys):

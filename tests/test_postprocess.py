@@ -104,3 +104,23 @@ def test_a_step_that_does_not_help_on_dev_is_left_out():
     for steps in post.dims:
         assert (steps.delay_s, steps.smoothing, steps.bias, steps.scale) == (0.0, None, 0.0, 1.0)
     np.testing.assert_allclose(post.apply(dev)["v0"].pred, dev["v0"].pred)
+
+
+def test_prediction_files_in_the_challenges_formats(tmp_path):
+    """ABAW: header and one clipped row per frame; label rate: predictions interpolated at the
+    annotation times from the frames' own times (hand-computed)."""
+    from fer_lightning.evaluation.formats import write_abaw_va, write_label_rate
+
+    pred = np.array([[0.5, -0.2], [1.4, 0.1], [-0.3, -1.7]])
+    (path,) = write_abaw_va(tmp_path / "abaw", {"vid_left": pred}, ["valence", "arousal"])
+    lines = path.read_text().splitlines()
+    assert path.name == "vid_left.txt" and lines[0] == "valence,arousal" and len(lines) == 4
+    assert lines[2] == "1.000000,0.100000" and lines[3] == "-0.300000,-1.000000"
+    frame_times = np.array([0.0, 0.04, 0.08])
+    written = write_label_rate(tmp_path / "rate", {"rec": (frame_times, pred), "other": (frame_times, pred)},
+                               {"rec": np.array([0.0, 0.02, 0.1])}, ["valence", "arousal"])
+    assert [p.name for p in written] == ["rec.csv"]  # a video without annotation times is left out
+    rows = written[0].read_text().splitlines()
+    assert rows[0] == "instance,time_s,valence,arousal"
+    assert rows[2] == "rec,0.020,0.950000,-0.050000"  # halfway between frames 0 and 1
+    assert rows[3] == "rec,0.100,-0.300000,-1.700000"  # after the last frame: held

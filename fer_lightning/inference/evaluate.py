@@ -10,7 +10,10 @@ raw, and after AVEC-style post-processing fitted on the development split (delay
 compensation, median or Savitzky-Golay smoothing, bias and scale correction; see
 :mod:`fer_lightning.evaluation.postprocess`). Writes ``evaluation.json``, ``evaluation.md`` (printed too),
 ``postprocess_search.png`` (development CCC against delay and smoothing window),
-``subjects.png`` and ``traces_<split>.png`` into ``--out`` (default: beside the checkpoint).
+``subjects.png`` and ``traces_<split>.png`` into ``--out`` (default: beside the checkpoint),
+and the scored split's final predictions in the challenges' formats: ``predictions_abaw/``
+(one txt per video, every frame) and, for a corpus annotated in time, ``predictions_label_rate/``
+(one csv per recording at its annotation times).
 
 The data are the checkpoint's own (its datamodule's settings); ``--config`` files (experiment
 files and presets) and ``--data.KEY=VALUE`` overrides are layered on top of them exactly as
@@ -112,8 +115,28 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
                              "optimistic; evaluate another split for a fair figure")
     out = Path(out) if out else Path(ckpt).parent / f"evaluate-{Path(ckpt).stem}-{split}"
     out.mkdir(parents=True, exist_ok=True)
-    result["files"] = write_outputs(result, post, test, out, names)
+    predictions = write_prediction_files(post.apply(test), dm.split_records(split), out, names)
+    result["files"] = write_outputs(result, post, test, out, names, predictions)
     return result
+
+
+def write_prediction_files(final: dict[str, VideoTrace], records, out: Path, names: list[str]) -> dict:
+    """The scored split's final (post-processed) per-frame predictions in the challenges'
+    formats (:mod:`fer_lightning.evaluation.formats`): ABAW's per-frame txt files always, and
+    per-recording files at the annotation times for a corpus annotated in time."""
+    from fer_lightning.evaluation.formats import write_abaw_va, write_label_rate
+
+    by_id = {r.video_id: r for r in records}
+    files = {"predictions_abaw": str(out / "predictions_abaw")}
+    write_abaw_va(out / "predictions_abaw", {vid: s.pred for vid, s in final.items()}, names)
+    timed = {vid: r.extra["timed_labels"].columns[0][0] for vid, r in by_id.items() if "timed_labels" in r.extra}
+    if timed:
+        frame_times = {vid: np.asarray(by_id[vid].extra.get("frame_times", np.arange(len(s.pred)) / s.fps))
+                       for vid, s in final.items()}
+        write_label_rate(out / "predictions_label_rate", {vid: (frame_times[vid], s.pred) for vid, s in final.items()},
+                         timed, names)
+        files["predictions_label_rate"] = str(out / "predictions_label_rate")
+    return files
 
 
 def _step_scores(post: PostProcessor, seqs: dict[str, VideoTrace], names: list[str]) -> dict:
@@ -162,7 +185,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace], out: Path, names: list[str]) -> dict:
+def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace], out: Path, names: list[str],
+                  more_files: dict | None = None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +197,7 @@ def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace]
     split, dev = result["split"], result["dev_split"]
     files = {"json": str(out / "evaluation.json"), "markdown": str(out / "evaluation.md"),
              "search_plot": str(out / "postprocess_search.png"), "subjects_plot": str(out / "subjects.png"),
-             "traces_plot": str(out / f"traces_{split}.png")}
+             "traces_plot": str(out / f"traces_{split}.png"), **(more_files or {})}
     # what the search saw on the development split: CCC against delay, against smoothing window
     fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.0 * len(names)), squeeze=False)
     for d, name in enumerate(names):
