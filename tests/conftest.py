@@ -14,6 +14,22 @@ import pytest  # noqa: E402
 from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def no_wandb_service_leaks():
+    """A W&B run made inside the test process starts a wandb-core service and announces it in
+    ``os.environ`` (``WANDB_SERVICE``). A later subprocess (the CLI tests, a SLURM job) would
+    attach to that service instead of starting its own, and its run files would not be where
+    and when it expects them. Each test's service is torn down after it, and its variables go."""
+    before = {k for k in os.environ if k.startswith("WANDB_")}
+    yield
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    for key in [k for k in os.environ if k.startswith("WANDB_") and k not in before]:
+        del os.environ[key]
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """6 subjects x 3 s at 25 fps, 128 px frames; half the videos hold a faceless gap."""
