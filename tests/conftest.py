@@ -19,13 +19,10 @@ def no_wandb_service_leaks():
     """A W&B run made inside the test process starts a wandb-core service and announces it in
     ``os.environ`` (``WANDB_SERVICE``). A later subprocess (the CLI tests, a SLURM job) would
     attach to that service instead of starting its own, and its run files would not be where
-    and when it expects them. Each test's service is torn down after it, and its variables go."""
+    and when it expects them. The variables a test added go after it. (The service itself
+    stays: ``wandb.teardown()`` would leave this process unable to start another run.)"""
     before = {k for k in os.environ if k.startswith("WANDB_")}
     yield
-    import sys
-
-    if "wandb" in sys.modules:
-        sys.modules["wandb"].teardown()
     for key in [k for k in os.environ if k.startswith("WANDB_") and k not in before]:
         del os.environ[key]
 
