@@ -192,6 +192,7 @@ def sewa_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("SEWA")
     write_video(root / "video" / "Train_1.avi", grey_ramp(50), 25, codec="mpeg4")
     write_video(root / "video" / "Devel_2.avi", grey_ramp(60), 30, codec="mpeg4")
+    write_video(root / "video" / "Test_1.avi", grey_ramp(20), 25, codec="mpeg4")  # no labels, as shipped
     (root / "labels").mkdir()
     for name in ("Train_01", "Devel_02", "Devel_03"):  # Devel_03 has no video
         k = np.arange(21)  # 0..2.0 s every 100 ms
@@ -571,3 +572,11 @@ def test_affwild2_as_shipped_finds_any_editions_annotations_and_the_batch_folder
         load_dataset("affwild2", root)
     with pytest.raises(FileNotFoundError, match="data.root to the ABAW folder"):
         load_dataset("affwild2", tmp_path / "ABAW" / "batch1")
+
+
+def test_sewa_reports_its_test_videos_as_an_unlabelled_partition(sewa_root):
+    skipped, unlabelled = [], []
+    recs = load_dataset("sewa", sewa_root, skipped=skipped, unlabelled=unlabelled)
+    assert sorted(r.video_id for r in recs) == ["Devel_2", "Train_1"]
+    assert unlabelled == [("Test_1", "test partition: no public labels")]
+    assert [v for v, _ in skipped] == ["Devel_03"]  # a label file without its video: a real problem

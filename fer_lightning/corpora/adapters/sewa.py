@@ -27,13 +27,16 @@ NAME = re.compile(r"^(Train|Devel)_0*(\d+)$", re.IGNORECASE)
 
 @register_dataset("sewa")
 def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] = ("valence", "arousal"),
-              method: str = "linear", delay: float = 0.0, tolerance: float | None = None) -> list[VideoRecord]:
+              method: str = "linear", delay: float = 0.0, tolerance: float | None = None,
+              unlabelled: list | None = None) -> list[VideoRecord]:
     """One record per labelled recording, labels resampled from 100 ms steps to frames.
 
     Args:
         targets: any of arousal, valence, liking, in output order.
         method, delay, tolerance: see :func:`fer_lightning.corpora.labels.align_to_frames`.
         skipped: receives ``(video_id, reason)`` for each recording left out.
+        unlabelled: receives ``(video_id, reason)`` for each Test recording (AVEC 2017 never
+            released their labels).
     """
     unknown = [t for t in targets if t not in COLUMNS[2:]]
     if unknown:
@@ -43,6 +46,9 @@ def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] 
         m = NAME.match(p.stem)
         if m and p.suffix.lower() in (".avi", ".mp4"):
             videos[(m.group(1).lower(), int(m.group(2)))] = p
+    if unlabelled is not None:
+        unlabelled += [(p.stem, "test partition: no public labels") for p in sorted((root / "video").glob("*"))
+                       if p.suffix.lower() in (".avi", ".mp4") and p.stem.lower().startswith("test_")]
     label_files = sorted((root / "labels").glob("*.csv"))
     if not label_files:
         raise FileNotFoundError(f"no SEWA label files at {root / 'labels'} (expected Train_01.csv ...)")
