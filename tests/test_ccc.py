@@ -127,19 +127,23 @@ def test_ccc_loss_value_gradient_and_mask():
     assert z.item() == 0.0
 
 
-def _ddp_worker(rank, world, port, preds, target, mask, queue):
+def _ddp_worker(rank, world, port, preds, target, mask, face, queue):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         m = ConcordanceCC(2)
         s = SequenceConcordanceCC(2)
+        f = SequenceConcordanceCC(2)  # with frames without a face: filled after the gather
         for i in range(rank, preds.shape[0], world):  # rank r takes every world-th sequence
             m.update(torch.tensor(preds[i : i + 1]), torch.tensor(target[i : i + 1]), torch.tensor(mask[i : i + 1]))
             s.update(torch.tensor(preds[i : i + 1]), torch.tensor(target[i : i + 1]), [f"v{i}"],
                      torch.arange(preds.shape[1])[None], torch.tensor(mask[i : i + 1]))
+            f.update(torch.tensor(preds[i : i + 1]), torch.tensor(target[i : i + 1]), [f"v{i}"],
+                     torch.arange(preds.shape[1])[None], torch.tensor(mask[i : i + 1]), torch.tensor(face[i : i + 1]))
         if rank == 1:  # what a DistributedSampler's padding does: rank 1 sees sequence 0 again
             s.update(torch.tensor(preds[:1]), torch.tensor(target[:1]), ["v0"], torch.arange(preds.shape[1])[None],
                      torch.tensor(mask[:1]))
-        queue.put((rank, m.compute().numpy(), s.compute().numpy(), s.compute_pooled().numpy()))
+        queue.put((rank, m.compute().numpy(), s.compute().numpy(), s.compute_pooled().numpy(),
+                   (f.compute_pooled().numpy(), f.compute_pooled(face_only=True).numpy(), f.face_coverage().item())))
     finally:
         dist.destroy_process_group()
 
@@ -149,23 +153,29 @@ def test_two_process_gloo_equals_single_process():
     import socket
 
     preds, target, mask = random_data(5, b=7)
-    single, single_seq = ConcordanceCC(2), SequenceConcordanceCC(2)
+    face = np.random.default_rng(6).random(mask.shape) > 0.3
+    single, single_seq, single_face = ConcordanceCC(2), SequenceConcordanceCC(2), SequenceConcordanceCC(2)
     single.update(torch.tensor(preds), torch.tensor(target), torch.tensor(mask))
     single_seq.update(torch.tensor(preds), torch.tensor(target), [f"v{i}" for i in range(7)],
                       torch.arange(preds.shape[1]).expand(7, -1), torch.tensor(mask))
+    single_face.update(torch.tensor(preds), torch.tensor(target), [f"v{i}" for i in range(7)],
+                       torch.arange(preds.shape[1]).expand(7, -1), torch.tensor(mask), torch.tensor(face))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, preds, target, mask, queue)) for r in range(2)]
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, preds, target, mask, face, queue)) for r in range(2)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    for _, pooled, per_seq, pooled_unique in results:
+    for _, pooled, per_seq, pooled_unique, (every, faces_only, coverage) in results:
+        np.testing.assert_allclose(every, single_face.compute_pooled().numpy(), rtol=1e-10)
+        np.testing.assert_allclose(faces_only, single_face.compute_pooled(face_only=True).numpy(), rtol=1e-10)
+        assert coverage == pytest.approx(single_face.face_coverage().item())
         np.testing.assert_allclose(pooled, single.compute().numpy(), rtol=1e-12)
         np.testing.assert_allclose(per_seq, single_seq.compute().numpy(), rtol=1e-12)
         np.testing.assert_allclose(pooled_unique, single.compute().numpy(), rtol=1e-10)
@@ -271,3 +281,67 @@ def test_stitch_frames_averages_overlaps_and_drops_repeated_windows_across_video
     assert out_rows.tolist() == [[0, 5], [1, 0], [1, 1], [1, 2]]
     assert mean[:, 0].tolist() == [3.0, 1.0, 3.0, 6.0]
     assert target.tolist() == [20.0, 10.0, 11.0, 12.0]
+
+
+def np_fill(frames: np.ndarray, preds: np.ndarray, face: np.ndarray, method: str) -> np.ndarray:
+    """Reference fill of one video's faceless frames: numpy's interp (linear, held at the ends)
+    or a loop carrying the last face frame's prediction forward."""
+    out = preds.astype(np.float64).copy()
+    if method == "model" or not face.any():
+        return out
+    for d in range(preds.shape[1]):
+        if method == "interpolate":
+            out[~face, d] = np.interp(frames[~face], frames[face], preds[face, d])
+        else:
+            first = preds[np.flatnonzero(face)[0], d]
+            last = None
+            for i in range(len(frames)):
+                last = preds[i, d] if face[i] else last
+                if not face[i]:
+                    out[i, d] = first if last is None else last
+    return out
+
+
+@pytest.mark.parametrize("method", ["interpolate", "hold", "model"])
+def test_frames_without_a_face_are_filled_from_their_own_videos_face_frames(method):
+    from fer_lightning.metrics import fill_faceless
+
+    rng = np.random.default_rng(3)
+    videos, frames, preds, face = [], [], [], []
+    for v, n in enumerate((30, 12, 9)):
+        f = np.sort(rng.choice(40, n, replace=False))  # gaps in the frame numbers too
+        has = rng.random(n) > 0.4
+        has[:2] = v == 0  # video 0 starts with faces, video 1 without: held from the first face frame
+        if v == 2:
+            has[:] = False  # no face at all: the model's output stays
+        videos.append(np.full(n, v)), frames.append(f), preds.append(rng.normal(size=(n, 2))), face.append(has)
+    got = fill_faceless(torch.tensor(np.concatenate(videos)), torch.tensor(np.concatenate(frames)),
+                        torch.tensor(np.concatenate(preds)), torch.tensor(np.concatenate(face)), method).numpy()
+    expected = np.concatenate([np_fill(f, p, h, method) for f, p, h in zip(frames, preds, face, strict=True)])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="faceless must be one of"):
+        fill_faceless(torch.zeros(1), torch.zeros(1), torch.zeros(1, 1), torch.ones(1), "zero")
+
+
+def test_sequence_ccc_scores_every_labelled_frame_and_the_face_frames_apart():
+    """The challenges' rule: every labelled frame counts, a frame without a face predicted from
+    the face frames around it; the face-only figure and the face coverage beside it."""
+    preds, target, labelled = random_data(8, b=4, t=30)
+    rng = np.random.default_rng(9)
+    face = rng.random(labelled.shape) > 0.25
+    preds[~face] = 5.0  # the model's output on a black frame: far off, and never scored as such
+    m = SequenceConcordanceCC(2)
+    m.update(torch.tensor(preds), torch.tensor(target), [f"v{i}" for i in range(4)],
+             torch.arange(30).expand(4, -1), torch.tensor(labelled), torch.tensor(face))
+    filled = np.stack([np_fill(np.arange(30), preds[b], face[b], "interpolate") for b in range(4)])
+    np.testing.assert_allclose(m.compute_pooled().numpy(), np_ccc(filled[labelled], target[labelled]), rtol=1e-10)
+    np.testing.assert_allclose(m.compute().numpy(),
+                               np.mean([np_ccc(filled[b][labelled[b]], target[b][labelled[b]]) for b in range(4)], 0),
+                               rtol=1e-10)
+    both = labelled & face
+    np.testing.assert_allclose(m.compute_pooled(face_only=True).numpy(), np_ccc(preds[both], target[both]), rtol=1e-10)
+    assert m.face_coverage().item() == pytest.approx(both.sum() / labelled.sum())
+    raw = SequenceConcordanceCC(2, faceless="model")
+    raw.update(torch.tensor(preds), torch.tensor(target), [f"v{i}" for i in range(4)],
+               torch.arange(30).expand(4, -1), torch.tensor(labelled), torch.tensor(face))
+    np.testing.assert_allclose(raw.compute_pooled().numpy(), np_ccc(preds[labelled], target[labelled]), rtol=1e-10)

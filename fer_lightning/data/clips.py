@@ -51,7 +51,10 @@ class ClipDataset(Dataset):
     - ``frames``: uint8 (T, 3, S, S), the face cropped from each frame (zeros without a face);
     - ``targets``: float32 (T, D) for ``finetune`` (columns ``target_names``) or int64 (T,)
       class indices for ``pretrain`` (-1 where invalid);
-    - ``mask``: bool (T), true where the frame exists, shows a face and has a valid label;
+    - ``mask``: bool (T), true where the frame exists, shows a face and has a valid label (what
+      the loss counts);
+    - ``labelled``: bool (T), true where the frame exists and has a valid label, face or not
+      (what evaluation scores), and ``has_face``: bool (T), where it shows a face;
     - ``video_id``: str; ``frame_index``: int64 (T), -1 on padding past the end.
 
     ``on_read_error``: ``raise`` (default) raises :class:`VideoReadError` naming the file when
@@ -164,6 +167,8 @@ class ClipDataset(Dataset):
         return {
             "targets": targets,
             "mask": torch.from_numpy(has_face & valid),
+            "labelled": torch.from_numpy(valid & inside),
+            "has_face": torch.from_numpy(has_face.copy()),
             "video_id": rec.video_id,
             "frame_index": torch.from_numpy(np.where(inside, index, -1).astype(np.int64)),
         }

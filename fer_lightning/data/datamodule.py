@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
-from fer_lightning.corpora.labels import labels_on_store_times
+from fer_lightning.corpora.labels import labels_at_annotation_times, labels_on_store_times
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.splits import carve_held_out
 from fer_lightning.data.chunked import (
@@ -246,6 +246,8 @@ class AffectDataModule(L.LightningDataModule):
         by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
         for r in records:
             by_split.setdefault(r.split, []).append(r)
+        for split in ("val", "test"):  # scored as the corpus is: each annotation once, at its own time
+            by_split[split] = [labels_at_annotation_times(r) for r in by_split[split]]
         if hp.train_subjects:  # a few-subject regime: keep that many training subjects, drawn by seed
             subjects = sorted({r.subject for r in by_split["train"]})
             keep = set(np.random.default_rng(hp.seed).permutation(subjects)[: hp.train_subjects].tolist())

@@ -12,8 +12,10 @@ dimension on the development split and kept only when it raises the development 
 4. **scale correction**: scale predictions about their mean by ``std(true) / std(pred)``.
 
 The fitted :class:`PostProcessor` then applies the same steps to any split (the test split).
-Videos are dicts ``video_id -> VideoTrace``; only frames whose ``mask`` is true (a face and a
-valid label) are scored, but every frame is filtered, so a shift or a filter never mixes videos.
+Videos are dicts ``video_id -> VideoTrace`` holding a prediction for every frame (frames without
+a face filled from the face frames around them, see :mod:`fer_lightning.metrics.faceless`); only
+frames whose ``mask`` is true (a valid label) are scored, but every frame is filtered, so a
+shift or a filter never mixes videos and never spreads the model's output on a black frame.
 """
 
 from __future__ import annotations
@@ -28,13 +30,28 @@ SMOOTHERS = ("median", "savgol")
 
 @dataclass
 class VideoTrace:
-    """One video's per-frame predictions ``pred`` (N, D), targets ``true`` (N, D), ``mask`` (N,)."""
+    """One video's per-frame predictions ``pred`` (N, D), targets ``true`` (N, D), ``mask`` (N,)
+    (the frames scored: a valid label) and ``has_face`` (N,; None: every frame)."""
 
     pred: np.ndarray
     true: np.ndarray
     mask: np.ndarray
     fps: float
     subject: str = ""
+    has_face: np.ndarray | None = None
+
+
+def face_frames_only(seqs: Mapping[str, VideoTrace]) -> dict[str, VideoTrace]:
+    """The traces scored on their labelled frames that show a face only (the second column of
+    the reports: the figure a face-only protocol would give)."""
+    return {vid: s if s.has_face is None else replace(s, mask=s.mask & s.has_face) for vid, s in seqs.items()}
+
+
+def face_coverage(seqs: Mapping[str, VideoTrace]) -> float:
+    """Share of the scored frames that show a face (nan when none is scored)."""
+    scored = sum(int(s.mask.sum()) for s in seqs.values())
+    faces = sum(int((s.mask & (True if s.has_face is None else s.has_face)).sum()) for s in seqs.values())
+    return faces / scored if scored else float("nan")
 
 
 def ccc(pred: np.ndarray, true: np.ndarray) -> float:

@@ -4,9 +4,13 @@
                            [--split test] [--dev_split val] [--out DIR]
 
 Runs the model over every evaluation window of the development and the evaluated split
-(overlapping windows averaged per frame, as in validation), then reports per dimension the
-pooled CCC, Pearson's r and RMSE, the mean and each video's CCC, and the figures per subject;
-raw, and after AVEC-style post-processing fitted on the development split (delay
+(overlapping windows averaged per frame, as in validation). Every labelled frame is scored, as
+the challenges score: a frame without a face is predicted from the face frames around it
+(``--faceless``, the checkpoint's rule by default; see :mod:`fer_lightning.metrics.faceless`),
+and corpora annotated in time are scored at their annotation times. The report gives per
+dimension the pooled CCC, Pearson's r and RMSE, the mean and each video's CCC, and the
+figures per subject; the share of scored frames that show a face, and the CCC of those frames
+alone as a second column; raw, and after AVEC-style post-processing fitted on the development split (delay
 compensation, median or Savitzky-Golay smoothing, bias and scale correction; see
 :mod:`fer_lightning.evaluation.postprocess`). Writes ``evaluation.json``, ``evaluation.md`` (printed too),
 ``postprocess_search.png`` (development CCC against delay and smoothing window),
@@ -30,7 +34,14 @@ import numpy as np
 import torch
 
 from fer_lightning.evaluation.collect import FrameCollector
-from fer_lightning.evaluation.postprocess import PostProcessor, SearchSpace, VideoTrace, scores
+from fer_lightning.evaluation.postprocess import (
+    PostProcessor,
+    SearchSpace,
+    VideoTrace,
+    face_coverage,
+    face_frames_only,
+    scores,
+)
 from fer_lightning.io import atomic_path, write_text_atomic
 
 
@@ -47,8 +58,9 @@ def data_settings(data: dict) -> dict:
 
 @torch.no_grad()
 def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True,
-                  precision: str = "32-true") -> dict[str, VideoTrace]:
-    """Per-frame predictions, targets and masks of every video of ``split``; the model runs at
+                  precision: str = "32-true", faceless: str = "interpolate") -> dict[str, VideoTrace]:
+    """Per-frame predictions (every frame; those without a face filled by ``faceless``),
+    targets, scored frames and face frames of every video of ``split``; the model runs at
     ``precision`` (a trainer precision name: ``bf16-mixed`` autocasts)."""
     from tqdm.auto import tqdm
 
@@ -62,24 +74,26 @@ def predict_split(model, datamodule, split: str, device: torch.device, progress:
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in ("frames", "features")}
         with inference_autocast(device, precision):
             preds = model.predict_batch(inputs)
-        frames.add(batch["video_id"], batch["frame_index"].numpy(), batch["mask"].numpy(),
-                   preds.float().cpu().numpy(), batch["targets"].numpy())
+        frames.add(batch["video_id"], batch["frame_index"].numpy(), batch["labelled"].numpy(),
+                   preds.float().cpu().numpy(), batch["targets"].numpy(), batch["has_face"].numpy())
     out = {}
-    for vid, (_, mask, pred, true) in frames.stitched().items():
+    for vid, (_, mask, pred, true, face) in frames.stitched(faceless).items():
         true = true.astype(np.float64)
         true[~mask] = np.nan
         rec = records[vid]
-        out[vid] = VideoTrace(pred=pred, true=true, mask=mask.astype(bool), fps=float(rec.fps), subject=str(rec.subject))
+        out[vid] = VideoTrace(pred=pred, true=true, mask=mask, fps=float(rec.fps), subject=str(rec.subject),
+                              has_face=face)
     return out
 
 
 def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
              data: Callable[[dict], dict] | None = None, out: str | Path | None = None,
              space: SearchSpace | None = None, device: str = "auto", num_workers: int | None = None,
-             progress: bool = True, precision: str = "32-true") -> dict:
+             progress: bool = True, precision: str = "32-true", faceless: str | None = None) -> dict:
     """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds.
     ``data`` turns the checkpoint's data settings into those used (the command line layers
-    experiment files and overrides on them); None: the checkpoint's own."""
+    experiment files and overrides on them); None: the checkpoint's own. ``faceless``: how
+    frames without a face are predicted (None: as the checkpoint's model scores them)."""
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.inference.predict import resolve_device
     from fer_lightning.models.checkpoint import load_checkpoint_model
@@ -97,16 +111,24 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
     dm.setup("test")
     run_on = resolve_device(device)
     names = list(model.target_names)
-    dev = predict_split(model, dm, dev_split, run_on, progress, precision)
-    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress, precision)
+    faceless = faceless or model.objective.faceless
+    dev = predict_split(model, dm, dev_split, run_on, progress, precision, faceless)
+    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress, precision, faceless)
     post = PostProcessor.fit(dev, names, space)
+    final = {dev_split: post.apply(dev), split: post.apply(test)}
     result = {
         "checkpoint": str(ckpt), "split": split, "dev_split": dev_split, "targets": names, "precision": precision,
         "data": {k: args.get(k) for k in ("root", "dataset", "dataset_args", "face_store", "clip_len", "image_size")},
         "videos": {split: len(test), dev_split: len(dev)},
         "skipped_videos": dm.skip_reasons,
+        "scoring": {"frames": "every labelled frame (corpora annotated in time: at their annotation times)",
+                    "faceless": faceless,
+                    "face_coverage": {dev_split: face_coverage(dev), split: face_coverage(test)}},
         "raw": {dev_split: scores(dev, names), split: scores(test, names)},
-        "postprocessed": {dev_split: scores(post.apply(dev), names), split: scores(post.apply(test), names)},
+        "postprocessed": {dev_split: scores(final[dev_split], names), split: scores(final[split], names)},
+        "face_frames_only": {
+            "raw": {dev_split: scores(face_frames_only(dev), names), split: scores(face_frames_only(test), names)},
+            "postprocessed": {k: scores(face_frames_only(v), names) for k, v in final.items()}},
         "postprocess": post.as_dict(),
         "steps": {split: _step_scores(post, test, names), dev_split: _step_scores(post, dev, names)},
     }
@@ -153,13 +175,18 @@ def markdown(result: dict) -> str:
     lines = [f"# Evaluation of {result['checkpoint']} on {split} ({result['videos'][split]} videos)", ""]
     if "warning" in result:
         lines += [f"> {result['warning']}", ""]
-    lines += ["| dimension | scoring | CCC | CCC per video (mean) | Pearson r | RMSE | frames |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    scoring = result["scoring"]
+    lines += [f"Every labelled frame is scored; {scoring['face_coverage'][split]:.1%} of them show a face, the "
+              f"others are predicted by `{scoring['faceless']}` from the face frames around them. The last column "
+              "scores the face frames alone.", "",
+              "| dimension | scoring | CCC | CCC per video (mean) | Pearson r | RMSE | frames | CCC (face frames only) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name in result["targets"]:
         for kind in ("raw", "postprocessed"):
             s = result[kind][split][name]
+            face = result["face_frames_only"][kind][split][name]["ccc"]
             lines.append(f"| {name} | {kind} | {s['ccc']:.3f} | {s['seq_ccc_mean']:.3f} | {s['pearson']:.3f} | "
-                         f"{s['rmse']:.3f} | {s['frames']} |")
+                         f"{s['rmse']:.3f} | {s['frames']} | {face:.3f} |")
     lines += ["", f"Post-processing fitted on {dev} (each step kept only if it raised {dev} CCC):", "",
               "| dimension | delay (s) | smoothing | window (s) | bias | scale | CCC raw -> delay -> smoothing -> bias -> scale |",
               "|---|---:|---|---:|---:|---:|---|"]
@@ -236,7 +263,8 @@ def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace]
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     final = post.apply(test)
-    videos = {vid: (np.arange(len(s.mask)), s.mask, final[vid].pred, np.nan_to_num(s.true)) for vid, s in test.items()}
+    videos = {vid: (np.arange(len(s.mask)), s.mask, final[vid].pred, np.nan_to_num(s.true), s.has_face)
+              for vid, s in test.items()}
     fps = next(iter(test.values())).fps if test else None
     plot_traces(videos, names, Path(files["traces_plot"]), num_videos=1, fps=fps)
     write_text_atomic(files["markdown"], markdown(result))

@@ -19,6 +19,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from fer_lightning.metrics.faceless import FACELESS, fill_faceless
 from fer_lightning.metrics.functional import ccc_from_sums, concordance_cc, flatten_frames
 from fer_lightning.metrics.stitch import stitch_frames
 
@@ -83,17 +84,28 @@ class SequenceConcordanceCC(Metric):
     twice (the copies a DistributedSampler pads the last batch with) counts once: windows are
     keyed by their video and first frame. Keeps every frame it sees (cat states), so use it on
     validation and test splits. States and results live on the metric's device.
+
+    ``mask`` says which frames are scored (a valid label) and ``has_face`` which show a face.
+    Given ``has_face``, the figures count every scored frame, the challenges' rule: a frame
+    without a face is predicted by ``faceless`` (:mod:`fer_lightning.metrics.faceless`) from
+    the face frames around it, after stitching. ``face_only=True`` gives the figures of the
+    scored frames that show a face, and :meth:`face_coverage` their share. Without
+    ``has_face`` every frame counts as a face frame.
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, num_outputs: int = 1, zero_division: float = 0.0, **kwargs) -> None:
+    def __init__(self, num_outputs: int = 1, zero_division: float = 0.0, faceless: str = "interpolate",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        if faceless not in FACELESS:
+            raise ValueError(f"faceless must be one of {FACELESS}, got {faceless!r}")
         self.num_outputs = num_outputs
         self.zero_division = zero_division
-        for name in ("keys", "windows", "frames", "preds", "target"):
+        self.faceless = faceless
+        for name in ("keys", "windows", "frames", "preds", "target", "flags"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
@@ -103,8 +115,10 @@ class SequenceConcordanceCC(Metric):
         video_id: Sequence[str],
         frame_index: Tensor,
         mask: Tensor | None = None,
+        has_face: Tensor | None = None,
     ) -> None:
-        """``preds``/``target`` (B, T, D); ``video_id`` B strings; ``frame_index`` (B, T)."""
+        """``preds``/``target`` (B, T, D); ``video_id`` B strings; ``frame_index``, ``mask``
+        (scored frames) and ``has_face`` (B, T)."""
         if preds.ndim != 3:
             raise ValueError(f"expected (B, T, D) input, got shape {tuple(preds.shape)}")
         b, t, d = preds.shape
@@ -114,20 +128,30 @@ class SequenceConcordanceCC(Metric):
         windows = frame_index[:, :1].expand(b, t).reshape(-1)  # a window is known by its first frame
         frames = frame_index.reshape(-1)
         p, tg, m = flatten_frames(preds, target, mask)
-        keep = frames >= 0 if m is None else m & (frames >= 0)
+        scored = torch.ones_like(frames, dtype=torch.bool) if m is None else m
+        face = torch.ones_like(scored) if has_face is None else has_face.reshape(-1).to(torch.bool)
+        # face frames without a label stay too: the faceless frames between them are filled from them
+        keep = (frames >= 0) & (scored | face)
         self.keys.append(keys[keep])
         self.windows.append(windows[keep])
         self.frames.append(frames[keep])
         self.preds.append(p.detach().to(torch.float64)[keep])
         self.target.append(tg.detach().to(torch.float64)[keep])
+        self.flags.append((scored.to(torch.uint8) | (face.to(torch.uint8) << 1))[keep])
 
-    def _unique_frames(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D), each frame once."""
+    def _unique_frames(self, face_only: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D) of the scored
+        frames, each frame once, faceless frames filled (only face frames: ``face_only``)."""
         if len(self.keys) == 0:  # nothing seen (an empty list, or an empty tensor once synced)
             empty = torch.empty(0, self.num_outputs, dtype=torch.float64, device=self.device)
             return torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty
-        return stitch_frames(dim_zero_cat(self.keys), dim_zero_cat(self.windows), dim_zero_cat(self.frames),
-                             dim_zero_cat(self.preds), dim_zero_cat(self.target))
+        rows, p, t, flags = stitch_frames(dim_zero_cat(self.keys), dim_zero_cat(self.windows),
+                                          dim_zero_cat(self.frames), dim_zero_cat(self.preds),
+                                          dim_zero_cat(self.target), dim_zero_cat(self.flags))
+        scored, face = (flags & 1) > 0, (flags & 2) > 0
+        p = fill_faceless(rows[:, 0], rows[:, 1], p, face, self.faceless)
+        keep = scored & face if face_only else scored
+        return rows[keep], p[keep], t[keep]
 
     def _gathered(self):
         """Every rank's frames under DDP, as ``compute()`` sees them (a no-op in one process,
@@ -135,24 +159,32 @@ class SequenceConcordanceCC(Metric):
         fresh = not self._is_synced
         return self.sync_context(should_sync=fresh, should_unsync=fresh)
 
-    def compute_pooled(self) -> Tensor:
-        """CCC pooled over every distinct frame (D,): what :class:`ConcordanceCC` gives on the
-        same data seen once, but immune to DistributedSampler padding and window overlap."""
+    def compute_pooled(self, face_only: bool = False) -> Tensor:
+        """CCC pooled over every distinct scored frame (D,): what :class:`ConcordanceCC` gives
+        on the same data seen once, but immune to DistributedSampler padding and window overlap."""
         with self._gathered():
-            _, p, t = self._unique_frames()
+            _, p, t = self._unique_frames(face_only)
         return _defined(concordance_cc(p, t, zero_division=self.zero_division), self.zero_division)
 
-    def compute_per_sequence(self) -> tuple[Tensor, Tensor]:
+    def compute_per_sequence(self, face_only: bool = False) -> tuple[Tensor, Tensor]:
         """Video keys (G,) and their CCC (G, D), after deduplication (``nan`` for a video with
         fewer than 2 scored frames)."""
         with self._gathered():
-            rows, p, t = self._unique_frames()
+            rows, p, t = self._unique_frames(face_only)
         if rows.shape[0] == 0:
             return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64, device=rows.device)
         groups, g = torch.unique(rows[:, 0], return_inverse=True)
         return groups, concordance_cc(p, t, groups=g, num_groups=groups.numel(), zero_division=self.zero_division)
 
-    def compute(self) -> Tensor:
+    def face_coverage(self) -> Tensor:
+        """Share of the scored frames that show a face (0-d; ``zero_division`` if none is scored)."""
+        with self._gathered():
+            every = self._unique_frames()[0].shape[0]
+            faces = self._unique_frames(face_only=True)[0].shape[0]
+        value = torch.tensor(faces / every if every else float("nan"), dtype=torch.float64, device=self.device)
+        return _defined(value, self.zero_division)
+
+    def compute(self, face_only: bool = False) -> Tensor:
         """Mean of the videos' CCC (videos with fewer than 2 scored frames left out)."""
-        _, per_seq = self.compute_per_sequence()
+        _, per_seq = self.compute_per_sequence(face_only)
         return _defined(per_seq.nanmean(0) if per_seq.shape[0] else per_seq.sum(0) * float("nan"), self.zero_division)

@@ -28,8 +28,10 @@ class AffectModule(L.LightningModule):
     """Pretraining (emotion classes, masked cross-entropy) or fine-tuning (masked 1 - CCC).
 
     Logged per evaluation stage ``s`` in (val, test): ``s/loss``; for ``finetune``
-    ``s/ccc_<target>`` (pooled over all frames of the split), ``s/ccc_mean`` and
-    ``s/seq_ccc_<target>`` (mean over videos); for ``pretrain`` ``s/acc`` and ``s/f1_macro``.
+    ``s/ccc_<target>`` (pooled over every labelled frame of the split, as the challenges score),
+    ``s/ccc_mean``, ``s/seq_ccc_<target>`` (mean over videos), ``s/face_ccc_<target>``,
+    ``s/face_ccc_mean`` (the labelled frames that show a face only) and ``s/face_coverage``;
+    for ``pretrain`` ``s/acc`` and ``s/f1_macro``.
 
     Args:
         task: ``finetune`` or ``pretrain`` (linked from the datamodule by the CLI).
@@ -48,6 +50,9 @@ class AffectModule(L.LightningModule):
         backbone_lr_scale: the encoder's learning rate relative to ``lr`` (e.g. 0.1).
         compile_backbone: ``torch.compile`` the timm backbone in place when training starts
             (the LSTM stays eager: cuDNN's RNN breaks graphs); checkpoints keep the same keys.
+        faceless: how a scored frame without a face is predicted: ``interpolate`` (between
+            the nearest face frames' predictions), ``hold`` (the last face frame's) or ``model``
+            (the model's output on the black frame); see :mod:`fer_lightning.metrics.faceless`.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class AffectModule(L.LightningModule):
         unfreeze_backbone_at_epoch: int | None = None,
         backbone_lr_scale: float = 1.0,
         compile_backbone: bool = False,
+        faceless: str = "interpolate",
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -80,7 +86,7 @@ class AffectModule(L.LightningModule):
         self.task = task
         self.target_names = tuple(target_names)
         self.class_names = tuple(class_names)
-        self.objective = OBJECTIVES[task](self.target_names, self.class_names)
+        self.objective = OBJECTIVES[task](self.target_names, self.class_names, faceless)
         self.net = AffectNet(
             len(self.objective.output_names),
             backbone=backbone,

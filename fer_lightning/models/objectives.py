@@ -3,8 +3,12 @@ predicts, the loss, the evaluation metrics and the names they are logged under. 
 holds one (``AffectModule.objective``) instead of branching on the task's name.
 
 - ``finetune`` (:class:`AffectRegression`): continuous targets (valence, arousal) per frame,
-  masked 1 - CCC; logs ``s/ccc_<target>`` (pooled over the split's frames), ``s/ccc_mean`` and
-  ``s/seq_ccc_<target>`` (mean over videos).
+  trained by 1 - CCC on the frames that show a face; scored on every labelled frame, as the
+  challenges score (frames without a face predicted from their neighbours, see
+  :mod:`fer_lightning.metrics.faceless`): logs ``s/ccc_<target>`` (pooled over the split's
+  frames), ``s/ccc_mean``, ``s/seq_ccc_<target>`` (mean over videos), and beside them
+  ``s/face_ccc_<target>`` and ``s/face_ccc_mean`` (the labelled frames that show a face only)
+  and ``s/face_coverage`` (their share of the labelled frames).
 - ``pretrain`` (:class:`EmotionClassification`): emotion class logits per frame, masked
   cross-entropy; logs ``s/acc`` and ``s/f1_macro``.
 """
@@ -31,8 +35,9 @@ class AffectRegression:
     continuous = True
     monitor = "ccc_mean"  # the figure a run is judged by (progress bar, checkpoints)
 
-    def __init__(self, target_names: Sequence[str], class_names: Sequence[str]) -> None:
+    def __init__(self, target_names: Sequence[str], class_names: Sequence[str], faceless: str = "interpolate") -> None:
         self.output_names = tuple(target_names)
+        self.faceless = faceless
 
     def loss(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
         return ccc_loss(preds, targets, mask)
@@ -40,30 +45,37 @@ class AffectRegression:
     def make_metrics(self) -> nn.ModuleDict:
         # one metric keeps every frame once (keyed by video and frame index), so the pooled
         # and per-video CCC ignore DistributedSampler padding and window overlaps alike
-        return nn.ModuleDict({"ccc": SequenceConcordanceCC(len(self.output_names))})
+        return nn.ModuleDict({"ccc": SequenceConcordanceCC(len(self.output_names), faceless=self.faceless)})
 
     def update(self, metrics: nn.ModuleDict, preds: Tensor, batch: dict) -> None:
-        metrics["ccc"].update(preds, batch["targets"], batch["video_id"], batch["frame_index"], batch["mask"])
+        # every labelled frame is scored; batches without the flags (older datasets) score the loss's frames
+        metrics["ccc"].update(preds, batch["targets"], batch["video_id"], batch["frame_index"],
+                              batch.get("labelled", batch["mask"]), batch.get("has_face"))
 
     def log_epoch(self, metrics: nn.ModuleDict, stage: str, log: Log) -> None:
-        pooled, per_seq = metrics["ccc"].compute_pooled(), metrics["ccc"].compute()
+        m = metrics["ccc"]
+        pooled, per_seq, face = m.compute_pooled(), m.compute(), m.compute_pooled(face_only=True)
         for i, name in enumerate(self.output_names):
             log(f"{stage}/ccc_{name}", pooled[i].float())
             log(f"{stage}/seq_ccc_{name}", per_seq[i].float())
+            log(f"{stage}/face_ccc_{name}", face[i].float())
         log(f"{stage}/ccc_mean", pooled.mean().float(), prog_bar=True)
+        log(f"{stage}/face_ccc_mean", face.mean().float())
+        log(f"{stage}/face_coverage", m.face_coverage().float())
 
     def predictions(self, outputs: Tensor) -> Tensor:
         return outputs
 
 
 class EmotionClassification:
-    """``pretrain``: emotion classes per frame, masked cross-entropy; accuracy and macro-F1."""
+    """``pretrain``: emotion classes per frame, masked cross-entropy; accuracy and macro-F1 on
+    the labelled frames that show a face."""
 
     task = "pretrain"
     continuous = False
     monitor = "f1_macro"
 
-    def __init__(self, target_names: Sequence[str], class_names: Sequence[str]) -> None:
+    def __init__(self, target_names: Sequence[str], class_names: Sequence[str], faceless: str = "interpolate") -> None:
         self.output_names = tuple(class_names)
 
     @staticmethod

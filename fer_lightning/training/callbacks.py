@@ -49,8 +49,9 @@ class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
 class TracePlot(L.Callback):
     """After ``test`` (and optionally each validation), write per-frame predictions and a plot.
 
-    Files in the run folder: ``predictions_<stage>.csv`` (video_id, frame_index, mask, then
-    ``pred_<target>`` and ``true_<target>``) and ``traces_<stage>.png``, predicted against
+    Files in the run folder: ``predictions_<stage>.csv`` (video_id, frame_index, labelled,
+    has_face, then ``pred_<target>`` (frames without a face filled as the metric fills them)
+    and ``true_<target>``) and ``traces_<stage>.png``, predicted against
     true traces over time for ``num_videos`` held-out videos. Only for ``finetune`` models.
 
     Args:
@@ -67,8 +68,11 @@ class TracePlot(L.Callback):
     def _collect(self, pl_module, outputs, batch) -> None:
         if not pl_module.objective.continuous or outputs is None:
             return
-        self._frames.add(batch["video_id"], batch["frame_index"].cpu().numpy(), batch["mask"].cpu().numpy(),
-                         outputs["preds"].float().cpu().numpy(), batch["targets"].float().cpu().numpy())
+        scored = batch.get("labelled", batch["mask"])
+        face = batch.get("has_face")
+        self._frames.add(batch["video_id"], batch["frame_index"].cpu().numpy(), scored.cpu().numpy(),
+                         outputs["preds"].float().cpu().numpy(), batch["targets"].float().cpu().numpy(),
+                         None if face is None else face.cpu().numpy())
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(pl_module, outputs, batch)
@@ -96,17 +100,19 @@ class TracePlot(L.Callback):
         if not frames or not trainer.is_global_zero:
             return
         names = list(pl_module.target_names)
-        videos = frames.stitched()  # overlapping windows: their mean, as the metric
+        # overlapping windows: their mean; frames without a face: filled, both as the metric does
+        videos = frames.stitched(getattr(pl_module.objective, "faceless", "model"))
         out = run_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         csv = out / f"predictions_{stage}.csv"
-        header = ["video_id", "frame_index", "mask"] + [f"pred_{n}" for n in names] + [f"true_{n}" for n in names]
+        header = (["video_id", "frame_index", "labelled", "has_face"] + [f"pred_{n}" for n in names]
+                  + [f"true_{n}" for n in names])
         with atomic_path(csv) as tmp, open(tmp, "w") as f:
             f.write(",".join(header) + "\n")
-            for vid, (idx, mask, pred, true) in videos.items():
+            for vid, (idx, mask, pred, true, face) in videos.items():
                 for i in range(len(idx)):
                     vals = ",".join(f"{x:.7f}" for x in (*pred[i], *true[i]))
-                    f.write(f"{vid},{idx[i]},{int(mask[i])},{vals}\n")
+                    f.write(f"{vid},{idx[i]},{int(mask[i])},{int(face[i])},{vals}\n")
         png = out / f"traces_{stage}.png"
         plot_traces(videos, names, png, self.num_videos, fps=_fps(trainer, stage))
         self.written = {"csv": csv, "png": png}
@@ -126,7 +132,9 @@ def _fps(trainer, split: str) -> float | None:
 
 
 def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1, fps: float | None = None) -> Path:
-    """Plot predicted vs true traces (frames without a valid label greyed out)."""
+    """Plot predicted vs true traces; ``videos`` maps a video to ``(frame_index, labelled,
+    pred, true[, has_face])``: the true trace shows where labelled, frames without a face are
+    greyed out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +145,8 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
     chosen = list(videos.items())[:num_videos]
     fig, axes = plt.subplots(len(chosen) * len(names), 1, figsize=(11, 2.6 * len(chosen) * len(names)), squeeze=False)
     row = 0
-    for vid, (idx, mask, pred, true) in chosen:
+    for vid, (idx, mask, pred, true, *face) in chosen:
+        face = face[0] if face else mask
         x = idx / fps if fps else idx
         for d, name in enumerate(names):
             ax = axes[row, 0]
@@ -145,11 +154,12 @@ def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1,
             ccc = float(concordance_cc(pred[:, d], true[:, d], mask)[0])  # the one CCC, on this rank's copy
             ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
             ax.plot(x, pred[:, d], color="tab:red", lw=1.2, label="predicted")
-            for start, stop in face_runs(~mask):
+            for start, stop in face_runs(~face):
                 ax.axvspan(x[start], x[min(stop, len(x) - 1)], color="0.85", lw=0)
             ax.set_ylim(-1.1, 1.1)
             ax.set_ylabel(name)
-            ax.set_title(f"{vid}: {name}, CCC {ccc:.3f} (grey: no face / no label)", fontsize=10)
+            ax.set_title(f"{vid}: {name}, CCC {ccc:.3f} over its labelled frames (grey: no face, predicted "
+                         "from the face frames around it)", fontsize=10)
             ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time (s)" if fps else "frame")
     fig.tight_layout()

@@ -66,6 +66,8 @@ class SynthConfig:
         size: frame width and height, pixels
         split: fractions of subjects in train, val and test
         faceless_prob: chance that a video holds one stretch of frames in which the face leaves
+        label_faceless: label the frames where the face has left too (as RECOLA's raters rate
+            continuously); false marks them invalid (-5, as Aff-Wild2 does)
     """
 
     videos: int = 48
@@ -75,6 +77,7 @@ class SynthConfig:
     size: int = 256
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     faceless_prob: float = 0.5
+    label_faceless: bool = False
 
     def validate(self) -> None:
         """Reject impossible arguments with a message that says which and why."""
@@ -372,9 +375,10 @@ def assign_splits(n: int, fractions: Sequence[float], seed: int) -> list[str]:
     return out
 
 
-def write_annotations(out: Path, video_id: str, fps: float, truth: VideoTruth) -> None:
-    """Write the per-video annotation files in their corpus layouts (atomically)."""
-    valid = truth.has_face
+def write_annotations(out: Path, video_id: str, fps: float, truth: VideoTruth, label_faceless: bool = False) -> None:
+    """Write the per-video annotation files in their corpus layouts (atomically); frames
+    without a face are labelled only with ``label_faceless``."""
+    valid = np.ones_like(truth.has_face) if label_faceless else truth.has_face
     v = np.where(valid, truth.valence, INVALID_VA)
     a = np.where(valid, truth.arousal, INVALID_VA)
     rows = "".join(f"{vi:.6f},{ai:.6f}\n" for vi, ai in zip(v, a, strict=True))
@@ -398,7 +402,7 @@ def _make_one(args: tuple[SynthConfig, int, str]) -> dict:
     video_id = f"synth_{index:03d}"
     path = out / "videos" / f"{video_id}.mp4"
     truth = render_video(cfg, index, path)
-    write_annotations(out, video_id, cfg.fps, truth)
+    write_annotations(out, video_id, cfg.fps, truth, cfg.label_faceless)
     return {
         "video_id": video_id,
         "subject": f"subject_{index:03d}",
