@@ -108,6 +108,7 @@ lint: setup
 bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/ccc_metric.py
+	$(BIN)/python benchmarks/faceless_fill.py
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/face_store_codec.py
 	$(BIN)/python benchmarks/datamodule.py
