@@ -187,6 +187,38 @@ def test_affwild2_frames_persons_invalid_and_length_policy(affwild2_root):
     assert held["118-30-640x480"] == "test" and sorted(held.values()) == ["test", "train", "val"]
 
 
+def test_abaw_cropped_aligned_faces_serve_as_the_face_store(affwild2_root, tmp_path):
+    # the organisers' faces as shipped: cropped_aligned/<video>/00001.jpg is frame 0, and a
+    # missing image is a frame without a face; no detector runs
+    import cv2
+
+    crops = tmp_path / "cropped_aligned"
+    gone = set(range(10, 15))
+    for name, count in (("1-30-1280x720", 40), ("118-30-640x480", 45)):  # 45 images for a 30-frame video
+        (crops / name).mkdir(parents=True)
+        for i in range(count):
+            if i not in gone:
+                cv2.imwrite(str(crops / name / f"{i + 1:05d}.jpg"), np.full((112, 112, 3), 3 * i, np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, 98])
+    dm = AffectDataModule(root=str(affwild2_root), dataset="affwild2", face_store=str(crops), clip_len=8,
+                          image_size=32, batch_size=2, num_workers=0, augment=False, held_out_from_train=0.0)
+    dm.setup()
+    assert "no face images in" in dm.skip_reasons["video10_2_left"]
+    assert "numbers face images 1..45 but the video has 30 frames" in dm.skip_reasons["118-30-640x480"]
+    (rec,) = dm.split_records("train")
+    np.testing.assert_array_equal(np.flatnonzero(~rec.has_face), sorted(gone))
+    train = dm.datasets["train"]
+    for start in (0, 8):
+        item = train.make_item(0, start, lambda idx: train.readers.read(rec.path, idx))
+        for k, f in enumerate(item["frame_index"].tolist()):
+            grey = float(item["frames"][k].float().mean())
+            assert bool(item["has_face"][k]) == (f not in gone)
+            assert abs(grey - 3 * f) <= 2 if f not in gone else grey == 0
+    with pytest.raises(FileNotFoundError, match="no face-clip store"):
+        AffectDataModule(root=str(affwild2_root), dataset="affwild2", face_store=str(tmp_path / "nothing"),
+                         num_workers=0).setup()
+
+
 @pytest.fixture(scope="module")
 def sewa_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("SEWA")

@@ -241,6 +241,32 @@ def test_faces_all_emits_one_video_per_face_left_to_right(multi_face_video, tmp_
     assert box_centre(left)[0] < box_centre(right)[0]
 
 
+def test_two_person_videos_get_left_and_right_and_no_other_video_is_renamed(multi_face_video, tmp_path):
+    # Aff-Wild2: the annotation folder says which videos hold two annotated persons; a video
+    # where other faces show (five people for 1.2 s here) keeps its own id and main subject
+    path, _, keep = multi_face_video
+    img = decord.VideoReader(str(path))[0].asnumpy()
+    write_video(tmp_path / "videos" / "pair.mp4", [np.ascontiguousarray(img[40:400, 200:430])] * 40)
+    write_video(tmp_path / "videos" / "multi_face.mp4", decord.VideoReader(str(path)).get_batch(range(60)).asnumpy())
+    ann = tmp_path / "VA_Estimation_Challenge" / "Train_Set"
+    ann.mkdir(parents=True)
+    for name in ("pair_left", "pair_right", "multi_face"):
+        (ann / f"{name}.txt").write_text("valence,arousal\n0,0\n")
+    cfg = PreprocessConfig(two_person=str(tmp_path / "VA_Estimation_Challenge"))
+    report = preprocess([tmp_path / "videos"], tmp_path / "store", cfg, workers=1, progress=False)
+    outputs = {e["video_id"]: [o["video_id"] for o in e["outputs"]] for e in report["entries"]}
+    assert outputs == {"pair": ["pair_left", "pair_right"], "multi_face": ["multi_face"]}
+    left, right = (pd.read_csv(tmp_path / "store" / "meta" / f"pair_{side}.csv") for side in ("left", "right"))
+    assert box_centre(left)[0] < box_centre(right)[0] and left["has_face"].all() and right["has_face"].all()
+    main = pd.read_csv(tmp_path / "store" / "meta" / "multi_face.csv")
+    assert np.abs(box_centre(main) - keep.box.reshape(2, 2).mean(0)).max() < 10
+    again = preprocess([tmp_path / "videos"], tmp_path / "store", cfg, workers=1, progress=False)
+    assert again["already_in_store"] == ["multi_face", "pair"]  # a rerun resumes: nothing is redone
+    with pytest.raises(ValueError, match="--two_person: no such folder"):
+        preprocess([tmp_path / "videos"], tmp_path / "store2", PreprocessConfig(two_person=str(tmp_path / "none")),
+                   workers=1, progress=False)
+
+
 def test_variable_frame_rate_keeps_true_frame_times(feat_data, tmp_path):
     frames = decord.VideoReader(str(feat_data / "WolfgangLanger_Pexels.mp4")).get_batch(list(range(0, 120, 2))).asnumpy()
     pts = np.cumsum([0] + [40 if i % 3 else 120 for i in range(1, 60)]).tolist()

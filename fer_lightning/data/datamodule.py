@@ -26,7 +26,7 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
-from fer_lightning.store.read import attach_store
+from fer_lightning.store.read import attach_store, is_image_folder_store
 from fer_lightning.tasks import EMOTIONS, TASKS
 
 SPLITS = ("train", "val", "test")
@@ -103,8 +103,9 @@ class AffectDataModule(L.LightningDataModule):
             (see each adapter in ``fer_lightning.corpora.adapters`` and data/README.md).
         face_store: a store written by ``fer-lightning preprocess`` from this corpus's videos:
             clips then read the aligned face videos and preprocessing's ``has_face`` instead
-            of cropping source frames with the corpus's boxes. Videos missing from the store
-            are skipped and reported.
+            of cropping source frames with the corpus's boxes; or a folder of per-video folders
+            of face images numbered by frame (ABAW's ``cropped_aligned``: a missing image is a
+            frame without a face). Videos missing from the store are skipped and reported.
         held_out_from_train: for a corpus without a labelled test split (RECOLA, SEWA and
             Aff-Wild2 publish no test labels): this fraction of the training subjects, drawn
             with ``seed``, becomes the test split, subject-disjoint, so the final table comes
@@ -216,9 +217,10 @@ class AffectDataModule(L.LightningDataModule):
                            + (" ..." if len(unlabelled) > 5 else ""))
         margin = hp.face_margin
         if hp.face_store:
-            if not (Path(hp.face_store) / "meta").is_dir():
+            if not (Path(hp.face_store) / "meta").is_dir() and not is_image_folder_store(hp.face_store):
                 raise FileNotFoundError(
-                    f"data.face_store: no face-clip store at {hp.face_store}; make it first with "
+                    f"data.face_store: no face-clip store at {hp.face_store} (meta/ and videos/), nor a folder of "
+                    "per-video face image folders (ABAW's cropped_aligned); make a store first with "
                     f"`fer-lightning preprocess --input {self.root} --output {hp.face_store}`")
             records, missing = attach_store(records, hp.face_store, hp.store_length_tolerance, hp.strict)
             records = [labels_on_store_times(r) for r in records]  # labels in time: on each frame's own time

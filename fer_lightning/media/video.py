@@ -1,7 +1,10 @@
 """Reading frames with decord: readers opened lazily, per process, in a bounded cache.
 
 A folder of numbered images (AFEW-VA ships its clips so) reads like a video too: see
-:class:`ImageSequence`.
+:class:`ImageSequence`. So does a folder of face images numbered by frame with gaps where no
+face was found (ABAW's ``cropped_aligned/<video>/00001.jpg``): its path is given as a
+``printf`` pattern, ``<folder>/%05d.jpg``, and frame ``i`` is the file numbered ``i + 1``
+(:class:`NumberedImages`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,46 @@ class ImageSequence:
         return np.stack([self.image(int(i)) for i in indices])
 
 
+def numbered_pattern(path: str | Path) -> bool:
+    """True for a ``<folder>/%05d.jpg``-style path: a :class:`NumberedImages` folder."""
+    return "%" in Path(path).name
+
+
+class NumberedImages(ImageSequence):
+    """Frames stored one image per frame, named by frame number from 1 (``%05d.jpg``: ABAW's
+    ``cropped_aligned``), with no file where a frame has no face. Frame ``i`` is file
+    ``pattern % (i + 1)``; its length is the highest number present. Only frames with a file
+    may be read (the face store's ``has_face`` says which)."""
+
+    def __init__(self, pattern: str | Path, fps: float = IMAGE_SEQUENCE_FPS) -> None:
+        pattern = Path(pattern)
+        self.folder, self.pattern, self.fps = pattern.parent, pattern.name, fps
+        numbers = frame_numbers(self.folder)
+        if not numbers:
+            raise VideoReadError(f"no numbered images ({', '.join(IMAGE_SUFFIXES)}) in folder {self.folder}")
+        self.count = max(numbers)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image(self, i: int) -> np.ndarray:
+        import cv2
+
+        path = self.folder / (self.pattern % (i + 1))
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoReadError(f"cannot read image {path} (frame {i}: no face image there?)")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def frame_numbers(folder: str | Path) -> list[int]:
+    """The numbers of a folder's images named by number (``00001.jpg`` -> 1), ascending."""
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries]
+    return sorted(int(stem) for stem, suffix in map(os.path.splitext, names)
+                  if suffix.lower() in IMAGE_SUFFIXES and stem.isdigit())
+
+
 class ReaderCache:
     """A bounded LRU cache of open ``decord.VideoReader`` objects, private to one process.
 
@@ -147,6 +190,8 @@ def open_video(path: str | Path, num_threads: int = 1):
     :class:`VideoReadError` naming the file on failure."""
     import decord
 
+    if numbered_pattern(path):
+        return NumberedImages(path)
     if Path(path).is_dir():
         return ImageSequence(path)
     path = str(path)

@@ -1,10 +1,17 @@
-"""Reading the face-clip store (layout: :mod:`fer_lightning.store.write`): a corpus's video
-records pointed at their aligned face videos."""
+"""Reading a face store: a corpus's video records pointed at their aligned faces.
+
+Two layouts are read. The face-clip store that ``fer-lightning preprocess`` writes (layout:
+:mod:`fer_lightning.store.write`; ``meta/`` and ``videos/``), and a folder of per-video folders
+of aligned face images numbered by frame from 1, a missing image meaning a frame without a face:
+what the ABAW organisers ship as ``cropped_aligned/<video>/00001.jpg`` (``<video>_left/`` and
+``<video>_right/`` for the two persons of a two-person video), read as it is, no detector run.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +39,8 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
     import pandas as pd
 
     store = Path(store)
+    if not (store / "meta").is_dir() and is_image_folder_store(store):
+        return attach_image_folders(records, store, tolerance, strict)
     out, left_out = [], []
     for rec in records:
         meta_path = store / "meta" / f"{rec.video_id}.csv"
@@ -59,6 +68,68 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
                                        has_face=meta["has_face"].to_numpy(bool),
                                        values=_fit_rows(rec.values, n, np.nan),
                                        labels=_fit_rows(rec.labels, n, -1), extra=extra))
+    return out, left_out
+
+
+def is_image_folder_store(store: str | Path, probe: int = 20) -> bool:
+    """True for a folder whose subfolders hold face images named by frame number (ABAW's
+    ``cropped_aligned``); the first ``probe`` subfolders are looked at."""
+    from fer_lightning.media.video import IMAGE_SUFFIXES
+
+    store = Path(store)
+    if not store.is_dir():
+        return False
+    with os.scandir(store) as entries:
+        folders = [Path(e.path) for e in entries if e.is_dir()][:probe]
+    for folder in folders:
+        with os.scandir(folder) as files:
+            for f in files:
+                stem, suffix = os.path.splitext(f.name)
+                if suffix.lower() in IMAGE_SUFFIXES and stem.isdigit():
+                    return True
+    return False
+
+
+def attach_image_folders(records: list, store: str | Path, tolerance: int = 5, strict: bool = False
+                         ) -> tuple[list, list[tuple[str, str]]]:
+    """Point records at ``store/<video_id>/`` folders of face images numbered by frame from 1
+    (``00001.jpg`` is frame 0; a missing number is a frame without a face). Each record keeps
+    its frame count and labels; ``has_face`` is where an image exists, the box the whole image.
+    A record without a folder, or whose folder numbers images past its last frame by more than
+    ``tolerance``, is left out with the reason (with ``strict``, the latter is a ValueError)."""
+    import cv2
+
+    from fer_lightning.media.video import IMAGE_SUFFIXES, frame_numbers
+
+    store = Path(store)
+    out, left_out = [], []
+    for rec in records:
+        folder = store / rec.video_id
+        numbers = np.asarray(frame_numbers(folder), np.int64) if folder.is_dir() else np.zeros(0, np.int64)
+        if len(numbers) == 0:
+            left_out.append((rec.video_id, f"no face images in {folder} (cropped_aligned folder named as the video)"))
+            continue
+        if numbers[-1] > rec.num_frames + tolerance or numbers[0] < 1:
+            reason = (f"{folder} numbers face images {numbers[0]}..{numbers[-1]} but the video has {rec.num_frames} "
+                      f"frames, numbered from 1 (more than data.store_length_tolerance={tolerance} apart)")
+            if strict:
+                raise ValueError(f"{rec.video_id}: {reason}")
+            left_out.append((rec.video_id, reason))
+            continue
+        first = next(f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.stem.isdigit())
+        digits, suffix = len(first.stem), first.suffix
+        image = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            left_out.append((rec.video_id, f"cannot read face image {first}"))
+            continue
+        h, w = image.shape[:2]
+        has_face = np.zeros(rec.num_frames, bool)
+        inside = numbers[numbers <= rec.num_frames]
+        has_face[inside - 1] = True
+        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (rec.num_frames, 1))
+        extra = dict(rec.extra, face_margin=0.0, face_store_layout="image folders")
+        out.append(dataclasses.replace(rec, path=folder / f"%0{digits}d{suffix}", boxes=boxes, has_face=has_face,
+                                       extra=extra))
     return out, left_out
 
 

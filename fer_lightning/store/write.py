@@ -14,7 +14,8 @@ per-frame metadata.
     report.json               per source video, plus totals and the settings used
 
 ``video_id`` is the source file's name without suffix, or with ``--faces all`` and several
-faces ``<source>_left`` / ``<source>_right`` (Aff-Wild2's naming) or ``<source>_face1``...
+faces ``<source>_left`` / ``<source>_right`` (Aff-Wild2's naming) or ``<source>_face1``...;
+``--two_person`` names the videos that get ``_left`` / ``_right`` and leaves the others alone.
 
 A source video is finished when its ``done`` record exists and names outputs that are all in
 place: face videos and metadata are renamed into place from temporary names first, the
@@ -25,6 +26,7 @@ unfinished videos.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -57,6 +59,11 @@ class PreprocessConfig:
             face seen for min_track_seconds (<video>_left/_right for two, as Aff-Wild2 names them)
         min_track_seconds: with faces all: the shortest face kept, seconds
         max_track_writers: with faces all: face videos written at once
+        two_person: the two-person videos (Aff-Wild2's): a folder searched for <video>_left.txt /
+            <video>_right.txt annotation files, or a text file of video ids, one per line. Those
+            videos get <video>_left and <video>_right (the two most persistent faces, left to
+            right) and every other video keeps what faces says, so a stranger passing through a
+            single-subject video renames nothing
     """
 
     detect_every: int = 5
@@ -70,6 +77,7 @@ class PreprocessConfig:
     faces: str = "main"
     min_track_seconds: float = 1.0
     max_track_writers: int = 8
+    two_person: str | None = None
 
 
 def find_videos(inputs: list[str | Path]) -> list[Path]:
@@ -134,11 +142,41 @@ def _combine(tracker, video_id: str, group: list, n: int) -> FaceOutput:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def two_person_ids(source: str) -> frozenset[str]:
+    """The video ids named by ``PreprocessConfig.two_person``: from a folder, every
+    ``<video>_left.*`` / ``<video>_right.*`` file below it; from a file, one id per line."""
+    path = Path(source)
+    if path.is_dir():
+        ids = {f.stem[: -len(side)] for side in ("_left", "_right") for f in path.rglob(f"*{side}.*")
+               if f.stem.endswith(side)}
+    elif path.is_file():
+        ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    else:
+        raise ValueError(f"--two_person: no such folder or file: {source}")
+    if not ids:
+        raise ValueError(f"--two_person: {source} names no video (no <video>_left/_right files, or an empty list)")
+    return frozenset(ids)
+
+
 def _choose_outputs(video_id: str, groups: list[list], faces: str, min_frames: int,
-                    tracker, n: int) -> list[FaceOutput]:
+                    tracker, n: int, width: int = 0) -> list[FaceOutput]:
     """The main subject (``faces="main"``), or every face seen for at least ``min_frames``
     frames (``faces="all"``), named ``<video>_left``/``<video>_right`` for two faces and
-    ``<video>_face1``.. left to right for more; one face, or none, keeps the video's own id."""
+    ``<video>_face1``.. left to right for more; one face, or none, keeps the video's own id.
+    ``faces="two_person"``: the two faces seen longest, ``<video>_left`` and ``_right`` by
+    position (one face alone is named by the half of the ``width``-pixel frame it is in)."""
+    if faces == "two_person":
+        found = sorted(((g, _combine(tracker, "", g, n)) for g in groups), key=lambda p: -int(p[1].has_face.sum()))
+        found = [(g, out) for g, out in found[:2] if out.has_face.any()]
+        found.sort(key=lambda pair: float(pair[0][0].median_box()[[0, 2]].mean()))
+        if len(found) == 2:
+            names = ["left", "right"]
+        elif found:
+            names = ["left" if float(found[0][0][0].median_box()[[0, 2]].mean()) < width / 2 else "right"]
+        else:
+            return [_combine(tracker, f"{video_id}_left", [], n)]
+        return [dataclasses.replace(out, video_id=f"{video_id}_{name}") for name, (_, out) in zip(names, found, strict=True)]
     if faces == "all":
         faces_of = [(g, _combine(tracker, "", g, n)) for g in groups]
         sized = [(g, out) for g, out in faces_of if out.has_face.sum() >= min_frames]
@@ -185,14 +223,14 @@ def _done_path(store: Path, video_id: str) -> Path:
     return store / "done" / f"{video_id}.json"
 
 
-def _finished(store: Path, video_id: str, cfg: PreprocessConfig) -> dict | None:
+def _finished(store: Path, video_id: str, policy: str) -> dict | None:
     """The done record of a source video whose outputs are all in place, made with the same
-    face policy; None when the video must be (re)done."""
+    face policy (main, all, two_person); None when the video must be (re)done."""
     path = _done_path(store, video_id)
     if not path.exists():
         return None
     done = json.loads(path.read_text())
-    if done.get("faces") != cfg.faces:
+    if done.get("faces") != policy:
         return None
     for out in done["outputs"]:
         if not ((store / "videos" / f"{out['video_id']}.mp4").exists() and (store / "meta" / f"{out['video_id']}.csv").exists()):
@@ -235,7 +273,9 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
     video_id = source_id(source)
     entry = {"video_id": video_id, "source": str(source), "fps": None, "num_frames": 0,
              "face_frames": 0, "coverage": 0.0, "status": "failed", "reason": "", "outputs": []}
-    done = _finished(store, video_id, cfg)
+    pair = cfg.two_person is not None and video_id in two_person_ids(cfg.two_person)
+    policy = "two_person" if pair else cfg.faces  # what the video's outputs are chosen by
+    done = _finished(store, video_id, policy)
     if done is not None:
         return entry | {k: done[k] for k in ("fps", "num_frames", "face_frames", "coverage", "outputs")} | {
             "status": "ok", "reason": "; ".join(done["notes"]), "skipped": True}
@@ -260,7 +300,9 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
                         writers[tid].write(f, _face_crop(frame, face.box, face.landmarks, cfg))
 
         reported = 0
+        width = 0
         for frame in iter_frames(source, times):
+            width = frame.shape[1]
             write(tracker.push(frame))
             if on_frames and tracker.num_frames - reported >= 32:
                 on_frames(tracker.num_frames - reported)
@@ -274,7 +316,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
         entry.update(num_frames=n, fps=fps)
 
         min_frames = max(1, round(cfg.min_track_seconds * fps))
-        outputs = _choose_outputs(video_id, group_tracks(tracker.tracks), cfg.faces, min_frames, tracker, n)
+        outputs = _choose_outputs(video_id, group_tracks(tracker.tracks), policy, min_frames, tracker, n, width)
         second_pass = []
         for out in outputs:
             dest = store / "videos" / f"{out.video_id}.mp4"
@@ -303,7 +345,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
         )
         record = {k: entry[k] for k in ("video_id", "source", "fps", "num_frames", "face_frames", "coverage", "outputs")}
         write_text_atomic(_done_path(store, video_id),  # last: marks the video finished
-                          json.dumps(record | {"faces": cfg.faces, "notes": notes}, indent=1) + "\n")
+                          json.dumps(record | {"faces": policy, "notes": notes}, indent=1) + "\n")
     except VideoReadError as err:
         entry["reason"] = str(err)
     except Exception as err:  # one bad video must not stop the others; the report says why
@@ -387,6 +429,8 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     from tqdm.auto import tqdm
 
     store = Path(store)
+    if cfg.two_person is not None:
+        two_person_ids(cfg.two_person)  # a wrong path or an empty list fails here, before any work
     for sub in ("videos", "meta", "done", "tmp"):
         (store / sub).mkdir(parents=True, exist_ok=True)
     sources = find_videos(list(inputs))
