@@ -632,3 +632,39 @@ def test_sewa_reports_its_test_videos_as_an_unlabelled_partition(sewa_root):
     assert sorted(r.video_id for r in recs) == ["Devel_2", "Train_1"]
     assert unlabelled == [("Test_1", "test partition: no public labels")]
     assert [v for v, _ in skipped] == ["Devel_03"]  # a label file without its video: a real problem
+
+
+def test_labels_without_a_video_and_videos_without_labels_are_named_in_every_adapter(
+        recola_root, affwild2_root, sewa_root, tmp_path, capsys):
+    # RECOLA: a gold standard whose recording is missing; Aff-Wild2: a video with no VA
+    # annotation (the test set's, another track's); SEWA: a Train video without a label file
+    import shutil
+
+    recola, affwild2, sewa = (shutil.copytree(r, tmp_path / r.name) for r in (recola_root, affwild2_root, sewa_root))
+    k = np.arange(51)
+    for target in ("arousal", "valence"):
+        write_arff(recola / "ratings_gold_standard" / target / "dev_9.arff", "dev_9", k * 0.04, 0.01 * k)
+    write_video(affwild2 / "videos" / "new_vids" / "200-30-1920x1080.mp4", grey_ramp(10), 30)
+    write_video(sewa / "video" / "Train_7.avi", grey_ramp(10), 25, codec="mpeg4")
+    expected = {
+        "recola": ("dev_9", "skipped", "gold standard without a video"),
+        "affwild2": ("200-30-1920x1080", "unlabelled", "no VA annotation"),
+        "sewa": ("Train_7", "skipped", "no label file for this video"),
+    }
+    for dataset, root in (("recola", recola), ("affwild2", affwild2), ("sewa", sewa)):
+        skipped, unlabelled = [], []
+        load_dataset(dataset, root, skipped=skipped, unlabelled=unlabelled)
+        vid, where, why = expected[dataset]
+        found = dict(skipped if where == "skipped" else unlabelled)
+        assert why in found[vid], (dataset, skipped, unlabelled)
+        # data check counts it (exit 1 only for a video left out), and the fit's log names it
+        from fer_lightning.cli.main import main
+
+        capsys.readouterr()
+        code = main(["data", "check", "--dataset", dataset, "--root", str(root)])
+        summary = json.loads(capsys.readouterr().out)
+        assert vid in [e["video_id"] for e in summary[where]], summary
+        assert (code == 1) == bool(summary["skipped"])
+        dm = AffectDataModule(root=str(root), dataset=dataset, clip_len=8, image_size=32, num_workers=0)
+        dm.setup()
+        assert vid in (dm.skip_reasons if where == "skipped" else dm.unlabelled)

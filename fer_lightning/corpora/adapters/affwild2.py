@@ -65,6 +65,7 @@ def load_affwild2(
     length_tolerance: int = 5,
     val_from_train: float = 0.0,
     seed: int = 0,
+    unlabelled: list | None = None,
 ) -> list[VideoRecord]:
     """One record per annotation file (per person), labels on their frames.
 
@@ -75,6 +76,8 @@ def load_affwild2(
             out with both lengths in the reason.
         val_from_train, seed: see the module docs.
         skipped: receives ``(video_id, reason)`` for each left-out annotation file.
+        unlabelled: receives ``(video_id, reason)`` for each video without a VA annotation file
+            (the test set's, and videos of the other ABAW tracks).
     """
     ann_root = root / annotations if annotations else _find_annotations(root)
     if not (ann_root / "Train_Set").is_dir():
@@ -85,6 +88,11 @@ def load_affwild2(
     if not found:
         raise FileNotFoundError(f"no .mp4/.avi videos under {video_root}: set data.root to the ABAW folder, or "
                                 "data.dataset_args.videos to the folder that holds them")
+    annotated = {ann.stem for folder in SETS for ann in (ann_root / folder).glob("*.txt")}
+    annotated |= {a[: -len(side)] for a in annotated for side in ("_left", "_right") if a.endswith(side)}
+    if unlabelled is not None:
+        unlabelled += [(vid, "no VA annotation (the test set, or another ABAW track's video)")
+                       for vid in sorted(set(found) - annotated)]
     records = []
     for folder, split in SETS.items():
         for ann in sorted((ann_root / folder).glob("*.txt")):

@@ -59,6 +59,11 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
     videos = sorted((root / "recordings_video").glob("*.mp4"))
     if not videos:
         raise FileNotFoundError(f"no RECOLA videos at {root / 'recordings_video'} (expected train_1.mp4 ...)")
+    if skipped is not None:  # a gold standard whose recording is missing is named, not silently dropped
+        have = {p.stem for p in videos}
+        gold = {f.stem for t in targets for f in (root / "ratings_gold_standard" / t).glob("*.arff")}
+        skipped += [(vid, f"gold standard without a video: no recordings_video/{vid}.mp4")
+                    for vid in sorted(gold - have)]
     records = []
     for path in videos:
         m = NAME.match(path.stem)

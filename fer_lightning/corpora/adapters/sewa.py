@@ -52,6 +52,10 @@ def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] 
     label_files = sorted((root / "labels").glob("*.csv"))
     if not label_files:
         raise FileNotFoundError(f"no SEWA label files at {root / 'labels'} (expected Train_01.csv ...)")
+    labelled = {(m.group(1).lower(), int(m.group(2))) for m in map(NAME.match, (f.stem for f in label_files)) if m}
+    if skipped is not None:  # a Train/Devel video with no label file beside it is named, not silently dropped
+        skipped += [(p.stem, f"no label file for this video under {root / 'labels'}")
+                    for key, p in sorted(videos.items()) if key not in labelled and key[0] != "test"]
     records = []
     for lab in label_files:
         m = NAME.match(lab.stem)
