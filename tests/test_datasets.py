@@ -511,6 +511,10 @@ def test_recola_without_test_labels_trains_to_a_final_table(recola_root, tmp_pat
     assert main(common) == 0
     table = capsys.readouterr().out
     assert any(line.startswith("test ") and "no labelled" not in line for line in table.splitlines())
+    # every labelled frame scored, the face-only figure and the face coverage beside it
+    assert "Every labelled frame scored" in table and "face-only CCC mean" in table and "face coverage" in table
+    rows = [line for line in table.splitlines() if line.startswith(("val ", "test "))]
+    assert len(rows) == 2 and all(line.rstrip().endswith("100.0%") for line in rows)  # whole frames: a face on each
 
 
 def test_data_check_reports_recolas_unlabelled_test_partition_without_failing(recola_root, capsys):

@@ -149,6 +149,30 @@ def test_predict_marks_frames_without_a_face_and_matches_preprocessing(feat_data
     assert set(entry["seconds"]) == {"decode", "face", "model", "other", "total"}
 
 
+def test_predict_can_fill_the_faceless_frames_and_write_abaw_files(feat_data, tiny_checkpoint, tmp_path, capsys):
+    # an ABAW submission needs a row for every frame: the frames after the face left are
+    # predicted from the face frames (held at the video's end: the last face frame's values)
+    video = feat_data / "face_noface.mov"
+    out = tmp_path / "pred"
+    with pytest.raises(SystemExit) as err:
+        main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out), "--abaw"])
+    assert err.value.code == 2 and "set --faceless interpolate" in capsys.readouterr().err
+    assert main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out),
+                 "--faceless", "interpolate", "--abaw", "--quiet"]) == 0
+    rows = pd.read_csv(out / "face_noface.csv")
+    face = rows.has_face.to_numpy(bool)
+    assert face.any() and not face.all() and rows[["valence", "arousal"]].notna().all().all()
+    last = np.flatnonzero(face)[-1]
+    after = rows.index > last
+    assert after.any()
+    np.testing.assert_allclose(rows.loc[after, ["valence", "arousal"]].to_numpy(),
+                               np.tile(rows.loc[last, ["valence", "arousal"]].to_numpy(float), (after.sum(), 1)))
+    abaw = (out / "abaw" / "face_noface.txt").read_text().splitlines()
+    assert abaw[0] == "valence,arousal" and len(abaw) == len(rows) + 1
+    np.testing.assert_allclose(np.loadtxt(abaw[1:], delimiter=","), np.clip(rows[["valence", "arousal"]], -1, 1),
+                               atol=1e-5)
+
+
 def test_a_folder_goes_on_past_bad_videos_and_lists_them(feat_data, tiny_causal_checkpoint, tmp_path, capsys):
     folder = tmp_path / "videos"
     folder.mkdir()

@@ -117,9 +117,12 @@ def predict_main(argv: Sequence[str]) -> int:
                                                  "pretraining: emotion probabilities)")
     p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_class_arguments(PredictConfig, None, skip={"render"})
+    p.add_class_arguments(PredictConfig, None, skip={"render", "abaw"})
     p.add_argument("--render", action=yes_no(), default=PredictConfig.render,
                    help="also write an annotated MP4 per video")
+    p.add_argument("--abaw", action=yes_no(), default=PredictConfig.abaw,
+                   help="also write abaw/<video>.txt in ABAW's valence-arousal format (a row for every frame; "
+                        "needs --faceless other than none)")
     p.add_argument("--quiet", action=yes_no(), default=False, help="no progress bars")
     a = p.parse_args(list(argv))
     cfg = dataclass_from(PredictConfig, a)
@@ -127,6 +130,11 @@ def predict_main(argv: Sequence[str]) -> int:
         fail(p, "--detect_every, --batch_size and --window must be >= 1")
     if cfg.crop not in (None, "aligned", "box") or cfg.precision not in PRECISIONS:
         fail(p, f"--crop must be aligned or box; --precision one of {', '.join(PRECISIONS)}")
+    if cfg.faceless not in ("none", "interpolate", "hold", "model"):
+        fail(p, f"--faceless must be none, interpolate, hold or model (got {cfg.faceless!r})")
+    if cfg.abaw and cfg.faceless == "none":
+        fail(p, "--abaw writes a row for every frame, as ABAW scores every frame: set --faceless interpolate "
+                "(or hold, model) to predict the frames without a face")
     import torch
 
     from fer_lightning.inference.predict import predict

@@ -350,11 +350,22 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": str(out_dir / f"{vid}.csv"), "png": str(out_dir / f"{vid}.png")}
     values = np.stack([res.outputs[i] for i in range(n)])
-    has = np.asarray(res.has_face)
-    values[~has] = np.nan  # no face: no value, never an invented one
+    has = np.asarray(res.has_face, bool)
+    if cfg.faceless == "none" or not has.any():
+        values[~has] = np.nan  # no face: no value unless asked for one
+    else:  # predicted from the face frames around them, as evaluation scores such frames
+        from fer_lightning.metrics.faceless import fill_faceless
+
+        values = fill_faceless(torch.zeros(n, dtype=torch.int64), torch.arange(n), torch.from_numpy(values),
+                               torch.from_numpy(has), cfg.faceless).numpy()
     t = np.asarray([times[i] if i < len(times) and np.isfinite(times[i]) else i / fps for i in range(n)])
     write_csv(files["csv"], t, has, np.asarray(res.track_id), np.stack(res.boxes), values, names)
     plot_prediction(files["png"], t, has, values, names, title=f"{path.name} ({model.task}, {mode} crops)")
+    if cfg.abaw:
+        from fer_lightning.evaluation.formats import write_abaw_va
+
+        files["abaw"] = str(out_dir / "abaw" / f"{vid}.txt")
+        write_abaw_va(out_dir / "abaw", {vid: np.nan_to_num(values)}, names)
     timings.other += time.perf_counter() - t0
     if cfg.render:
         t0 = time.perf_counter()

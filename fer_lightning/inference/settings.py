@@ -27,6 +27,12 @@ class PredictConfig:
         render: also write an annotated MP4 per video
         device: auto, cpu, cuda, cuda:1 ...
         precision: 32-true, or bf16-mixed / 16-mixed (autocast on the device, as in training)
+        faceless: frames without a face: none (no value, the CSV leaves them empty), interpolate
+            (between the nearest face frames' predictions, as evaluation scores them), hold (the
+            last face frame's) or model (the model's output on the black frame); has_face says
+            which frames they are either way
+        abaw: also write abaw/<video>.txt, ABAW's valence-arousal format (a row for every frame;
+            needs faceless other than none)
     """
 
     detect_every: int = 5
@@ -41,3 +47,5 @@ class PredictConfig:
     render: bool = False
     device: str = "auto"
     precision: str = "32-true"
+    faceless: str = "none"
+    abaw: bool = False
