@@ -24,7 +24,10 @@ def load_checkpoint_model(ckpt: str | Path):
     if not hp or "backbone" not in hp or "state_dict" not in raw:
         raise ValueError(f"{path} is not a fer-lightning training checkpoint (no model hyperparameters/state_dict)")
     hp = {k: v for k, v in hp.items() if not k.startswith("_")}
-    hp["init_from"] = None  # the weights below are complete; no pretraining run is needed
+    # the weights below are complete: no pretraining run, no hub or local backbone weights are
+    # needed, so a model trained from ImageNet weights loads on a compute node without network
+    hp["init_from"] = None
+    hp["pretrained"], hp["backbone_checkpoint"] = False, None
     model = AffectModule(**hp)
     missing, unexpected = model.load_state_dict(raw["state_dict"], strict=False)
     if missing or unexpected:
