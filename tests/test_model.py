@@ -110,3 +110,18 @@ def test_compiled_backbone_trains_like_the_eager_one_and_keeps_checkpoint_keys(t
     ckpt = torch.load(tmp_path / "compiled.ckpt", map_location="cpu", weights_only=True)
     eager = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1)
     eager.load_state_dict(ckpt["state_dict"], strict=True)  # no _orig_mod. prefixes
+
+
+def test_backbone_loads_a_torchvision_weights_file(tmp_path):
+    # torchvision's ResNet layout (what a cluster's shared model folder often holds): the same
+    # tensor names as timm's resnet; its 1000-class fc is dropped
+    import torchvision
+
+    torch.manual_seed(0)
+    source = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18-tv.pth"
+    torch.save(source.state_dict(), path)
+    loaded = AffectNet(2, backbone="resnet18", backbone_checkpoint=str(path), hidden_size=8).encoder.model.state_dict()
+    for name, tensor in source.state_dict().items():
+        if not name.startswith("fc."):
+            torch.testing.assert_close(loaded[name], tensor)

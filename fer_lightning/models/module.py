@@ -36,7 +36,14 @@ class AffectModule(L.LightningModule):
     Args:
         task: ``finetune`` or ``pretrain`` (linked from the datamodule by the CLI).
         target_names: continuous outputs for ``finetune``; class_names: logits for ``pretrain``.
-        backbone, pretrained, backbone_checkpoint: the timm frame encoder.
+        backbone: the timm frame encoder, any timm name with an optional weights tag
+            (``resnet50``, ``resnet50.a1_in1k``, ``resnet18.tv_in1k``).
+        pretrained: start the encoder from timm's hub weights for that name and tag (ImageNet):
+            downloaded once into the Hugging Face cache (``HF_HOME``); a node without network
+            needs that cache warmed first (README, "Start from ImageNet weights"). Checkpoints
+            hold the trained weights, so evaluate, predict and export never ask the hub.
+        backbone_checkpoint: a local weights file for the encoder instead (timm or torchvision
+            layout; a classifier of another size in it is dropped), no network at all.
         hidden_size, num_layers, bidirectional, dropout: the LSTM and head.
         lr, weight_decay: AdamW. warmup_steps: linear warm-up, then cosine decay to
             ``min_lr_ratio * lr`` over the run's optimizer steps.
