@@ -95,13 +95,13 @@ pretrain: setup  ## stage 1: emotion classes (synthetic default; DATASET=emotion
 
 finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretraining (DATASET=recola ROOT=...)
 	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
-	@if [ -n "$(SYNTHETIC)" ] && ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then \
-		echo "no synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
+	@if [ -n "$(SYNTHETIC)" ] && ! ls runs/pretrain_synthetic/logs/*/checkpoints/finished.json >/dev/null 2>&1; then \
+		echo "no finished synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning fit --config $(FINETUNE_CONFIG) --model.init_from=latest $(DATA_ARGS) $(ARGS)
 	@echo "Next: inspect the trace plot above; compare with a from-scratch run: make finetune ARGS=--model.init_from=null"
 
 ablation: setup  ## pretrained vs from-scratch fine-tuning on 4 subjects, 3 seeds: table + plot
-	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/*.ckpt >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi
+	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/finished.json >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning ablation $(ARGS)
 
 lint: setup

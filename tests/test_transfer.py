@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -77,16 +78,59 @@ def test_a_checkpoint_of_another_architecture_is_refused_with_its_keys(tiny_corp
     assert "different shapes: model." in msg and "(16, 3, 3, 3) vs (24, 3, 3, 3)" in msg
 
 
-def test_latest_finds_the_newest_pretraining_run(tmp_path, monkeypatch):
-    for i, name in enumerate(("pretrain_synthetic/logs/version_0", "pretrain_synthetic/logs/version_1")):
+def test_latest_finds_the_newest_finished_pretraining_run_of_the_same_kind(tmp_path, monkeypatch):
+    import json
+
+    def run(name: str, t: int, dataset: str | None) -> Path:
         d = tmp_path / "runs" / name / "checkpoints"
         d.mkdir(parents=True)
         for f in ("last.ckpt", "best-epoch=01.ckpt"):
             (d / f).write_bytes(b"x")
-            os.utime(d / f, (1000 + i * 10, 1000 + i * 10))
-    assert latest_checkpoint(tmp_path / "runs") == tmp_path / "runs/pretrain_synthetic/logs/version_1/checkpoints/best-epoch=01.ckpt"
+            os.utime(d / f, (t, t))
+        if dataset is not None:  # None: still running (or killed): no finished.json
+            (d / "finished.json").write_text(json.dumps({"dataset": dataset}))
+            os.utime(d / "finished.json", (t, t))
+        return d / "best-epoch=01.ckpt"
+
+    demo_old = run("pretrain_synthetic/logs/version_0", 1000, "synthetic")
+    real = run("pretrain/logs/version_0", 1010, "emotion_manifest")
+    demo = run("pretrain_synthetic/logs/version_1", 1020, "synthetic")
+    run("pretrain/logs/version_1", 1030, None)  # the newest: a pretraining still going
+    runs = tmp_path / "runs"
+    assert latest_checkpoint(runs) == demo  # any kind, never the unfinished one
+    assert latest_checkpoint(runs, synthetic=True) == demo
+    assert latest_checkpoint(runs, synthetic=False) == real  # a real corpus never takes the demo's run
+    assert demo_old != demo
     with pytest.raises(FileNotFoundError, match="make pretrain"):
         latest_checkpoint(tmp_path / "nothing")
+    only_demo = tmp_path / "only_demo"
+    (only_demo / "pretrain_synthetic").mkdir(parents=True)
+    os.rename(runs / "pretrain_synthetic", only_demo / "pretrain_synthetic")
+    with pytest.raises(FileNotFoundError, match="all on the synthetic corpus"):
+        latest_checkpoint(only_demo, synthetic=False)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    os.rename(runs / "pretrain", unfinished / "pretrain")
+    (unfinished / "pretrain/logs/version_0/checkpoints/finished.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no finished pretraining run"):
+        latest_checkpoint(unfinished)
+
+
+def test_a_fit_marks_its_run_finished_for_latest(tiny_corpus, tmp_path):
+    import json
+
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    dm = AffectDataModule(root=str(tiny_corpus), task="pretrain", clip_len=4, image_size=32, batch_size=2,
+                          num_workers=0, generate_if_missing=False)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path / "runs" / "pretrain_synthetic")
+    trainer.fit(AffectModule(task="pretrain", backbone="test_resnet", hidden_size=8, num_layers=1), datamodule=dm)
+    marks = list((tmp_path / "runs").rglob("finished.json"))
+    assert len(marks) == 1 and json.loads(marks[0].read_text())["dataset"] == "synthetic"
+    assert latest_checkpoint(tmp_path / "runs", synthetic=True).parent == marks[0].parent
 
 
 def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path, monkeypatch):

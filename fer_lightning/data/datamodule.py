@@ -270,7 +270,8 @@ class AffectDataModule(L.LightningDataModule):
         if hp.feature_cache:
             from fer_lightning.data.features import FeatureClipDataset, build_feature_cache
 
-            ckpt = latest_checkpoint() if hp.feature_cache == "latest" else Path(hp.feature_cache)
+            ckpt = (latest_checkpoint(synthetic=hp.dataset == "synthetic") if hp.feature_cache == "latest"
+                    else Path(hp.feature_cache))
             cache_root = hp.feature_cache_dir or str(Path(hp.face_store or self.root) / "features")
             device = self.trainer.strategy.root_device if self.trainer is not None else "auto"
             folder = build_feature_cache([r for rs in by_split.values() for r in rs], ckpt, cache_root,

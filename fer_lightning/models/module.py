@@ -121,10 +121,14 @@ class AffectModule(L.LightningModule):
         hp = self.hparams
         resuming = self._trainer is not None and self.trainer.ckpt_path is not None
         if stage == "fit" and hp.init_from and not resuming:
-            path = latest_checkpoint() if hp.init_from == "latest" else Path(hp.init_from)
+            dataset = getattr(getattr(self.trainer, "datamodule", None), "hparams", {}).get("dataset")
+            # latest: the newest finished pretraining run of the same kind of corpus (synthetic or real)
+            path = (latest_checkpoint(synthetic=None if dataset is None else dataset == "synthetic")
+                    if hp.init_from == "latest" else Path(hp.init_from))
             loaded = load_parts(self.net, path, tuple(hp.init_parts))
             self.loaded_from = str(path)
-            rank_zero_info(f"initialised {', '.join(f'{k} ({n} tensors)' for k, n in loaded.items())} from {path}")
+            how = " (model.init_from: latest, the newest finished pretraining run)" if hp.init_from == "latest" else ""
+            rank_zero_info(f"initialised {', '.join(f'{k} ({n} tensors)' for k, n in loaded.items())} from {path}{how}")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # random states travel with the checkpoint so that a resumed run draws what an

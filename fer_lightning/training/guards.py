@@ -1,7 +1,7 @@
 """The callbacks every fit of an :class:`~fer_lightning.models.module.AffectModule` runs with
 (it returns them from ``configure_callbacks``): they tell a per-epoch training stream its
-epoch, stop on a non-finite loss with the last good weights saved, and stamp checkpoints with
-the W&B run and SLURM job they belong to."""
+epoch, stop on a non-finite loss with the last good weights saved, stamp checkpoints with
+the W&B run and SLURM job they belong to, and mark a run that has finished."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from fer_lightning.checkpoints import FINISHED
 from fer_lightning.training.callbacks import run_dir
 from fer_lightning.training.cluster import slurm_job_id
 
@@ -57,6 +58,32 @@ class RunIdentity(L.Callback):
             checkpoint["slurm_job_id"] = job
 
 
+class RunFinished(L.Callback):
+    """When a fit ends (not when it is interrupted or fails), ``finished.json`` goes beside its
+    checkpoints: the corpus, the task, the best checkpoint and when. ``model.init_from: latest``
+    only takes checkpoints of a finished run, so never those of a pretraining still running."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import json
+        import time
+        from pathlib import Path
+
+        from fer_lightning.io import write_text_atomic
+
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        callback = trainer.checkpoint_callback
+        folder = Path(callback.dirpath) if callback is not None and callback.dirpath else run_dir(trainer) / "checkpoints"
+        if not folder.is_dir():
+            return  # nothing was saved: there is no checkpoint to point at
+        data = getattr(trainer.datamodule, "hparams", {}) if trainer.datamodule is not None else {}
+        record = {"dataset": data.get("dataset"), "root": str(data.get("root")) if data.get("root") else None,
+                  "task": getattr(pl_module, "task", None), "best": getattr(callback, "best_model_path", "") or None,
+                  "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_text_atomic(folder / FINISHED, json.dumps(record, indent=1) + "\n")
+
+
 def fit_guards() -> list[L.Callback]:
     """The callbacks every AffectModule fit needs (see the module docs)."""
-    return [DatasetEpoch(), StopOnBadLoss(), RunIdentity()]
+    return [DatasetEpoch(), StopOnBadLoss(), RunIdentity(), RunFinished()]
