@@ -67,18 +67,23 @@ slurm-submit: setup  ## submit an experiment to SLURM with an sbatch template (r
 	sbatch $(SBATCH) $(TEMPLATE) $(CONFIG) $(ARGS)
 	@echo "Job log: runs/slurm/<job name>-<job id>.out; run folder: runs/<experiment>/slurm-<job id>"
 
-# make sweep [SWEEP=experiments/sweeps/finetune_recola.yaml] [AGENTS=2] [RUNS=10]: online, on wandb.ai
+# make sweep [SWEEP=experiments/sweeps/finetune_recola.yaml ROOT=/data/RECOLA] [AGENTS=2] [RUNS=10]: online, on wandb.ai
 SWEEP ?= experiments/sweeps/finetune_synthetic.yaml
 AGENTS ?= 1
 sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start AGENTS agents here
 	@$(BIN)/python -c "import sys; from fer_lightning.training.loggers import has_wandb_key; sys.exit(not has_wandb_key())" \
 		|| { echo "make sweep runs on wandb.ai: log in first (.venv/bin/wandb login), or run offline: make sweep-local"; exit 2; }
 	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
-	@set -e; id=$$(WANDB_MODE=online $(BIN)/wandb sweep --project fer-lightning $(SWEEP) 2>&1 | tee /dev/stderr \
+	@set -e; id=$$(WANDB_MODE=online $(BIN)/wandb sweep --project $(or $(WANDB_PROJECT),fer-lightning) $(if $(WANDB_ENTITY),--entity $(WANDB_ENTITY)) $(SWEEP) 2>&1 | tee /dev/stderr \
 		| sed -n 's/.*wandb agent \([^ ]*\).*/\1/p' | tail -1); \
 	test -n "$$id" || { echo "wandb sweep printed no sweep id"; exit 1; }; \
 	echo "sweep $$id: starting $(AGENTS) agent(s); more on SLURM: sbatch experiments/slurm/sweep_agents.sbatch $$id"; \
 	for i in $$(seq $(AGENTS)); do WANDB_MODE=online $(BIN)/wandb agent $(if $(RUNS),--count $(RUNS)) $$id & done; wait
+
+# a sweep of a real corpus reads it from FER_DATA_ROOT (the sweep file's --data.root=${envvar:FER_DATA_ROOT})
+ifneq ($(ROOT),)
+sweep sweep-local: export FER_DATA_ROOT := $(ROOT)
+endif
 
 sweep-local: setup  ## the same sweep offline: W&B's sweep engine suggests RUNS configurations, run here one by one
 	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
@@ -121,3 +126,4 @@ bench: setup test-data  ## each benchmark prints one JSON line
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache
+	mkdir -p runs/slurm && touch runs/slurm/.gitkeep

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from slurm_cluster import local_slurm, missing
+from slurm_cluster import FINAL, local_slurm, missing
 
 from fer_lightning.training.loggers import read_run
 
@@ -167,3 +168,52 @@ def test_wrong_launches_say_how_to_launch(cluster, work, tiny_corpus):
     cluster.wait(job, {"FAILED"}, timeout=120)
     log = job_log(work, job)
     assert "has 2 tasks, but fer-lightning was started without srun" in log and "srun fer-lightning fit" in log, log
+
+
+def fresh_checkout(dest: Path) -> Path:
+    """The repository's files as a fresh clone has them (tracked and new, not ignored ones:
+    no runs/ output, only what ships), with the installed .venv linked in."""
+    import shutil
+
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    (dest / ".venv").symlink_to(Path(sys.executable).parents[1])
+    return dest
+
+
+def test_two_sweep_agents_share_the_offline_engine_from_a_fresh_checkout(cluster, tiny_corpus, tmp_path):
+    # what a researcher does: clone, then an array of sweep agents; W&B's sweep engine runs in
+    # the agents (standing in for wandb.ai), which take turns through the shared sweep folder
+    import json
+
+    work = fresh_checkout(tmp_path / "clone")
+    assert sorted(p.name for p in (work / "runs").rglob("*")) == [".gitkeep", "slurm"]  # the log folder ships
+    quick = ["--trainer.accelerator=cpu", f"--data.root={tiny_corpus}", "--model.backbone=test_resnet",
+             "--model.init_from=null", "--data.image_size=32", "--data.batch_size=3", "--data.num_workers=0",
+             "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+             "--trainer.enable_progress_bar=false"]
+    job = cluster.sbatch(["--array=0-1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=15",
+                          "experiments/slurm/sweep_agents.sbatch", "experiments/sweeps/finetune_synthetic.yaml",
+                          *quick], cwd=work, env=job_env())
+    deadline = time.monotonic() + 600
+    while True:
+        states = re.findall(r"JobState=(\S+)", cluster.run("scontrol", "show", "job", "-o", job, check=False))
+        if len(states) == 2 and all(s in FINAL for s in states):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(1)
+    logs = {p.name: p.read_text() for p in (work / "runs" / "slurm").glob(f"fer-sweep-{job}_*.out")}
+    assert len(logs) == 2 and states == ["COMPLETED", "COMPLETED"], (states, logs)
+    records = [json.loads(p.read_text()) for p in (work / "runs/sweeps/finetune_synthetic/runs").glob("run-*.json")]
+    assert len(records) == 2 and {r["state"] for r in records} == {"finished"}, records
+    assert len({r["agent"] for r in records}) == 2  # one run per agent, each its own process
+    assert records[0]["params"] != records[1]["params"]  # the engine saw the first run when it suggested the second
+    for r in records:
+        own = work / "runs" / "finetune_synthetic" / "sweep-finetune_synthetic" / r["run_id"]
+        assert len(list(own.rglob("finished.json"))) == 1 and -1 <= r["summary"]["val/ccc_mean"] <= 1
+    rows = (work / "runs/sweeps/finetune_synthetic/results.csv").read_text().splitlines()
+    assert len(rows) == 3  # both agents' runs in the sweep's results

@@ -62,3 +62,7 @@ def test_two_suggested_runs_execute_the_sweep_command_offline(tiny_corpus, tmp_p
                    and c["data"]["clip_len"] == r["data.clip_len"] for c in saved), (r, saved)
     out = tmp_path / "runs" / "sweeps" / "finetune_synthetic"
     assert (out / "results.csv").read_text().count("\n") == 3 and (out / "results.png").stat().st_size > 1000
+    # each run in a folder of its own (agents side by side never share runs/<exp>/logs/version_N)
+    for r in results:
+        own = tmp_path / "runs" / "finetune_synthetic" / "sweep-finetune_synthetic" / r["run_id"]
+        assert len(list(own.rglob("finished.json"))) == 1 and str(own) in r["run_file"]

@@ -45,6 +45,14 @@ TOOLS = {
                  "pretrained vs from-scratch fine-tuning on few subjects, over seeds (table + plot)"),
 }
 
+# LightningCLI's --optimizer/--lr_scheduler would replace AffectModule.configure_optimizers, and
+# with it the backbone's learning-rate group, the no-decay group and the warm-up
+OPTIMIZER_OPTIONS = ("--optimizer", "--lr_scheduler")
+OPTIMIZER_REASON = ("the model builds its own AdamW (the backbone's parameters at model.lr x model.backbone_lr_scale, "
+                    "no weight decay on biases and norms) with linear warm-up and cosine decay; a generic optimizer "
+                    "would drop those. Set model.lr, model.weight_decay, model.backbone_lr_scale, model.warmup_steps "
+                    "and model.min_lr_ratio instead")
+
 # how a collective reports that a peer process is gone (gloo on CPU; NCCL's watchdog on GPU)
 PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "NCCL communicator was aborted",
              "Watchdog caught collective operation timeout", "ProcessGroupNCCL is aborted")
@@ -68,12 +76,18 @@ def usage() -> str:
 def lightning_main(argv: Sequence[str] | None, run: bool = True):
     """Run a LightningCLI subcommand (fit, validate, test); with ``run=False``, parse ``argv`` (no
     subcommand) and return the CLI with its model, datamodule and trainer built."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    refused = [a for a in given if a.split("=")[0] in OPTIMIZER_OPTIONS or a.split(".")[0] in OPTIMIZER_OPTIONS]
+    if refused:
+        print(f"fer-lightning: {refused[0].split('=')[0]} is not offered: {OPTIMIZER_REASON}", file=sys.stderr)
+        raise SystemExit(2)
     cli_class, AffectModule, AffectDataModule, LoggedConfig = _cli_classes()
     return cli_class(
         AffectModule,
         AffectDataModule,
         args=None if argv is None else list(argv),
         run=run,
+        auto_configure_optimizers=False,  # see OPTIMIZER_REASON
         save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "fer-lightning: facial affect from video (see fer-lightning --help for the "
@@ -142,10 +156,20 @@ def _cli_classes():
                 in_slurm_job,
             )
 
+            import os
+            from pathlib import Path
+
             check_launch()
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             loggers = cfg["trainer"].get("logger")
             loggers = loggers if isinstance(loggers, list) else [loggers] if loggers else []
+            # wandb agent sets WANDB_SWEEP_ID; the offline engine (fer-lightning sweep) FER_SWEEP_ID
+            sweep = os.environ.get("WANDB_SWEEP_ID") or os.environ.get("FER_SWEEP_ID")
+            sweep_run = os.environ.get("WANDB_RUN_ID")
+            if not cfg.get("run_root") and sweep and sweep_run and self.subcommand == "fit":
+                # a sweep agent's run: a folder of its own, so agents side by side never share one
+                base = cfg["trainer"].get("default_root_dir") or "runs"
+                cfg["run_root"] = str(Path(base) / f"sweep-{Path(sweep).name}" / sweep_run)
             if run_root := cfg.get("run_root"):
                 # one folder for the whole run: checkpoints, HPC checkpoints, CSV logs, W&B files
                 cfg["trainer"]["default_root_dir"] = run_root

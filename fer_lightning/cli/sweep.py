@@ -11,13 +11,20 @@ running the sweep's ``command:`` with the suggested ``${args}``; the server stop
 asks the engine for a configuration, runs the same command line the agent would run (W&B
 offline), reads the target metric from the run's W&B file, feeds it back for the next
 suggestion, and writes ``runs/sweeps/<sweep>/results.csv`` and ``results.png``. Runs go one
-after another, each to its end: early termination needs a live agent and server.
+after another, each to its end: early termination needs a live agent and server. Several such
+agents may run at once on one sweep (``sbatch --array=0-7 experiments/slurm/sweep_agents.sbatch
+experiments/sweeps/<sweep>.yaml``): they share ``runs/sweeps/<sweep>/`` on the shared file
+system, taking suggestions under a lock, the way wandb.ai's agents share its server. Each run
+gets its own run folder, ``runs/<experiment>/sweep-<sweep>/<run id>``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -64,12 +71,42 @@ def find_run_file(search_root: Path, run_id: str) -> Path | None:
     return found[-1] if found else None
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (``flock``), held by one agent at a time, across processes
+    and nodes that share the file system."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_runs(state: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(state.glob("run-*.json"))]
+
+
+def _as_sweep_run(record: dict):
+    import sweeps
+
+    return sweeps.SweepRun(name=record["run_id"], state=sweeps.RunState(record["state"]),
+                           config={k: {"value": v} for k, v in record["params"].items()},
+                           summaryMetrics=record.get("summary") or {}, sampledHistory=record.get("history") or [])
+
+
 def run_local(path: str | Path, runs: int, extra: Sequence[str] = (), out: str | Path | None = None,
               cwd: str | Path = ".") -> list[dict]:
-    """Run ``runs`` configurations of the sweep at ``path`` here, one after another (see module doc).
+    """One agent of the sweep at ``path``: ``runs`` configurations, one after another (see the
+    module docs). Agents started side by side (SLURM array tasks, several shells) share the
+    sweep's folder: each takes the next suggestion under a file lock, so that the engine sees
+    every run already finished or running and no two agents run the same configuration.
 
     ``extra`` CLI overrides go after the agent's command (for a quick check: fewer epochs);
-    they may not set a swept parameter. Returns one dict per run: id, params, metric, exit code."""
+    they may not set a swept parameter. Returns one dict per run of this agent: id, params,
+    metric, exit code; ``results.csv``/``results.png`` in the folder cover every agent's runs."""
     import sweeps
     from wandb.sdk.lib.runid import generate_id
 
@@ -81,20 +118,27 @@ def run_local(path: str | Path, runs: int, extra: Sequence[str] = (), out: str |
         raise ValueError(f"extra overrides may not set swept parameters: {clash}")
     name = Path(path).stem
     out = Path(out or Path(cwd) / "runs" / "sweeps" / name)
-    out.mkdir(parents=True, exist_ok=True)
-    history: list[sweeps.SweepRun] = []
+    state = out / "runs"
+    state.mkdir(parents=True, exist_ok=True)
+    lock = out / ".lock"
     results: list[dict] = []
     for i in range(runs):
-        suggestion = sweeps.next_run(sweep, history, validate=True)
-        if suggestion is None:  # a grid that is done
-            break
-        run_id = generate_id()
+        with _locked(lock):
+            history = [_as_sweep_run(r) for r in _load_runs(state)]
+            suggestion = sweeps.next_run(sweep, history, validate=True)
+            if suggestion is None:  # a grid that is done
+                break
+            run_id = generate_id()
+            params = {k: _plain(v["value"]) for k, v in suggestion.config.items()}
+            record = {"run_id": run_id, "state": "running", "params": params,
+                      "agent": f"{socket.gethostname()}:{os.getpid()}"}
+            write_text_atomic(state / f"run-{run_id}.json", json.dumps(record, indent=1) + "\n")
         params_file = out / f"config-{run_id}.yaml"
-        write_text_atomic(params_file, yaml.safe_dump({k: {"value": _plain(v["value"])}
-                                                       for k, v in suggestion.config.items()}))
+        write_text_atomic(params_file, yaml.safe_dump({k: {"value": v} for k, v in params.items()}))
         cmd = [*agent_command(sweep, suggestion.config, str(params_file)), *extra]
         print(f"[sweep {name}] run {i + 1}/{runs} ({run_id}): {' '.join(cmd)}", flush=True)
-        env = dict(os.environ, WANDB_RUN_ID=run_id, WANDB_SWEEP_PARAM_PATH=str(params_file))
+        # the run's own folder comes from these (fer-lightning fit: runs/<experiment>/sweep-<name>/<run id>)
+        env = dict(os.environ, WANDB_RUN_ID=run_id, WANDB_SWEEP_PARAM_PATH=str(params_file), FER_SWEEP_ID=name)
         env.setdefault("WANDB_MODE", "offline")
         code = subprocess.run(cmd, cwd=cwd, env=env).returncode
         run_file = find_run_file(Path(cwd) / "runs", run_id)
@@ -102,16 +146,21 @@ def run_local(path: str | Path, runs: int, extra: Sequence[str] = (), out: str |
             read_run,  # wandb and Lightning: only once a run ended
         )
 
-        record = read_run(run_file) if run_file else {"summary": {}, "history": []}
-        value = record["summary"].get(metric)
-        suggestion.state = "finished" if code == 0 else "failed"
-        suggestion.summary_metrics = dict(record["summary"])
-        suggestion.history = [row for row in record["history"] if metric in row]
-        history.append(suggestion)
-        results.append({"run_id": run_id, "exit_code": code, metric: value, "run_file": str(run_file or ""),
-                        **{k: _plain(v["value"]) for k, v in suggestion.config.items()}})
+        run = read_run(run_file) if run_file else {"summary": {}, "history": []}
+        value = run["summary"].get(metric)
+        record |= {"state": "finished" if code == 0 else "failed", "exit_code": code, "run_file": str(run_file or ""),
+                   "summary": {k: v for k, v in run["summary"].items() if isinstance(v, int | float | str | bool)},
+                   "history": [{k: v for k, v in row.items() if isinstance(v, int | float)}
+                               for row in run["history"] if metric in row]}
+        with _locked(lock):
+            write_text_atomic(state / f"run-{run_id}.json", json.dumps(record, indent=1, default=float) + "\n")
+        results.append({"run_id": run_id, "exit_code": code, metric: value, "run_file": str(run_file or ""), **params})
         print(f"[sweep {name}] run {run_id}: exit {code}, {metric} = {value}", flush=True)
-    _write_results(results, out, metric, goal)
+    with _locked(lock):
+        every = [{"run_id": r["run_id"], "exit_code": r.get("exit_code"), metric: (r.get("summary") or {}).get(metric),
+                  "run_file": r.get("run_file", ""), **r["params"]}
+                 for r in _load_runs(state) if r["state"] != "running"]
+        _write_results(every, out, metric, goal)
     return results
 
 

@@ -38,7 +38,11 @@ class RunWandbLogger(WandbLogger):
 
     Args:
         save_dir: the experiment's run folder (``runs/<experiment>``).
-        project, name, tags, group: as in W&B.
+        project: the W&B project (default ``fer-lightning``; ``WANDB_PROJECT`` overrides the
+            default when set).
+        entity: the W&B team or user the run goes to (null: ``WANDB_ENTITY``, else your default
+            entity on wandb.ai).
+        name, tags, group: as in W&B.
         online: stream to wandb.ai while training instead of writing offline run files (also
             when the environment says ``WANDB_MODE=online``).
         id: the W&B run to continue (set by the CLI on ``--ckpt_path``).
@@ -46,14 +50,19 @@ class RunWandbLogger(WandbLogger):
 
     def __init__(self, save_dir: str = "runs", project: str = "fer-lightning", name: str | None = None,
                  online: bool = False, id: str | None = None, tags: list[str] | None = None,
-                 group: str | None = None, log_model: bool = False) -> None:
+                 group: str | None = None, log_model: bool = False, entity: str | None = None) -> None:
         online = online or os.environ.get("WANDB_MODE") == "online"
         if online and not has_wandb_key():
             raise ValueError("W&B online logging needs an API key: run `wandb login` or set WANDB_API_KEY "
                              "(or leave online: false; offline runs upload later with `wandb sync`)")
         Path(save_dir).mkdir(parents=True, exist_ok=True)
+        if project == "fer-lightning" and os.environ.get("WANDB_PROJECT"):
+            project = os.environ["WANDB_PROJECT"]  # a sweep agent's project, or the user's default
+        entity = entity or os.environ.get("WANDB_ENTITY") or None
         super().__init__(save_dir=save_dir, project=project, name=name, offline=not online, id=id,
-                         resume="allow" if id else None, tags=tags, group=group, log_model=log_model)
+                         resume="allow" if id else None, tags=tags, group=group, log_model=log_model,
+                         entity=entity)
+        self.entity = entity
         self._closed_for_requeue = False
 
     @property
