@@ -61,3 +61,26 @@ def test_offline_run_holds_config_metrics_and_plots_and_resumes_the_same_run(tin
     resumed = read_run(files[-1])
     assert resumed["run_id"] == run["run_id"]
     assert any(row.get("epoch") == 2 for row in resumed["history"])
+
+
+def test_the_wandb_entity_and_project_are_settable(tmp_path, monkeypatch):
+    from fer_lightning.training.loggers import RunWandbLogger
+
+    monkeypatch.delenv("WANDB_ENTITY", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    logger = RunWandbLogger(save_dir=str(tmp_path), entity="affect-lab", project="recola-sweeps")
+    assert logger._wandb_init["entity"] == "affect-lab" and logger._wandb_init["project"] == "recola-sweeps"
+    monkeypatch.setenv("WANDB_ENTITY", "from-env")
+    monkeypatch.setenv("WANDB_PROJECT", "env-project")
+    logger = RunWandbLogger(save_dir=str(tmp_path))  # the environment fills what the config leaves open
+    assert logger._wandb_init["entity"] == "from-env" and logger._wandb_init["project"] == "env-project"
+
+
+def test_a_generic_optimizer_is_refused_with_the_reason(capsys):
+    from fer_lightning.cli.main import main
+
+    for option in ("--optimizer=Adam", "--lr_scheduler.class_path=torch.optim.lr_scheduler.StepLR"):
+        with pytest.raises(SystemExit) as err:
+            main(["fit", "--config", "experiments/finetune_synthetic.yaml", option])
+        said = capsys.readouterr().err
+        assert err.value.code == 2 and "backbone_lr_scale" in said and "warm-up" in said, said

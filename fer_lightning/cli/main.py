@@ -148,6 +148,9 @@ def _cli_classes():
             return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
         def before_instantiate_classes(self) -> None:
+            import os
+            from pathlib import Path
+
             from fer_lightning.training.cluster import (
                 LaunchError,
                 check_hpc_owner,
@@ -155,9 +158,6 @@ def _cli_classes():
                 hpc_checkpoint,
                 in_slurm_job,
             )
-
-            import os
-            from pathlib import Path
 
             check_launch()
             cfg = self.config[self.subcommand] if self.subcommand else self.config
