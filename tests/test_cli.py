@@ -28,7 +28,8 @@ def test_experiment_smoke_runs_with_debug_preset(config, tiny_corpus, tmp_path):
     proc = run_cli("fit", "--config", str(config), "--config", str(ROOT / "experiments/presets/cpu.yaml"),
                    "--config", str(ROOT / "experiments/presets/debug.yaml"), f"--data.root={tiny_corpus}",
                    "--data.dataset=synthetic", "--data.face_store=null", "--data.dataset_args=null",
-                   "--model.init_from=null", f"--trainer.default_root_dir={tmp_path}", cwd=tmp_path)
+                   "--model.init_from=null", "--model.pretrained=false", f"--trainer.default_root_dir={tmp_path}",
+                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fast_dev_run" in proc.stderr + proc.stdout
 

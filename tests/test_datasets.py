@@ -503,7 +503,7 @@ def test_recola_without_test_labels_trains_to_a_final_table(recola_root, tmp_pat
               "--config", str(Path(__file__).resolve().parents[1] / "experiments/presets/debug.yaml"),
               f"--data.root={recola_root}", "--data.face_store=null", "--data.clip_len=8", "--data.image_size=32",
               "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet", "--model.hidden_size=8",
-              "--model.init_from=null", "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true", "--trainer.fast_dev_run=false",
+              "--model.init_from=null", "--model.pretrained=false", "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true", "--trainer.fast_dev_run=false",
               "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
     assert main([*common, "--data.held_out_from_train=0"]) == 0
     out = capsys.readouterr().out
@@ -541,7 +541,7 @@ def test_each_real_finetune_experiment_trains_to_its_final_table(dataset, reques
     code = main(["fit", "--config", str(experiments / f"finetune_{dataset}.yaml"),
                  "--config", str(experiments / "presets/debug.yaml"), f"--data.root={root}", "--data.face_store=null",
                  "--data.clip_len=8", "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
-                 "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.init_from=null",
+                 "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.init_from=null", "--model.pretrained=false",
                  "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true",
                  "--trainer.fast_dev_run=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"])
     table = capsys.readouterr().out
@@ -564,12 +564,15 @@ def test_the_real_pretraining_experiment_trains_to_its_final_table(tmp_path, cap
         rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": EMOTIONS[(f // 5 + i) % 6]} for f in range(30)]
     pd.DataFrame(rows).to_csv(tmp_path / "corpus" / "labels.csv", index=False)
     experiments = Path(__file__).resolve().parents[1] / "experiments"
-    code = main(["fit", "--config", str(experiments / "pretrain.yaml"), "--config", str(experiments / "presets/debug.yaml"),
-                 f"--data.root={tmp_path / 'corpus'}", "--data.face_store=null", "--data.clip_len=8",
-                 "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet",
-                 "--model.hidden_size=8", "--trainer.accelerator=cpu", f"--run_root={tmp_path / 'run'}",
-                 "--evaluate_after_fit=true", "--trainer.fast_dev_run=false", "--trainer.max_epochs=1",
-                 "--trainer.limit_train_batches=2"])
+    args = ["fit", "--config", str(experiments / "pretrain.yaml"), "--config", str(experiments / "presets/debug.yaml"),
+            f"--data.root={tmp_path / 'corpus'}", "--data.face_store=null", "--data.clip_len=8",
+            "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet",
+            "--model.hidden_size=8", "--trainer.accelerator=cpu", f"--run_root={tmp_path / 'run'}",
+            "--evaluate_after_fit=true", "--trainer.fast_dev_run=false", "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2"]
+    # the experiment file leaves the class list to the user: without it, fit says so before any work
+    assert main(args) == 2 and "data.class_names: set the emotion classes" in capsys.readouterr().err
+    code = main([*args, f"--data.class_names=[{', '.join(EMOTIONS)}]"])
     table = capsys.readouterr().out
     assert code == 0
     lines = [line for line in table.splitlines() if line.startswith(("val ", "test "))]

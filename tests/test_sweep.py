@@ -22,7 +22,10 @@ SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
 def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
     sweep = load_sweep(path)
     assert sweep["method"] == "bayes" and sweep["early_terminate"]["type"] == "hyperband"
-    assert set(sweep["parameters"]) == {"model.lr", "model.freeze_backbone", "data.clip_len", "model.hidden_size"}
+    swept = {"finetune_synthetic": {"model.lr", "model.freeze_backbone", "data.clip_len", "model.hidden_size"},
+             # a real corpus: context up to 8 s, the raters' delay, how fast the encoder moves
+             "finetune_recola": {"model.lr", "model.backbone_lr_scale", "data.clip_len", "data.dataset_args"}}
+    assert set(sweep["parameters"]) == swept[path.stem]
     suggestion = sweeps.next_run(sweep, [], validate=True)
     cmd = agent_command(sweep, suggestion.config)
     assert cmd[:3] == ["/usr/bin/env", ".venv/bin/fer-lightning", "fit"]
@@ -33,9 +36,12 @@ def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
 
     args = [a for a in cmd[3:] if a.startswith("--") and "=" in a and not a.startswith("--model.init_from")]
     cli = lightning_main(["--config", str(ROOT / cmd[cmd.index("--config") + 1]), *args, "--data.dataset=synthetic",
-                          "--trainer.logger=false", "--model.init_from=null", "--model.backbone=test_resnet"], run=False)
+                          "--trainer.logger=false", "--model.init_from=null", "--model.backbone=test_resnet",
+                          "--model.pretrained=false"], run=False)
     assert cli.model.hparams.lr == pytest.approx(lr)
     assert cli.datamodule.hparams.clip_len == suggestion.config["data.clip_len"]["value"]
+    if "data.dataset_args" in suggestion.config:  # a mapping passes through wandb's ${args} intact
+        assert cli.datamodule.hparams.dataset_args == suggestion.config["data.dataset_args"]["value"]
 
 
 @pytest.mark.cli

@@ -176,6 +176,14 @@ def _cli_classes():
                 for logger in loggers:
                     if "save_dir" in getattr(logger, "init_args", {}):
                         logger.init_args.save_dir = run_root
+            from fer_lightning.data.datamodule import resolve_class_names
+
+            try:  # before the model is built: its logits follow the data's class list
+                names = resolve_class_names(cfg["data"].get("class_names"), cfg["data"].get("dataset"),
+                                            cfg["data"].get("task"))
+            except ValueError as err:
+                raise LaunchError(str(err)) from err
+            cfg["data"]["class_names"] = cfg["model"]["class_names"] = list(names)
             if self.subcommand != "fit":
                 return
             trainer = cfg["trainer"]

@@ -49,6 +49,19 @@ def _worker_init(_: int) -> None:
         transform.seed(torch.initial_seed())  # per worker and epoch, from the run's seed
 
 
+def resolve_class_names(class_names: Sequence[str] | None, dataset: str, task: str) -> Sequence[str]:
+    """The emotion classes of a run: as given, or the synthetic corpus's own when it is the
+    corpus; a pretraining on any other corpus must name its classes (a clear error otherwise)."""
+    if class_names is not None:
+        return class_names
+    if dataset == "synthetic" or task != "pretrain":
+        return EMOTIONS
+    raise ValueError(f"data.class_names: set the emotion classes of your {dataset} corpus, in the order of its "
+                     "label indices (or as its label names are written), e.g. --data.class_names='[neutral, anger, "
+                     "disgust, fear, happiness, sadness, surprise]' for ABAW's EXPR labels; the model's logits "
+                     "follow this list")
+
+
 class AffectDataModule(L.LightningDataModule):
     """Face clips of one corpus, split by subject, for pretraining or fine-tuning.
 
@@ -57,7 +70,8 @@ class AffectDataModule(L.LightningDataModule):
         dataset: adapter name (see ``fer_lightning.corpora.adapters``).
         task: ``finetune`` (continuous targets) or ``pretrain`` (emotion classes).
         target_names: continuous targets, in output order.
-        class_names: emotion classes, in logit order.
+        class_names: emotion classes, in logit order: your corpus's, in the order of its label
+            indices (null: the synthetic corpus's own six; any other corpus must name its own).
         clip_len: frames per clip (T).
         frame_step: take every ``frame_step``-th frame inside a clip.
         train_stride: frames between training clip starts (default: half a clip).
@@ -125,7 +139,7 @@ class AffectDataModule(L.LightningDataModule):
         dataset: str = "synthetic",
         task: str = "finetune",
         target_names: Sequence[str] = ("valence", "arousal"),
-        class_names: Sequence[str] = EMOTIONS,
+        class_names: Sequence[str] | None = EMOTIONS,
         clip_len: int = 16,
         frame_step: int = 1,
         train_stride: int | None = None,
@@ -167,7 +181,9 @@ class AffectDataModule(L.LightningDataModule):
             raise ValueError("data.balance_classes applies to task: pretrain (emotion classes) only")
         if dataset not in list_datasets():
             raise ValueError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
+        class_names = resolve_class_names(class_names, dataset, task)
         self.save_hyperparameters()
+        self.hparams.class_names = class_names
         self.root = Path(root)
         self.datasets: dict[str, ClipDataset] = {}
         self.skipped: list[str] = []  # ids of videos left out at setup

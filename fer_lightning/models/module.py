@@ -41,7 +41,8 @@ class AffectModule(L.LightningModule):
         pretrained: start the encoder from timm's hub weights for that name and tag (ImageNet):
             downloaded once into the Hugging Face cache (``HF_HOME``); a node without network
             needs that cache warmed first (README, "Start from ImageNet weights"). Checkpoints
-            hold the trained weights, so evaluate, predict and export never ask the hub.
+            hold the trained weights, so evaluate, predict and export never ask the hub; with
+            ``init_from`` set the encoder comes from there and the hub is not asked either.
         backbone_checkpoint: a local weights file for the encoder instead (timm or torchvision
             layout; a classifier of another size in it is dropped), no network at all.
         hidden_size, num_layers, bidirectional, dropout: the LSTM and head.
@@ -97,7 +98,8 @@ class AffectModule(L.LightningModule):
         self.net = AffectNet(
             len(self.objective.output_names),
             backbone=backbone,
-            pretrained=pretrained,
+            # a run that loads its encoder from a pretraining checkpoint never needs the hub's weights
+            pretrained=pretrained and not init_from,
             backbone_checkpoint=backbone_checkpoint,
             hidden_size=hidden_size,
             num_layers=num_layers,
