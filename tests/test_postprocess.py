@@ -124,3 +124,15 @@ def test_prediction_files_in_the_challenges_formats(tmp_path):
     assert rows[0] == "instance,time_s,valence,arousal"
     assert rows[2] == "rec,0.020,0.950000,-0.050000"  # halfway between frames 0 and 1
     assert rows[3] == "rec,0.100,-0.300000,-1.700000"  # after the last frame: held
+
+
+def test_a_nearly_constant_prediction_is_not_scaled_up():
+    # an untrained model's output barely moves: scaling its noise to the labels' spread gave a
+    # factor of 1e14 and an RMSE of 3e11 on test, for a CCC gain of 1e-4 on dev
+    from fer_lightning.evaluation.postprocess import PostProcessor, VideoTrace
+
+    rng = np.random.default_rng(0)
+    t = np.sin(np.arange(400) / 20)[:, None]
+    dev = {"a": VideoTrace(pred=0.3 + 1e-9 * rng.normal(size=(400, 1)), true=t, mask=np.ones(400, bool), fps=25.0)}
+    post = PostProcessor.fit(dev, ["valence"])
+    assert post.dims[0].scale == 1.0

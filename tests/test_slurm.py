@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkout import fresh_checkout
 from slurm_cluster import FINAL, local_slurm, missing
 
 from fer_lightning.training.loggers import read_run
@@ -168,21 +169,6 @@ def test_wrong_launches_say_how_to_launch(cluster, work, tiny_corpus):
     cluster.wait(job, {"FAILED"}, timeout=120)
     log = job_log(work, job)
     assert "has 2 tasks, but fer-lightning was started without srun" in log and "srun fer-lightning fit" in log, log
-
-
-def fresh_checkout(dest: Path) -> Path:
-    """The repository's files as a fresh clone has them (tracked and new, not ignored ones:
-    no runs/ output, only what ships), with the installed .venv linked in."""
-    import shutil
-
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    (dest / ".venv").symlink_to(Path(sys.executable).parents[1])
-    return dest
 
 
 def test_two_sweep_agents_share_the_offline_engine_from_a_fresh_checkout(cluster, tiny_corpus, tmp_path):

@@ -24,7 +24,8 @@ def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
     assert sweep["method"] == "bayes" and sweep["early_terminate"]["type"] == "hyperband"
     swept = {"finetune_synthetic": {"model.lr", "model.freeze_backbone", "data.clip_len", "model.hidden_size"},
              # a real corpus: context up to 8 s, the raters' delay, how fast the encoder moves
-             "finetune_recola": {"model.lr", "model.backbone_lr_scale", "data.clip_len", "data.dataset_args"}}
+             "finetune_recola": {"model.lr", "model.backbone_lr_scale", "data.clip_len", "data.dataset_args"},
+             "finetune_manifest": {"model.lr", "model.backbone_lr_scale", "data.clip_len", "data.dataset_args"}}
     assert set(sweep["parameters"]) == swept[path.stem]
     suggestion = sweeps.next_run(sweep, [], validate=True)
     cmd = agent_command(sweep, suggestion.config)

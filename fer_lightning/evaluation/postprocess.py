@@ -9,7 +9,8 @@ dimension on the development split and kept only when it raises the development 
 2. **temporal smoothing**: a median or Savitzky-Golay filter over each video, window searched
    in seconds;
 3. **bias correction**: add the development split's ``mean(true) - mean(pred)``;
-4. **scale correction**: scale predictions about their mean by ``std(true) / std(pred)``.
+4. **scale correction**: scale predictions about their mean by ``std(true) / std(pred)`` (not
+   tried beyond 100x: the spread of a nearly constant prediction is noise).
 
 The fitted :class:`PostProcessor` then applies the same steps to any split (the test split).
 Videos are dicts ``video_id -> VideoTrace`` holding a prediction for every frame (frames without
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 SMOOTHERS = ("median", "savgol")
+MAX_SCALE = 100.0  # largest scale correction tried (std(true) / std(pred))
 
 
 @dataclass
@@ -217,7 +219,9 @@ class PostProcessor:
                     steps = trial
             steps.dev_ccc["bias"] = score(steps, "bias")
             p, t = _pooled(dev, d, _apply_dim(dev, d, steps, "bias"))
-            if space.scale and len(p) > 1 and p.std() > 0:
+            # a (nearly) constant prediction is not scaled up: its spread is noise, and a factor
+            # beyond MAX_SCALE turns a tiny CCC gain on dev into huge errors elsewhere
+            if space.scale and len(p) > 1 and p.std() > 0 and t.std() / p.std() <= MAX_SCALE:
                 trial = replace(steps, scale=float(t.std() / p.std()), scale_centre=float(p.mean()))
                 if score(trial, "scale") > steps.dev_ccc["bias"]:
                     steps = trial

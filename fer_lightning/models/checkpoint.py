@@ -32,4 +32,6 @@ def load_checkpoint_model(ckpt: str | Path):
     missing, unexpected = model.load_state_dict(raw["state_dict"], strict=False)
     if missing or unexpected:
         raise ValueError(f"{path} does not match its own architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval(), dict(raw.get("datamodule_hyper_parameters") or {})
+    # LightningCLI stores how it built the datamodule (``_instantiator``): not a data setting
+    data = {k: v for k, v in (raw.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+    return model.eval(), data
