@@ -154,5 +154,5 @@ def test_ddp_evaluation_with_overlapping_windows_equals_one_process(tiny_corpus,
         assert two[key] == pytest.approx(value, abs=1e-6), (key, single, two)
     assert single_frames.keys() == two_frames.keys()
     for frame, row in single_frames.items():
-        for column in ("pred_valence", "pred_arousal", "true_valence", "mask"):
+        for column in ("pred_valence", "pred_arousal", "true_valence", "labelled", "has_face"):
             assert float(two_frames[frame][column]) == pytest.approx(float(row[column]), abs=1e-6), (frame, column)
