@@ -363,3 +363,16 @@ def test_killed_run_resumes_to_the_same_store(feat_data, tmp_path):
     assert sorted(whole) == sorted(resumed)
     for name in whole:  # face videos too: libx264 on one thread, no look-ahead, is reproducible
         assert whole[name] == resumed[name], name
+
+
+def test_a_per_frame_manifest_lists_each_video_once_and_clashing_ids_are_named(tmp_path):
+    # a pretraining manifest has a row per frame, each naming its video: 300,000 rows, 3 videos
+    rows = ["video,frame,label"] + [f"clips/v{i % 3}.mp4,{i // 3},happy" for i in range(300_000)]
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert find_videos([manifest]) == [tmp_path / "clips" / f"v{i}.mp4" for i in range(3)]
+    # two files that would share one face video in the store: refused before any work, both named
+    for sub in ("a", "b"):
+        write_video(tmp_path / "two" / sub / "clip001.mp4", [np.zeros((32, 32, 3), np.uint8)] * 2)
+    with pytest.raises(ValueError, match=r"clip001: .*a/clip001.mp4, .*b/clip001.mp4"):
+        preprocess([tmp_path / "two"], tmp_path / "store", PreprocessConfig(), workers=1, progress=False)

@@ -83,7 +83,9 @@ class PreprocessConfig:
 def find_videos(inputs: list[str | Path]) -> list[Path]:
     """Video files named directly, found in folders (recursively), or listed one per line
     (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix. A folder that
-    directly holds images is one video (an image sequence, as AFEW-VA ships its clips)."""
+    directly holds images is one video (an image sequence, as AFEW-VA ships its clips). Each
+    video comes once, in first-seen order, however often it is listed (a per-frame manifest
+    names its video on every row): linear in the rows."""
     from fer_lightning.media.video import is_image_sequence
 
     out: list[Path] = []
@@ -102,7 +104,7 @@ def find_videos(inputs: list[str | Path]) -> list[Path]:
                     out.append(p if p.is_absolute() else item.parent / p)
         else:
             out.append(item)
-    return out
+    return list(dict.fromkeys(out))
 
 
 def source_id(path: Path) -> str:
@@ -434,10 +436,15 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     for sub in ("videos", "meta", "done", "tmp"):
         (store / sub).mkdir(parents=True, exist_ok=True)
     sources = find_videos(list(inputs))
-    stems = [source_id(s) for s in sources]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise ValueError(f"two inputs share a video id (file name without suffix): {', '.join(dupes)}")
+    by_id: dict[str, list[Path]] = {}
+    for source in sources:
+        by_id.setdefault(source_id(source), []).append(source)
+    clashes = {vid: paths for vid, paths in by_id.items() if len(paths) > 1}
+    if clashes:
+        shown = "; ".join(f"{vid}: {', '.join(map(str, paths[:3]))}" for vid, paths in sorted(clashes.items())[:5])
+        raise ValueError(f"{len(clashes)} video ids (file name without suffix) name more than one input, and a store "
+                         f"holds one face video per id: {shown}. Rename them, or preprocess each folder into a store "
+                         "of its own")
     jobs = [(str(s), str(store), cfg) for s in sources]
     listed = {str(s): _count_frames(s) for s in sources}
     sent = dict.fromkeys(listed, 0)
