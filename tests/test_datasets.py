@@ -675,3 +675,33 @@ def test_labels_without_a_video_and_videos_without_labels_are_named_in_every_ada
         dm = AffectDataModule(root=str(root), dataset=dataset, clip_len=8, image_size=32, num_workers=0)
         dm.setup()
         assert vid in (dm.skip_reasons if where == "skipped" else dm.unlabelled)
+
+
+def test_with_a_face_store_setup_reads_its_index_and_opens_no_raw_video(recola_root, tmp_path, monkeypatch, capsys):
+    # on a cluster the raw corpus sits on a shared file system: setup and data check take each
+    # video's frame rate and frame count from the store's index.csv, written once by preprocess
+    import fer_lightning.corpora.adapters.common as common
+    from fer_lightning.cli.main import main
+    from fer_lightning.store.write import PreprocessConfig, preprocess
+
+    store = tmp_path / "faces"
+    preprocess([recola_root / "recordings_video"], store, PreprocessConfig(), workers=1, progress=False)
+    index = pd.read_csv(store / "index.csv")
+
+    def no_open(path, *args, **kwargs):
+        raise AssertionError(f"a raw video was opened: {path}")
+
+    monkeypatch.setattr(common, "open_video", no_open)
+    dm = AffectDataModule(root=str(recola_root), dataset="recola", face_store=str(store), clip_len=8, image_size=32,
+                          batch_size=2, num_workers=0, augment=False, held_out_from_train=0.0)
+    dm.setup()
+    records = {r.video_id: r for split in ("train", "val") for r in dm.split_records(split)}
+    assert sorted(records) == ["dev_1", "train_1", "train_2"]
+    for vid, rec in records.items():
+        row = index[index.video_id == vid].iloc[0]
+        assert rec.num_frames == row.num_frames and rec.fps == pytest.approx(row.fps)
+    capsys.readouterr()
+    assert main(["data", "check", "--dataset", "recola", "--root", str(recola_root), "--face_store", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["train"]["videos"] == 2
+    with pytest.raises(AssertionError, match="a raw video was opened"):  # without a store, the videos tell
+        load_dataset("recola", recola_root)

@@ -86,16 +86,18 @@ def data_main(argv: Sequence[str]) -> int:
                    help="frames a face video may differ from the corpus's count (as data.store_length_tolerance)")
     a = p.parse_args(list(argv))
     from fer_lightning.corpora.adapters import list_datasets, load_dataset
+    from fer_lightning.corpora.adapters.common import known_videos
     from fer_lightning.corpora.check import summarize
     from fer_lightning.corpora.labels import labels_on_store_times
-    from fer_lightning.store.read import attach_store
+    from fer_lightning.store.read import attach_store, source_facts
 
     if a.dataset not in list_datasets():
         fail(p, f"--dataset: unknown {a.dataset!r}; known: {', '.join(list_datasets())}")
     skipped: list[tuple[str, str]] = []
     unlabelled: list[tuple[str, str]] = []
     try:
-        records = load_dataset(a.dataset, a.root, skipped=skipped, unlabelled=unlabelled, **a.dataset_args)
+        with known_videos(source_facts(a.face_store) if a.face_store else None):  # the store's index, not the videos
+            records = load_dataset(a.dataset, a.root, skipped=skipped, unlabelled=unlabelled, **a.dataset_args)
         if a.face_store:
             records, missing = attach_store(records, a.face_store, a.store_length_tolerance)
             records = [labels_on_store_times(r) for r in records]

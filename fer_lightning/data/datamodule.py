@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
+from fer_lightning.corpora.adapters.common import known_videos
 from fer_lightning.corpora.labels import labels_at_annotation_times, labels_on_store_times
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.splits import carve_held_out
@@ -26,7 +27,7 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
-from fer_lightning.store.read import attach_store, is_image_folder_store
+from fer_lightning.store.read import attach_store, is_image_folder_store, source_facts
 from fer_lightning.tasks import EMOTIONS, TASKS
 
 SPLITS = ("train", "val", "test")
@@ -225,7 +226,10 @@ class AffectDataModule(L.LightningDataModule):
         if "class_names" in inspect.signature(get_adapter(hp.dataset)).parameters:
             args.setdefault("class_names", tuple(hp.class_names))  # one class list for data and model
         unlabelled: list[tuple[str, str]] = []  # a partition shipped without labels: reported, not skipped
-        records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
+        # with a face store, its index says what each video holds: no raw video is opened here
+        facts = source_facts(hp.face_store) if hp.face_store else None
+        with known_videos(facts):
+            records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
         self.unlabelled = dict(unlabelled)
         if unlabelled:
             rank_zero_info(f"{len(unlabelled)} videos of {hp.dataset} come without labels and are not used: "

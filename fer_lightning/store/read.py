@@ -71,6 +71,22 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
     return out, left_out
 
 
+def source_facts(store: str | Path) -> dict[str, tuple[float, int, int, int]] | None:
+    """What an adapter needs to know of each source video, from the store's ``index.csv``
+    (written once by preprocess): source id -> (fps, decoded frames, side, side), for the
+    sources preprocessed without failure; None for a store without an index."""
+    import pandas as pd
+
+    index = Path(store) / "index.csv"
+    if not index.is_file():
+        return None
+    table = pd.read_csv(index, usecols=["source_id", "fps", "num_frames", "status"], dtype={"source_id": str})
+    table = table[(table["status"] == "ok") & table["fps"].notna()].drop_duplicates("source_id")
+    side = _store_side(Path(store))
+    return {sid: (float(fps), int(n), side, side)
+            for sid, fps, n in zip(table["source_id"], table["fps"], table["num_frames"], strict=True)}
+
+
 def is_image_folder_store(store: str | Path, probe: int = 20) -> bool:
     """True for a folder whose subfolders hold face images named by frame number (ABAW's
     ``cropped_aligned``); the first ``probe`` subfolders are looked at."""
