@@ -51,11 +51,9 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
         meta = pd.read_csv(meta_path, usecols=lambda c: c in ("frame_index", "time_s", "has_face"))
         n = len(meta)
         if abs(n - rec.num_frames) > tolerance:
-            reason = (f"the face store holds {n} frames but the corpus has {rec.num_frames} (more than "
-                      f"data.store_length_tolerance={tolerance} apart); was {meta_path} made from another video?")
-            if strict:
-                raise ValueError(f"{rec.video_id}: {reason}")
-            left_out.append((rec.video_id, reason))
+            _leave_out(left_out, rec.video_id, strict,
+                       f"the face store holds {n} frames but the corpus has {rec.num_frames} (more than "
+                       f"data.store_length_tolerance={tolerance} apart); was {meta_path} made from another video?")
             continue
         side = _store_side(store)
         boxes = np.tile(np.array([[0, 0, side, side]], np.float32), (n, 1))
@@ -126,11 +124,9 @@ def attach_image_folders(records: list, store: str | Path, tolerance: int = 5, s
             left_out.append((rec.video_id, f"no face images in {folder} (cropped_aligned folder named as the video)"))
             continue
         if numbers[-1] > rec.num_frames + tolerance or numbers[0] < 1:
-            reason = (f"{folder} numbers face images {numbers[0]}..{numbers[-1]} but the video has {rec.num_frames} "
-                      f"frames, numbered from 1 (more than data.store_length_tolerance={tolerance} apart)")
-            if strict:
-                raise ValueError(f"{rec.video_id}: {reason}")
-            left_out.append((rec.video_id, reason))
+            _leave_out(left_out, rec.video_id, strict,
+                       f"{folder} numbers face images {numbers[0]}..{numbers[-1]} but the video has {rec.num_frames} "
+                       f"frames, numbered from 1 (more than data.store_length_tolerance={tolerance} apart)")
             continue
         first = next(f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.stem.isdigit())
         digits, suffix = len(first.stem), first.suffix
@@ -147,6 +143,13 @@ def attach_image_folders(records: list, store: str | Path, tolerance: int = 5, s
         out.append(dataclasses.replace(rec, path=folder / f"%0{digits}d{suffix}", boxes=boxes, has_face=has_face,
                                        extra=extra))
     return out, left_out
+
+
+def _leave_out(left_out: list, video_id: str, strict: bool, reason: str) -> None:
+    """A face store that does not fit its video: an error with ``strict``, else a skip with the reason."""
+    if strict:
+        raise ValueError(f"{video_id}: {reason}")
+    left_out.append((video_id, reason))
 
 
 def _fit_rows(array: np.ndarray | None, n: int, fill) -> np.ndarray | None:
