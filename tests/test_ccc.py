@@ -341,6 +341,10 @@ def test_sequence_ccc_scores_every_labelled_frame_and_the_face_frames_apart():
     both = labelled & face
     np.testing.assert_allclose(m.compute_pooled(face_only=True).numpy(), np_ccc(preds[both], target[both]), rtol=1e-10)
     assert m.face_coverage().item() == pytest.approx(both.sum() / labelled.sum())
+    figures = m.summary()  # what an epoch logs, from one stitch: the same numbers
+    np.testing.assert_allclose(figures["pooled"].numpy(), m.compute_pooled().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(figures["per_video"].numpy(), m.compute().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(figures["face_pooled"].numpy(), m.compute_pooled(face_only=True).numpy(), rtol=1e-12)
     raw = SequenceConcordanceCC(2, faceless="model")
     raw.update(torch.tensor(preds), torch.tensor(target), [f"v{i}" for i in range(4)],
                torch.arange(30).expand(4, -1), torch.tensor(labelled), torch.tensor(face))

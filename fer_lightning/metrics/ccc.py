@@ -139,19 +139,46 @@ class SequenceConcordanceCC(Metric):
         self.target.append(tg.detach().to(torch.float64)[keep])
         self.flags.append((scored.to(torch.uint8) | (face.to(torch.uint8) << 1))[keep])
 
-    def _unique_frames(self, face_only: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """(video key, frame) rows (F, 2), preds (F, D) and targets (F, D) of the scored
-        frames, each frame once, faceless frames filled (only face frames: ``face_only``)."""
+    def _scored_frames(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(video key, frame) rows (F, 2), preds (F, D), targets (F, D) and face flags (F,) of the
+        scored frames, each frame once, faceless frames filled."""
         if len(self.keys) == 0:  # nothing seen (an empty list, or an empty tensor once synced)
             empty = torch.empty(0, self.num_outputs, dtype=torch.float64, device=self.device)
-            return torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty
+            return (torch.empty(0, 2, dtype=torch.int64, device=self.device), empty, empty,
+                    torch.empty(0, dtype=torch.bool, device=self.device))
         rows, p, t, flags = stitch_frames(dim_zero_cat(self.keys), dim_zero_cat(self.windows),
                                           dim_zero_cat(self.frames), dim_zero_cat(self.preds),
                                           dim_zero_cat(self.target), dim_zero_cat(self.flags))
         scored, face = (flags & 1) > 0, (flags & 2) > 0
         p = fill_faceless(rows[:, 0], rows[:, 1], p, face, self.faceless)
-        keep = scored & face if face_only else scored
-        return rows[keep], p[keep], t[keep]
+        return rows[scored], p[scored], t[scored], face[scored]
+
+    def _unique_frames(self, face_only: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Rows, preds and targets of the scored frames (only those with a face: ``face_only``)."""
+        rows, p, t, face = self._scored_frames()
+        return (rows[face], p[face], t[face]) if face_only else (rows, p, t)
+
+    def _per_video(self, rows: Tensor, p: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        if rows.shape[0] == 0:
+            return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64, device=rows.device)
+        groups, g = torch.unique(rows[:, 0], return_inverse=True)
+        return groups, concordance_cc(p, t, groups=g, num_groups=groups.numel(), zero_division=self.zero_division)
+
+    def _mean_of_videos(self, per_seq: Tensor) -> Tensor:
+        return _defined(per_seq.nanmean(0) if per_seq.shape[0] else per_seq.sum(0) * float("nan"), self.zero_division)
+
+    def summary(self) -> dict[str, Tensor]:
+        """Every figure an epoch logs from one gather and one stitch: ``pooled`` and ``per_video``
+        (D,) over every scored frame, ``face_pooled`` (D,) over those with a face, and
+        ``face_coverage`` (0-d)."""
+        with self._gathered():
+            rows, p, t, face = self._scored_frames()
+        coverage = face.to(torch.float64).mean() if face.numel() else torch.tensor(float("nan"), device=self.device)
+        return {"pooled": _defined(concordance_cc(p, t, zero_division=self.zero_division), self.zero_division),
+                "per_video": self._mean_of_videos(self._per_video(rows, p, t)[1]),
+                "face_pooled": _defined(concordance_cc(p[face], t[face], zero_division=self.zero_division),
+                                        self.zero_division),
+                "face_coverage": _defined(coverage, self.zero_division)}
 
     def _gathered(self):
         """Every rank's frames under DDP, as ``compute()`` sees them (a no-op in one process,
@@ -171,20 +198,12 @@ class SequenceConcordanceCC(Metric):
         fewer than 2 scored frames)."""
         with self._gathered():
             rows, p, t = self._unique_frames(face_only)
-        if rows.shape[0] == 0:
-            return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64, device=rows.device)
-        groups, g = torch.unique(rows[:, 0], return_inverse=True)
-        return groups, concordance_cc(p, t, groups=g, num_groups=groups.numel(), zero_division=self.zero_division)
+        return self._per_video(rows, p, t)
 
     def face_coverage(self) -> Tensor:
         """Share of the scored frames that show a face (0-d; ``zero_division`` if none is scored)."""
-        with self._gathered():
-            every = self._unique_frames()[0].shape[0]
-            faces = self._unique_frames(face_only=True)[0].shape[0]
-        value = torch.tensor(faces / every if every else float("nan"), dtype=torch.float64, device=self.device)
-        return _defined(value, self.zero_division)
+        return self.summary()["face_coverage"]
 
     def compute(self, face_only: bool = False) -> Tensor:
         """Mean of the videos' CCC (videos with fewer than 2 scored frames left out)."""
-        _, per_seq = self.compute_per_sequence(face_only)
-        return _defined(per_seq.nanmean(0) if per_seq.shape[0] else per_seq.sum(0) * float("nan"), self.zero_division)
+        return self._mean_of_videos(self.compute_per_sequence(face_only)[1])

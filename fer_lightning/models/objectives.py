@@ -53,15 +53,15 @@ class AffectRegression:
                               batch.get("labelled", batch["mask"]), batch.get("has_face"))
 
     def log_epoch(self, metrics: nn.ModuleDict, stage: str, log: Log) -> None:
-        m = metrics["ccc"]
-        pooled, per_seq, face = m.compute_pooled(), m.compute(), m.compute_pooled(face_only=True)
+        figures = metrics["ccc"].summary()  # one gather and one stitch for all of them
+        pooled, per_seq, face = figures["pooled"], figures["per_video"], figures["face_pooled"]
         for i, name in enumerate(self.output_names):
             log(f"{stage}/ccc_{name}", pooled[i].float())
             log(f"{stage}/seq_ccc_{name}", per_seq[i].float())
             log(f"{stage}/face_ccc_{name}", face[i].float())
         log(f"{stage}/ccc_mean", pooled.mean().float(), prog_bar=True)
         log(f"{stage}/face_ccc_mean", face.mean().float())
-        log(f"{stage}/face_coverage", m.face_coverage().float())
+        log(f"{stage}/face_coverage", figures["face_coverage"].float())
 
     def predictions(self, outputs: Tensor) -> Tensor:
         return outputs
