@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_lightning.metrics.faceless import FACELESS, fill_faceless
+from fer_lightning.metrics.faceless import FACELESS, fill_video
 from fer_lightning.metrics.functional import ccc
 
 
@@ -54,8 +54,7 @@ def scores(traces: dict, method: str) -> dict:
     faceless_p, faceless_t, all_p, all_t = [], [], [], []
     for s in traces.values():
         idx = np.arange(len(s.mask))
-        pred = fill_faceless(torch.zeros(len(idx), dtype=torch.int64), torch.from_numpy(idx), torch.from_numpy(s.pred),
-                             torch.from_numpy(s.has_face), method).numpy()
+        pred = fill_video(idx, s.pred, s.has_face, method)
         scored = s.mask
         gone = scored & ~s.has_face
         faceless_p.append(pred[gone]), faceless_t.append(s.true[gone])
@@ -83,8 +82,7 @@ def plot(traces: dict, path: Path) -> None:
         ax.plot(x, s.true[lo:hi, d], color="black", lw=1.6, label="true")
         for method, colour in zip(FACELESS, ("tab:green", "tab:blue", "tab:red"), strict=True):
             idx = np.arange(len(s.mask))
-            pred = fill_faceless(torch.zeros(len(idx), dtype=torch.int64), torch.from_numpy(idx),
-                                 torch.from_numpy(s.pred), torch.from_numpy(s.has_face), method).numpy()
+            pred = fill_video(idx, s.pred, s.has_face, method)
             ax.plot(x, pred[lo:hi, d], color=colour, lw=1.1, label=method)
         ax.set_ylabel(name)
         ax.legend(fontsize=8, ncol=5, loc="upper right")

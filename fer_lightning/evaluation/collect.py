@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import torch
 
-from fer_lightning.metrics.faceless import fill_faceless
+from fer_lightning.metrics.faceless import fill_video
 from fer_lightning.metrics.stitch import stitch_windows
 
 
@@ -50,7 +49,6 @@ class FrameCollector:
             index, mask, pred, target, face = stitch_windows(parts)
             face = face.astype(bool)
             if faceless != "model":
-                pred = fill_faceless(torch.zeros(len(index), dtype=torch.int64), torch.from_numpy(index),
-                                     torch.from_numpy(pred), torch.from_numpy(face), faceless).numpy()
+                pred = fill_video(index, pred, face, faceless)
             out[vid] = (index, mask.astype(bool), pred, target, face)
         return out

@@ -354,10 +354,9 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     if cfg.faceless == "none" or not has.any():
         values[~has] = np.nan  # no face: no value unless asked for one
     else:  # predicted from the face frames around them, as evaluation scores such frames
-        from fer_lightning.metrics.faceless import fill_faceless
+        from fer_lightning.metrics.faceless import fill_video
 
-        values = fill_faceless(torch.zeros(n, dtype=torch.int64), torch.arange(n), torch.from_numpy(values),
-                               torch.from_numpy(has), cfg.faceless).numpy()
+        values = fill_video(np.arange(n), values, has, cfg.faceless)
     t = np.asarray([times[i] if i < len(times) and np.isfinite(times[i]) else i / fps for i in range(n)])
     write_csv(files["csv"], t, has, np.asarray(res.track_id), np.stack(res.boxes), values, names)
     plot_prediction(files["png"], t, has, values, names, title=f"{path.name} ({model.task}, {mode} crops)")

@@ -18,6 +18,7 @@ measures the three on the synthetic corpus with its face dropouts (README, "Scor
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,3 +50,10 @@ def fill_faceless(videos: Tensor, frames: Tensor, preds: Tensor, has_face: Tenso
         w = torch.where(both, (frames - frames[prev_c]).to(preds.dtype) / gap.clamp(min=1), torch.zeros_like(gap))
         filled = torch.where(both[:, None], before + w[:, None] * (after - before), filled)
     return torch.where(has_face[:, None], preds, filled)
+
+
+def fill_video(frames: np.ndarray, preds: np.ndarray, has_face: np.ndarray, method: str = "interpolate") -> np.ndarray:
+    """:func:`fill_faceless` for one video in numpy: ``frames`` (F,) ascending, ``preds`` (F, D)."""
+    return fill_faceless(torch.zeros(len(frames), dtype=torch.int64), torch.as_tensor(np.asarray(frames)),
+                         torch.as_tensor(np.asarray(preds)), torch.as_tensor(np.asarray(has_face, bool)),
+                         method).numpy()
