@@ -677,31 +677,60 @@ def test_labels_without_a_video_and_videos_without_labels_are_named_in_every_ada
         assert vid in (dm.skip_reasons if where == "skipped" else dm.unlabelled)
 
 
-def test_with_a_face_store_setup_reads_its_index_and_opens_no_raw_video(recola_root, tmp_path, monkeypatch, capsys):
-    # on a cluster the raw corpus sits on a shared file system: setup and data check take each
-    # video's frame rate and frame count from the store's index.csv, written once by preprocess
+@pytest.mark.parametrize("dataset", ["recola", "affwild2", "sewa"])
+def test_with_a_face_store_training_needs_neither_the_raw_videos_nor_per_video_files(
+        dataset, request, tmp_path, monkeypatch, capsys):
+    """On a cluster the raw corpus sits on a shared file system, or not on the compute node at
+    all: with a face store, setup and data check take each video's frame rate, frame count,
+    times and has-face from the store's index (index.csv, frames.parquet), written once by
+    preprocess. Removing the raw videos and the store's meta/ changes nothing."""
+    import shutil
+
     import fer_lightning.corpora.adapters.common as common
     from fer_lightning.cli.main import main
     from fer_lightning.store.write import PreprocessConfig, preprocess
 
+    root = Path(shutil.copytree(request.getfixturevalue(f"{dataset}_root"), tmp_path / "corpus"))
+    videos = {"recola": root / "recordings_video", "affwild2": root / "videos", "sewa": root / "video"}[dataset]
+    two_person = str(root / "annotations") if dataset == "affwild2" else None  # video10_2_left/_right
     store = tmp_path / "faces"
-    preprocess([recola_root / "recordings_video"], store, PreprocessConfig(), workers=1, progress=False)
+    preprocess([videos], store, PreprocessConfig(two_person=two_person), workers=1, progress=False)
     index = pd.read_csv(store / "index.csv")
+    settings = dict(root=str(root), dataset=dataset, face_store=str(store), clip_len=8, image_size=32, batch_size=2,
+                    num_workers=0, augment=False, held_out_from_train=0.0)
+
+    def records(dm):
+        return {r.video_id: r for split in ("train", "val", "test") for r in dm.split_records(split)}
+
+    def check() -> dict:
+        capsys.readouterr()
+        main(["data", "check", "--dataset", dataset, "--root", str(root), "--face_store", str(store)])
+        return json.loads(capsys.readouterr().out)
+
+    with_raw = AffectDataModule(**settings)
+    with_raw.setup()
+    checked = check()
+    shutil.rmtree(videos)
+    shutil.rmtree(store / "meta")
 
     def no_open(path, *args, **kwargs):
         raise AssertionError(f"a raw video was opened: {path}")
 
     monkeypatch.setattr(common, "open_video", no_open)
-    dm = AffectDataModule(root=str(recola_root), dataset="recola", face_store=str(store), clip_len=8, image_size=32,
-                          batch_size=2, num_workers=0, augment=False, held_out_from_train=0.0)
+    dm = AffectDataModule(**settings)
     dm.setup()
-    records = {r.video_id: r for split in ("train", "val") for r in dm.split_records(split)}
-    assert sorted(records) == ["dev_1", "train_1", "train_2"]
-    for vid, rec in records.items():
-        row = index[index.video_id == vid].iloc[0]
+    before, after = records(with_raw), records(dm)
+    assert sorted(after) == sorted(before) and after and dm.skip_reasons == with_raw.skip_reasons
+    for vid, rec in after.items():
+        row = index[index.video_id == Path(rec.path).stem].iloc[0]
         assert rec.num_frames == row.num_frames and rec.fps == pytest.approx(row.fps)
-    capsys.readouterr()
-    assert main(["data", "check", "--dataset", "recola", "--root", str(recola_root), "--face_store", str(store)]) == 0
-    assert json.loads(capsys.readouterr().out)["splits"]["train"]["videos"] == 2
-    with pytest.raises(AssertionError, match="a raw video was opened"):  # without a store, the videos tell
-        load_dataset("recola", recola_root)
+        np.testing.assert_array_equal(rec.has_face, before[vid].has_face)
+        np.testing.assert_array_equal(rec.values, before[vid].values)
+    assert next(iter(dm.train_dataloader()))["frames"].shape == (2, 8, 3, 32, 32)
+    assert check() == checked  # data check says the same without the raw corpus
+    if dataset == "affwild2":  # the store names the two persons after the source's id
+        assert "video10_2_left" in after and after["video10_2_left"].path.name == "video10_2_left.mp4"
+    try:  # without a store, the raw corpus is needed: an error, or every video left out
+        assert load_dataset(dataset, root) == []
+    except FileNotFoundError:
+        pass

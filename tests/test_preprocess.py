@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import decord
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from videos import write_video
 
 from fer_lightning.store.write import PreprocessConfig, find_videos, preprocess
@@ -139,20 +141,33 @@ def test_cli_exit_code_reflects_failures(tmp_path, feat_data):
     assert proc.returncode == 0
 
 
-def test_datamodule_reads_clips_from_the_store(tmp_path):
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory):
+    """Four synthetic videos; the first three through the real detector into a face store."""
+    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
+
+    tmp = tmp_path_factory.mktemp("synthetic_store")
+    corpus = tmp / "corpus"  # 256 px frames: faces of about 90 px, as in the default corpus
+    generate_corpus(SynthConfig(videos=4, seconds=2.0, fps=25.0, seed=5, size=256, split=(1, 1, 1)),
+                    corpus, workers=2, progress=False)
+    store = tmp / "store"
+    sources = sorted((corpus / "videos").glob("*.mp4"))
+    report = preprocess(sources[:3], store, PreprocessConfig(), workers=2, progress=False)
+    return corpus, store, report
+
+
+def _all_items(dm) -> list[dict]:
+    return [ds[i] for ds in dm.datasets.values() for i in range(len(ds))]
+
+
+def test_datamodule_reads_clips_from_the_store(synthetic_store):
     """Synthetic video through the real detector; clips then read the store's aligned faces."""
     import cv2
 
     from fer_lightning.corpora.adapters import load_dataset
-    from fer_lightning.corpora.synthetic.generator import SynthConfig, generate_corpus
     from fer_lightning.data.datamodule import AffectDataModule
 
-    corpus = tmp_path / "corpus"  # 256 px frames: faces of about 90 px, as in the default corpus
-    generate_corpus(SynthConfig(videos=4, seconds=2.0, fps=25.0, seed=5, size=256, split=(1, 1, 1)),
-                    corpus, workers=2, progress=False)
-    store = tmp_path / "store"
-    sources = sorted((corpus / "videos").glob("*.mp4"))
-    report = preprocess(sources[:3], store, PreprocessConfig(), workers=2, progress=False)
+    corpus, store, report = synthetic_store
     # MTCNN finds about half of these drawn faces; the clips must follow whatever it found
     assert report["ok"] == 3 and report["face_frames"] > 0.3 * report["frames"], report
     dm = AffectDataModule(root=str(corpus), face_store=str(store), clip_len=8, image_size=64,
@@ -161,23 +176,65 @@ def test_datamodule_reads_clips_from_the_store(tmp_path):
     assert dm.skipped == ["synth_003"]  # not preprocessed: skipped and reported
     records = {r.video_id: r for r in load_dataset("synthetic", corpus)}
     checked = 0
-    for ds in dm.datasets.values():
-        for i in range(len(ds)):
-            item = ds[i]
-            rec = records[item["video_id"]]
-            meta = pd.read_csv(store / "meta" / f"{rec.video_id}.csv")
-            idx = item["frame_index"].numpy()
-            inside = idx >= 0
-            expected = np.zeros_like(inside)
-            expected[inside] = meta["has_face"].to_numpy(bool)[idx[inside]] & np.isfinite(rec.values[idx[inside]]).all(axis=1)
-            np.testing.assert_array_equal(item["mask"].numpy(), expected)
-            faces = decord.VideoReader(str(store / "videos" / f"{rec.video_id}.mp4"))
-            for k in np.flatnonzero(expected)[:2]:
-                ref = cv2.resize(faces[int(idx[k])].asnumpy(), (64, 64), interpolation=cv2.INTER_AREA)
-                got = item["frames"][k].permute(1, 2, 0).numpy()
-                assert np.abs(got.astype(int) - ref.astype(int)).mean() < 2
-                checked += 1
+    for item in _all_items(dm):
+        rec = records[item["video_id"]]
+        meta = pd.read_csv(store / "meta" / f"{rec.video_id}.csv")
+        idx = item["frame_index"].numpy()
+        inside = idx >= 0
+        expected = np.zeros_like(inside)
+        expected[inside] = meta["has_face"].to_numpy(bool)[idx[inside]] & np.isfinite(rec.values[idx[inside]]).all(axis=1)
+        np.testing.assert_array_equal(item["mask"].numpy(), expected)
+        faces = decord.VideoReader(str(store / "videos" / f"{rec.video_id}.mp4"))
+        for k in np.flatnonzero(expected)[:2]:
+            ref = cv2.resize(faces[int(idx[k])].asnumpy(), (64, 64), interpolation=cv2.INTER_AREA)
+            got = item["frames"][k].permute(1, 2, 0).numpy()
+            assert np.abs(got.astype(int) - ref.astype(int)).mean() < 2
+            checked += 1
     assert checked >= 4
+
+
+def test_the_store_index_holds_every_frame_of_every_face_video(synthetic_store):
+    corpus, store, _ = synthetic_store
+    frames = pd.read_parquet(store / "frames.parquet")
+    index = pd.read_csv(store / "index.csv")
+    assert list(frames["video_id"].astype(str).unique()) == list(index["video_id"])
+    for vid, rows in frames.groupby("video_id", observed=True):
+        meta = pd.read_csv(store / "meta" / f"{vid}.csv")  # what preprocess wrote per video
+        np.testing.assert_array_equal(rows["frame_index"], meta["frame_index"])
+        np.testing.assert_array_equal(rows["has_face"], meta["has_face"].astype(bool))
+        np.testing.assert_allclose(rows["time_s"], meta["time_s"])
+    assert (index["size"] == 112).all() and (index["source_rel"] == index["video_id"] + ".mp4").all()
+
+
+def test_training_needs_only_the_store_and_the_labels_on_every_rank(synthetic_store, tmp_path):
+    """The raw videos and the store's per-video metadata removed, as on a compute node that got
+    the store's videos, its index and the labels: the same clips, and a fit on two gloo ranks
+    that reads the index and writes nothing into the store."""
+    from test_ddp import ROOT, TINY, cli
+
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    corpus, store = (Path(shutil.copytree(p, tmp_path / p.name)) for p in synthetic_store[:2])
+    settings = dict(face_store=str(store), clip_len=8, image_size=64, batch_size=2, num_workers=0, augment=False)
+    before = AffectDataModule(root=str(corpus), **settings)
+    before.setup()
+    shutil.rmtree(corpus / "videos")
+    shutil.rmtree(store / "meta")
+    after = AffectDataModule(root=str(corpus), **settings)
+    after.setup()
+    assert after.skipped == before.skipped == ["synth_003"]
+    for a, b in zip(_all_items(before), _all_items(after), strict=True):
+        assert a["video_id"] == b["video_id"]
+        for key in ("frames", "mask", "targets", "frame_index"):
+            assert torch.equal(a[key], b[key]), key
+
+    listing = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    cli(tmp_path / "ddp", "fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config",
+        str(ROOT / "experiments/presets/cpu.yaml"), "--config", str(ROOT / "experiments/presets/ddp.yaml"),
+        "--trainer.devices=2", f"--data.root={corpus}", f"--data.face_store={store}", *TINY,
+        "--trainer.max_epochs=1", "--evaluate_after_fit=false")
+    assert list((tmp_path / "ddp" / "runs").rglob("last.ckpt"))
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == listing
 
 
 @pytest.fixture(scope="module")
@@ -365,14 +422,51 @@ def test_killed_run_resumes_to_the_same_store(feat_data, tmp_path):
         assert whole[name] == resumed[name], name
 
 
-def test_a_per_frame_manifest_lists_each_video_once_and_clashing_ids_are_named(tmp_path):
+def test_a_per_frame_manifest_lists_each_video_once_in_linear_time(tmp_path):
     # a pretraining manifest has a row per frame, each naming its video: 300,000 rows, 3 videos
     rows = ["video,frame,label"] + [f"clips/v{i % 3}.mp4,{i // 3},happy" for i in range(300_000)]
     manifest = tmp_path / "labels.csv"
     manifest.write_text("\n".join(rows) + "\n")
     assert find_videos([manifest]) == [tmp_path / "clips" / f"v{i}.mp4" for i in range(3)]
-    # two files that would share one face video in the store: refused before any work, both named
+
+
+def test_video_ids_are_file_names_until_two_share_one_then_paths():
+    from fer_lightning.store.ids import video_ids
+
+    assert video_ids(["a/x.mp4", "a/y.mp4", "z.avi"]) == ["x", "y", "z"]
+    assert video_ids(["b1/clip001.mp4", "b2/clip001.mp4", "b2/other.mp4"]) == ["b1__clip001", "b2__clip001", "other"]
+    assert video_ids(["a/x.mp4", "a/x.avi"]) == ["a__x_mp4", "a__x_avi"]  # the path alone still clashes
+    assert video_ids(["a/x.mp4", "a/x.mp4"]) == ["x", "x"]  # one video listed twice: one id
+    # ids already given stay, and a newcomer that shares a name does not take one of them
+    assert video_ids(["old/clip.mp4", "new/clip.mp4"], ["clip", None]) == ["clip", "new__clip"]
+    with pytest.raises(ValueError, match="would name both"):
+        video_ids(["q.mp4", "r.mp4", "a/b.mp4", "c/b.mp4"], ["a__b", "a__b_mp4", None, None])
+
+
+def test_videos_that_share_a_file_name_get_path_ids_kept_across_runs(tmp_path):
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 3
     for sub in ("a", "b"):
-        write_video(tmp_path / "two" / sub / "clip001.mp4", [np.zeros((32, 32, 3), np.uint8)] * 2)
-    with pytest.raises(ValueError, match=r"clip001: .*a/clip001.mp4, .*b/clip001.mp4"):
-        preprocess([tmp_path / "two"], tmp_path / "store", PreprocessConfig(), workers=1, progress=False)
+        write_video(tmp_path / "two" / sub / "clip001.mp4", frames)
+    write_video(tmp_path / "two" / "b" / "solo.mp4", frames)
+    store = tmp_path / "store"
+    preprocess([tmp_path / "two"], store, PreprocessConfig(), workers=1, progress=False)
+    index = pd.read_csv(store / "index.csv").set_index("source_rel")
+    assert index.loc["two/a/clip001.mp4", "video_id"] == "two__a__clip001"
+    assert index.loc["two/b/clip001.mp4", "video_id"] == "two__b__clip001"
+    assert index.loc["two/b/solo.mp4", "video_id"] == "solo"
+    assert sorted(p.name for p in (store / "videos").iterdir()) == ["solo.mp4", "two__a__clip001.mp4",
+                                                                    "two__b__clip001.mp4"]
+    # a later run that brings a third clip001 renames none of the stored videos, and a file named
+    # directly keeps the id its folder run gave it
+    write_video(tmp_path / "more" / "clip001.mp4", frames)
+    preprocess([tmp_path / "more", tmp_path / "two" / "b" / "solo.mp4"], store, PreprocessConfig(), workers=1,
+               progress=False)
+    index = pd.read_csv(store / "index.csv").set_index("source_rel")
+    assert index.loc["more/clip001.mp4", "video_id"] == "more__clip001"
+    assert index.loc["two/a/clip001.mp4", "video_id"] == "two__a__clip001" and len(index) == 4
+    assert sorted(index["video_id"]) == sorted(p.stem for p in (store / "videos").iterdir())
+    # the same path under two input roots cannot get two ids: refused before any work, both named
+    write_video(tmp_path / "x" / "two" / "b" / "solo.mp4", frames)
+    with pytest.raises(ValueError, match=r"two/b/solo.mp4: .*two/b/solo.mp4, .*x/two/b/solo.mp4"):
+        preprocess([tmp_path / "two", tmp_path / "x" / "two"], tmp_path / "store2", PreprocessConfig(), workers=1,
+                   progress=False)

@@ -27,7 +27,7 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
-from fer_lightning.store.read import attach_store, is_image_folder_store, source_facts
+from fer_lightning.store.read import attach_store, is_face_store, is_image_folder_store, source_facts
 from fer_lightning.tasks import EMOTIONS, TASKS
 
 SPLITS = ("train", "val", "test")
@@ -237,9 +237,10 @@ class AffectDataModule(L.LightningDataModule):
                            + (" ..." if len(unlabelled) > 5 else ""))
         margin = hp.face_margin
         if hp.face_store:
-            if not (Path(hp.face_store) / "meta").is_dir() and not is_image_folder_store(hp.face_store):
+            if not is_face_store(hp.face_store) and not is_image_folder_store(hp.face_store):
                 raise FileNotFoundError(
-                    f"data.face_store: no face-clip store at {hp.face_store} (meta/ and videos/), nor a folder of "
+                    f"data.face_store: no face-clip store at {hp.face_store} (videos/ with frames.parquet or meta/), "
+                    "nor a folder of "
                     "per-video face image folders (ABAW's cropped_aligned); make a store first with "
                     f"`fer-lightning preprocess --input {self.root} --output {hp.face_store}`")
             records, missing = attach_store(records, hp.face_store, hp.store_length_tolerance, hp.strict)

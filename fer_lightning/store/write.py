@@ -9,13 +9,22 @@ per-frame metadata.
                               x0,y0,x1,y1, then lm0_x,lm0_y .. lm4_x,lm4_y (source pixels)
     done/<source_id>.json     written last for each source video: its face videos and figures
     tmp/                      face videos being written (a killed run's leftovers are removed)
-    index.csv                 video_id,source_id,source,fps,num_frames,face_frames,coverage,
-                              status,reason: one row per face video and per failed source
+    index.csv                 video_id,source_id,source_rel,source,fps,num_frames,face_frames,
+                              coverage,size,status,reason: one row per face video and per failed
+                              source (``source_rel``: the source's path under its input root)
+    frames.parquet            video_id,frame_index,time_s,has_face: every face video's frames,
+                              in one table (what training reads at setup, instead of meta/)
     report.json               per source video, plus totals and the settings used
 
-``video_id`` is the source file's name without suffix, or with ``--faces all`` and several
-faces ``<source>_left`` / ``<source>_right`` (Aff-Wild2's naming) or ``<source>_face1``...;
-``--two_person`` names the videos that get ``_left`` / ``_right`` and leaves the others alone.
+``index.csv``, ``frames.parquet`` and ``report.json`` are what setup reads: with them (and the
+labels) training needs neither the raw corpus nor one metadata file per video.
+
+A source's id (``source_id``) is its file name without suffix while no other input shares that
+name, else its path under the input root with ``__`` for ``/`` (:mod:`fer_lightning.store.ids`;
+an id once in the index is kept). ``video_id`` is the source's id, or with ``--faces all`` and
+several faces ``<source>_left`` / ``<source>_right`` (Aff-Wild2's naming) or
+``<source>_face1``...; ``--two_person`` names the videos that get ``_left`` / ``_right`` and
+leaves the others alone.
 
 A source video is finished when its ``done`` record exists and names outputs that are all in
 place: face videos and metadata are renamed into place from temporary names first, the
@@ -37,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.io import write_text_atomic
+from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.store.ids import video_ids
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -80,31 +90,39 @@ class PreprocessConfig:
     two_person: str | None = None
 
 
-def find_videos(inputs: list[str | Path]) -> list[Path]:
+def find_sources(inputs: list[str | Path]) -> list[tuple[Path, str]]:
     """Video files named directly, found in folders (recursively), or listed one per line
-    (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix. A folder that
-    directly holds images is one video (an image sequence, as AFEW-VA ships its clips). Each
-    video comes once, in first-seen order, however often it is listed (a per-frame manifest
-    names its video on every row): linear in the rows."""
+    (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix, each with its path
+    relative to its input root (POSIX): under a folder, the folder's own name and the path
+    below it (``batch1/clip001.mp4``); in a manifest, the path as written; a file named
+    directly, its name. A folder that directly holds images is one video (an image sequence,
+    as AFEW-VA ships its clips). Each video comes once, in first-seen order, however often it
+    is listed (a per-frame manifest names its video on every row): linear in the rows."""
     from fer_lightning.media.video import is_image_sequence
 
-    out: list[Path] = []
+    out: dict[Path, str] = {}
     for item in map(Path, inputs):
         if item.is_dir():
             if is_image_sequence(item):
-                out.append(item)
+                out.setdefault(item, item.name)
                 continue
-            out += sorted(p for p in item.rglob("*") if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-                          or (p.is_dir() and is_image_sequence(p)))
+            for p in sorted(p for p in item.rglob("*") if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+                            or (p.is_dir() and is_image_sequence(p))):
+                out.setdefault(p, (Path(item.resolve().name) / p.relative_to(item)).as_posix())
         elif item.suffix.lower() in (".txt", ".csv"):
             for line in item.read_text().splitlines():
-                name = line.split(",")[0].strip()
+                name = line.split(",")[0].strip().strip('"')
                 if name and not name.startswith("#") and name.lower() not in ("path", "video", "video_path"):
                     p = Path(name)
-                    out.append(p if p.is_absolute() else item.parent / p)
+                    out.setdefault(p if p.is_absolute() else item.parent / p, p.name if p.is_absolute() else p.as_posix())
         else:
-            out.append(item)
-    return list(dict.fromkeys(out))
+            out.setdefault(item, item.name)
+    return list(out.items())
+
+
+def find_videos(inputs: list[str | Path]) -> list[Path]:
+    """The videos of :func:`find_sources`, without their relative paths."""
+    return [path for path, _ in find_sources(inputs)]
 
 
 def source_id(path: Path) -> str:
@@ -254,9 +272,12 @@ def _clear_unfinished(store: Path, video_id: str) -> None:
 
 
 def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
-                     on_frames: Callable[[int], None] | None = None) -> dict:
+                     on_frames: Callable[[int], None] | None = None, video_id: str | None = None,
+                     source_rel: str | None = None) -> dict:
     """Detect, track, align and crop one video into the store in a single decoding pass;
-    returns its report entry. ``on_frames(k)`` is called as frames are processed.
+    returns its report entry. ``on_frames(k)`` is called as frames are processed. ``video_id``
+    is the source's id in the store (default: its file name without suffix) and ``source_rel``
+    its path under its input root (default: its file name).
 
     Every track gets its own face video while the video streams past (up to
     ``cfg.max_track_writers`` at once); at the end the chosen faces' videos are renamed into
@@ -272,10 +293,11 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
     from fer_lightning.media.video import VideoReadError, iter_frames, open_video
 
     cv2.setNumThreads(1)  # the pool runs one process per core
-    video_id = source_id(source)
-    entry = {"video_id": video_id, "source": str(source), "fps": None, "num_frames": 0,
-             "face_frames": 0, "coverage": 0.0, "status": "failed", "reason": "", "outputs": []}
-    pair = cfg.two_person is not None and video_id in two_person_ids(cfg.two_person)
+    video_id = video_id or source_id(source)
+    entry = {"video_id": video_id, "source": str(source), "source_rel": source_rel or source.name, "fps": None,
+             "num_frames": 0, "face_frames": 0, "coverage": 0.0, "status": "failed", "reason": "", "outputs": []}
+    # annotation files name a two-person video by its file name, whatever id the store gives it
+    pair = cfg.two_person is not None and bool({video_id, source_id(source)} & two_person_ids(cfg.two_person))
     policy = "two_person" if pair else cfg.faces  # what the video's outputs are chosen by
     done = _finished(store, video_id, policy)
     if done is not None:
@@ -327,7 +349,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
             else:
                 second_pass.append(out)
         if second_pass:
-            _encode_from_source(source, store, second_pass, n, fps, cfg)
+            _encode_from_source(source, store, second_pass, n, fps, cfg, video_id)
         for out in outputs:
             _write_meta(store / "meta" / f"{out.video_id}.csv", out, times)
 
@@ -345,7 +367,8 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
             outputs=[{"video_id": o.video_id, "track_ids": o.track_ids, "face_frames": int(o.has_face.sum()),
                       "coverage": float(o.has_face.mean())} for o in outputs],
         )
-        record = {k: entry[k] for k in ("video_id", "source", "fps", "num_frames", "face_frames", "coverage", "outputs")}
+        record = {k: entry[k] for k in ("video_id", "source", "source_rel", "fps", "num_frames", "face_frames",
+                                        "coverage", "outputs")}
         write_text_atomic(_done_path(store, video_id),  # last: marks the video finished
                           json.dumps(record | {"faces": policy, "notes": notes}, indent=1) + "\n")
     except VideoReadError as err:
@@ -359,12 +382,12 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
 
 
 def _encode_from_source(source: Path, store: Path, outputs: list[FaceOutput], n: int, fps: float,
-                        cfg: PreprocessConfig) -> None:
+                        cfg: PreprocessConfig, video_id: str) -> None:
     """Second pass: crop each output's faces from the source and encode them."""
     from fer_lightning.media.face_video import FaceVideoWriter
     from fer_lightning.media.video import VideoReadError, iter_frames
 
-    writers = [FaceVideoWriter(store / "tmp" / f"{source_id(source)}.t-{o.video_id}.mp4", cfg.size, fps, cfg.crf, cfg.gop)
+    writers = [FaceVideoWriter(store / "tmp" / f"{video_id}.t-{o.video_id}.mp4", cfg.size, fps, cfg.crf, cfg.gop)
                for o in outputs]
     try:
         decoded = 0
@@ -413,11 +436,12 @@ def _init_worker(queue) -> None:
     _PROGRESS = queue
 
 
-def _run_one(args: tuple[str, str, PreprocessConfig]) -> dict:
-    source, store, cfg = args
+def _run_one(args: tuple[str, str, PreprocessConfig, str, str]) -> dict:
+    source, store, cfg, video_id, rel = args
     queue = _PROGRESS
     return preprocess_video(Path(source), Path(store), cfg,
-                            on_frames=(lambda k: queue.put((source, k))) if queue is not None else None)
+                            on_frames=(lambda k: queue.put((source, k))) if queue is not None else None,
+                            video_id=video_id, source_rel=rel)
 
 
 def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfig, workers: int = 1,
@@ -435,17 +459,23 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
         two_person_ids(cfg.two_person)  # a wrong path or an empty list fails here, before any work
     for sub in ("videos", "meta", "done", "tmp"):
         (store / sub).mkdir(parents=True, exist_ok=True)
-    sources = find_videos(list(inputs))
-    by_id: dict[str, list[Path]] = {}
-    for source in sources:
-        by_id.setdefault(source_id(source), []).append(source)
-    clashes = {vid: paths for vid, paths in by_id.items() if len(paths) > 1}
+    found = find_sources(list(inputs))
+    sources = [path for path, _ in found]
+    by_rel: dict[str, list[Path]] = {}
+    for source, rel in found:
+        by_rel.setdefault(rel, []).append(source)
+    clashes = {rel: paths for rel, paths in by_rel.items() if len(paths) > 1}
     if clashes:
-        shown = "; ".join(f"{vid}: {', '.join(map(str, paths[:3]))}" for vid, paths in sorted(clashes.items())[:5])
-        raise ValueError(f"{len(clashes)} video ids (file name without suffix) name more than one input, and a store "
-                         f"holds one face video per id: {shown}. Rename them, or preprocess each folder into a store "
-                         "of its own")
-    jobs = [(str(s), str(store), cfg) for s in sources]
+        shown = "; ".join(f"{rel}: {', '.join(map(str, paths[:3]))}" for rel, paths in sorted(clashes.items())[:5])
+        raise ValueError(f"{len(clashes)} inputs have the same path under their input roots ({shown}), so their "
+                         "video ids would be the same. Give the folders different names, or preprocess each into a "
+                         "store of its own")
+    by_source, by_rel = _given_ids(store)
+    known = [by_source.get(str(path.resolve())) or by_rel.get(rel) for path, rel in found]
+    run_known = set(known)
+    ids = video_ids([rel for _, rel in found], known,
+                    existing={rel: sid for rel, sid in by_rel.items() if sid not in run_known})
+    jobs = [(str(s), str(store), cfg, vid, rel) for (s, rel), vid in zip(found, ids, strict=True)]
     listed = {str(s): _count_frames(s) for s in sources}
     sent = dict.fromkeys(listed, 0)
     bar = tqdm(total=sum(listed.values()), unit="frame", desc="preprocess", disable=not progress, smoothing=0.05)
@@ -481,25 +511,22 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
                         except queue_mod.Empty:
                             break
         else:
-            for source, store_, cfg_ in jobs:
-                finished(preprocess_video(Path(source), Path(store_), cfg_, on_frames=lambda k, s=source: advance(s, k)))
+            for source, store_, cfg_, vid, rel in jobs:
+                finished(preprocess_video(Path(source), Path(store_), cfg_, on_frames=lambda k, s=source: advance(s, k),
+                                          video_id=vid, source_rel=rel))
     finally:
         bar.close()
     run_failed = [e["video_id"] for e in entries if e["status"] != "ok"]
-    run_skipped = [e["video_id"] for e in entries if e.pop("skipped", False)]
+    run_skipped = {e["video_id"] for e in entries if e.pop("skipped", False)}
+    run_ids = {e["video_id"] for e in entries}
     # a run over some of the inputs must not drop the other videos already in the store
     previous = store / "report.json"
     if previous.exists():
         known = {e["video_id"]: e for e in json.loads(previous.read_text()).get("entries", [])}
         entries = list((known | {e["video_id"]: e for e in entries}).values())
     entries.sort(key=lambda e: e["video_id"])
-    rows = ["video_id,source_id,source,fps,num_frames,face_frames,coverage,status,reason"]
-    for e in entries:
-        reason = '"' + e["reason"].replace('"', "'") + '"'
-        for out in e["outputs"] or [{"video_id": e["video_id"], "face_frames": e["face_frames"], "coverage": e["coverage"]}]:
-            rows.append(f"{out['video_id']},{e['video_id']},{e['source']},{e['fps'] or ''},{e['num_frames']},"
-                        f"{out['face_frames']},{out['coverage']:.4f},{e['status']},{reason}")
-    write_text_atomic(store / "index.csv", "\n".join(rows) + "\n")
+    write_index(store, entries, cfg.size, redone={o["video_id"] for e in entries if e["video_id"] in run_ids
+                                                  and e["video_id"] not in run_skipped for o in e["outputs"]})
     report = {
         "settings": asdict(cfg),
         "videos": len(entries),
@@ -514,6 +541,67 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     }
     write_text_atomic(store / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _given_ids(store: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The ids a store's index already gives to sources, by resolved source path and by path
+    under the input root: kept, so a rerun or a run over more videos renames nothing."""
+    import pandas as pd
+
+    index = store / "index.csv"
+    if not index.is_file():
+        return {}, {}
+    table = pd.read_csv(index, dtype=str, keep_default_na=False)
+    by_source = {str(Path(src).resolve()): sid for src, sid in zip(table["source"], table["source_id"], strict=True)}
+    by_rel = dict(zip(table["source_rel"], table["source_id"], strict=True)) if "source_rel" in table.columns else {}
+    return by_source, by_rel
+
+
+def write_index(store: str | Path, entries: list[dict], size: int, redone: set[str] = frozenset()) -> None:
+    """Write ``index.csv`` (one row per face video, and per failed source) and ``frames.parquet``
+    (every face video's frames: ``frame_index``, ``time_s``, ``has_face``) from the report's
+    ``entries``: what setup reads instead of the raw corpus and ``meta/``. Rows of an earlier
+    ``frames.parquet`` are kept for face videos not in ``redone``; the others are read from
+    their ``meta/*.csv`` once, here."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = Path(store)
+    rows = []
+    for e in entries:
+        for out in e["outputs"] or [{"video_id": e["video_id"], "face_frames": e["face_frames"], "coverage": e["coverage"]}]:
+            rows.append({"video_id": out["video_id"], "source_id": e["video_id"],
+                         "source_rel": e.get("source_rel") or Path(e["source"]).name, "source": e["source"],
+                         "fps": e["fps"], "num_frames": e["num_frames"], "face_frames": out["face_frames"],
+                         "coverage": round(out["coverage"], 4), "size": size, "status": e["status"],
+                         "reason": e["reason"]})
+    columns = ["video_id", "source_id", "source_rel", "source", "fps", "num_frames", "face_frames", "coverage", "size",
+               "status", "reason"]
+    write_text_atomic(store / "index.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
+    wanted = [r["video_id"] for r in rows if r["status"] == "ok"]
+    parts, have = [], set()
+    previous = store / "frames.parquet"
+    keep = sorted(set(wanted) - set(redone))
+    if previous.is_file() and keep:
+        old = pq.read_table(previous, filters=[("video_id", "in", keep)]).to_pandas()
+        old["video_id"] = old["video_id"].astype(str)
+        parts.append(old)
+        have = set(old["video_id"].unique())
+    for vid in wanted:
+        if vid not in have:
+            meta = pd.read_csv(store / "meta" / f"{vid}.csv", usecols=["frame_index", "time_s", "has_face"])
+            parts.append(meta.assign(video_id=vid))
+    frames = (pd.concat(parts, ignore_index=True) if parts else
+              pd.DataFrame({"video_id": [], "frame_index": [], "time_s": [], "has_face": []}))
+    order = {vid: i for i, vid in enumerate(wanted)}
+    frames = frames.assign(_o=frames["video_id"].map(order)).sort_values(["_o", "frame_index"], kind="stable")
+    table = pa.table({"video_id": pa.array(frames["video_id"].astype(str)).dictionary_encode(),
+                      "frame_index": pa.array(frames["frame_index"].to_numpy(np.int32)),
+                      "time_s": pa.array(frames["time_s"].to_numpy(np.float64)),
+                      "has_face": pa.array(frames["has_face"].to_numpy(bool))})
+    with atomic_path(store / "frames.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def format_report(report: dict) -> str:

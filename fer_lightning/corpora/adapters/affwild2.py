@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
 from fer_lightning.corpora.labels import LabelCounts, LabelLengthError, match_length, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
@@ -84,7 +84,7 @@ def load_affwild2(
         raise FileNotFoundError(f"no Aff-Wild2 annotations at {ann_root} (expected Train_Set/, Validation_Set/): "
                                 "set data.dataset_args.annotations to that folder, relative to data.root")
     video_root = root / videos if videos else root
-    found = {p.stem: p for p in sorted(video_root.rglob("*")) if p.suffix.lower() in (".mp4", ".avi")}
+    found = {p.stem: p for p in corpus_videos(video_root, (".mp4", ".avi"), recursive=True)}
     if not found:
         raise FileNotFoundError(f"no .mp4/.avi videos under {video_root}: set data.root to the ABAW folder, or "
                                 "data.dataset_args.videos to the folder that holds them")

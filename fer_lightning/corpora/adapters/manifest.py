@@ -8,7 +8,7 @@ empty, subject-disjoint splits are drawn). A label file is a CSV with a ``time``
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.splits import SPLIT_NAMES, subject_splits
 from fer_lightning.media.video import VideoReadError
+from fer_lightning.store.ids import video_ids
 
 
 @register_dataset("manifest")
@@ -61,9 +62,9 @@ def load_manifest(
     if set(drawn) & set(table.loc[given != "", "subject"]):
         raise ValueError(f"{path}: subjects with and without a split would share splits; give all rows a split or none")
     records = []
-    for row, split in zip(table.itertuples(index=False), given, strict=True):
+    ids = video_ids([PurePosixPath(v).as_posix() for v in table["video"]])  # paths where two share a name
+    for row, split, vid in zip(table.itertuples(index=False), given, ids, strict=True):
         video = root / row.video
-        vid = video.stem
         try:
             fps, n, w, h = video_info(video)
             labels = pd.read_csv(root / row.labels)

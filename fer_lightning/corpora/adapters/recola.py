@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
 from fer_lightning.corpora.labels import (
     LabelCounts,
     TimedLabels,
@@ -56,7 +56,7 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
         unlabelled: receives ``(video_id, reason)`` for each test recording without a gold
             standard (the public AVEC 2016 package has none; into ``skipped`` when not given).
     """
-    videos = sorted((root / "recordings_video").glob("*.mp4"))
+    videos = corpus_videos(root / "recordings_video", (".mp4",))
     if not videos:
         raise FileNotFoundError(f"no RECOLA videos at {root / 'recordings_video'} (expected train_1.mp4 ...)")
     if skipped is not None:  # a gold standard whose recording is missing is named, not silently dropped

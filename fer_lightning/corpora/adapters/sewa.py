@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
 from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_frames, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
@@ -42,13 +42,13 @@ def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] 
     if unknown:
         raise ValueError(f"SEWA has no target {unknown}; it has {COLUMNS[2:]}")
     videos = {}
-    for p in sorted((root / "video").glob("*")):
+    files = corpus_videos(root / "video", (".avi", ".mp4"))
+    for p in files:
         m = NAME.match(p.stem)
-        if m and p.suffix.lower() in (".avi", ".mp4"):
+        if m:
             videos[(m.group(1).lower(), int(m.group(2)))] = p
     if unlabelled is not None:
-        unlabelled += [(p.stem, "test partition: no public labels") for p in sorted((root / "video").glob("*"))
-                       if p.suffix.lower() in (".avi", ".mp4") and p.stem.lower().startswith("test_")]
+        unlabelled += [(p.stem, "test partition: no public labels") for p in files if p.stem.lower().startswith("test_")]
     label_files = sorted((root / "labels").glob("*.csv"))
     if not label_files:
         raise FileNotFoundError(f"no SEWA label files at {root / 'labels'} (expected Train_01.csv ...)")
