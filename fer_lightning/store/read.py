@@ -29,7 +29,8 @@ class StoreIndex:
         import pandas as pd
 
         self.root = Path(store)
-        table = pd.read_csv(self.root / "index.csv", dtype={"video_id": str, "source_id": str}, keep_default_na=False,
+        table = pd.read_csv(self.root / "index.csv", dtype={c: str for c in ("video_id", "source_id", "source_rel", "source")},
+                            keep_default_na=False,
                             na_values={"fps": [""], "num_frames": [""]})
         if "source_rel" not in table.columns:  # a store written before the index named paths
             table["source_rel"] = [Path(s).name for s in table["source"]]
