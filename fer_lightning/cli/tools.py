@@ -85,11 +85,14 @@ def data_main(argv: Sequence[str]) -> int:
     p.add_argument("--store_length_tolerance", type=int, default=5,
                    help="frames a face video may differ from the corpus's count (as data.store_length_tolerance)")
     a = p.parse_args(list(argv))
-    from fer_lightning.corpora.adapters import list_datasets, load_dataset
+    import inspect
+
+    from fer_lightning.corpora.adapters import get_adapter, list_datasets, load_dataset
     from fer_lightning.corpora.adapters.common import known_videos
     from fer_lightning.corpora.check import summarize
     from fer_lightning.corpora.labels import labels_on_store_times
     from fer_lightning.store.read import attach_store, source_facts
+    from fer_lightning.tasks import EMOTIONS
 
     if a.dataset not in list_datasets():
         fail(p, f"--dataset: unknown {a.dataset!r}; known: {', '.join(list_datasets())}")
@@ -105,7 +108,11 @@ def data_main(argv: Sequence[str]) -> int:
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(json.dumps({"ok": False, "error": str(err)}, indent=2))
         return 1
-    summary = summarize(records, skipped, unlabelled)
+    names = None
+    if any(r.labels is not None for r in records):  # emotion classes: the adapter's list, as it read them
+        names = a.dataset_args.get("class_names") or inspect.signature(get_adapter(a.dataset)).parameters.get(
+            "class_names", inspect.Parameter("x", inspect.Parameter.KEYWORD_ONLY, default=EMOTIONS)).default
+    summary = summarize(records, skipped, unlabelled, class_names=list(names) if names is not None else None)
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 

@@ -9,13 +9,24 @@ import numpy as np
 from fer_lightning.corpora.records import VideoRecord
 
 
+def class_frames(records: Sequence[VideoRecord], class_names: Sequence[str]) -> dict[str, int]:
+    """Labelled frames with a face per emotion class (what pretraining's loss sees), by name."""
+    counts = np.zeros(len(class_names), np.int64)
+    for r in records:
+        if r.labels is not None:
+            lab = r.labels[(r.labels >= 0) & r.has_face]
+            counts += np.bincount(lab, minlength=len(class_names))[: len(class_names)]
+    return dict(zip(class_names, counts.tolist(), strict=True))
+
+
 def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]],
-              unlabelled: Sequence[tuple[str, str]] = ()) -> dict:
-    """Per split: videos, frames, labelled and unlabelled frames, why frames lack labels, and
-    the videos whose label file's length differs from their frame count (and by how much);
-    then every video left out with its reason, and the videos of a partition the corpus ships
-    without labels. ``ok`` is false when any video was left out or none is usable; an
-    unlabelled partition is how the corpus ships, not a failure."""
+              unlabelled: Sequence[tuple[str, str]] = (), class_names: Sequence[str] | None = None) -> dict:
+    """Per split: videos, frames, labelled and unlabelled frames, why frames lack labels, the
+    videos whose label file's length differs from their frame count (and by how much), and for
+    emotion labels the frames of each class (``class_names``); then every video left out with
+    its reason, and the videos of a partition the corpus ships without labels. ``ok`` is false
+    when any video was left out or none is usable; an unlabelled partition is how the corpus
+    ships, not a failure."""
     splits: dict[str, dict] = {}
     for r in records:
         s = splits.setdefault(r.split, {"videos": 0, "frames": 0, "labelled_frames": 0, "unlabelled_frames": 0,
@@ -37,6 +48,9 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
             s["why_unlabelled"]["no_face"] = s["why_unlabelled"].get("no_face", 0) + no_face
         if counts.get("length_mismatch"):
             s["length_mismatch"][r.video_id] = -counts["length_mismatch"]
+    if class_names is not None:
+        for split, s in splits.items():
+            s["class_frames"] = class_frames([r for r in records if r.split == split], class_names)
     return {"ok": bool(records) and not skipped, "splits": dict(sorted(splits.items())),
             "skipped": [{"video_id": v, "reason": why} for v, why in skipped],
             "unlabelled": [{"video_id": v, "reason": why} for v, why in unlabelled]}

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
 from fer_lightning.corpora.adapters.common import known_videos
+from fer_lightning.corpora.check import class_frames
 from fer_lightning.corpora.labels import labels_at_annotation_times, labels_on_store_times
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.splits import carve_held_out
@@ -27,7 +28,12 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
-from fer_lightning.store.read import attach_store, is_face_store, is_image_folder_store, source_facts
+from fer_lightning.store.read import (
+    attach_store,
+    is_face_store,
+    is_image_folder_store,
+    source_facts,
+)
 from fer_lightning.tasks import EMOTIONS, TASKS
 
 SPLITS = ("train", "val", "test")
@@ -275,6 +281,11 @@ class AffectDataModule(L.LightningDataModule):
             subjects = sorted({r.subject for r in by_split["train"]})
             keep = set(np.random.default_rng(hp.seed).permutation(subjects)[: hp.train_subjects].tolist())
             by_split["train"] = [r for r in by_split["train"] if r.subject in keep]
+        if hp.task == "pretrain":  # what the loss will see of each class, before a long run starts
+            frames = class_frames(by_split["train"], hp.class_names)
+            total = max(1, sum(frames.values()))
+            rank_zero_info(f"training frames per class ({len(by_split['train'])} videos): "
+                           + ", ".join(f"{c} {n} ({n / total:.1%})" for c, n in frames.items()))
         span = (hp.clip_len - 1) * hp.frame_step + 1
         common = dict(
             clip_len=hp.clip_len,

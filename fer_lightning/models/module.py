@@ -216,7 +216,12 @@ class AffectModule(L.LightningModule):
         (``features``, (B, T, F)): then only the LSTM and head run."""
         if "features" in batch:
             net = self.net
-            return net.head(net.dropout(net.temporal(batch["features"].to(net.head.weight.dtype))))
+            features = batch["features"]
+            kind = features.device.type
+            # under autocast the LSTM gets what the backbone would have handed it (bf16): oneDNN's
+            # LSTM on CPUs without AVX-512 has no primitive for float32 input with bf16 weights
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else net.head.weight.dtype
+            return net.head(net.dropout(net.temporal(features.to(dtype))))
         return self(batch["frames"])
 
     def loss(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
