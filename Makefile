@@ -120,6 +120,7 @@ bench: setup test-data  ## each benchmark prints one JSON line
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/face_store_codec.py
 	$(BIN)/python benchmarks/datamodule.py
+	$(BIN)/python benchmarks/corpus_scale.py
 	$(BIN)/python benchmarks/feature_cache.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/train_throughput.py

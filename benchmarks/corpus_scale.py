@@ -11,11 +11,13 @@ subject.
 
 For each size, in a fresh process (so that memory is that size's alone), it measures:
 
-- ``manifest_s``: the emotion-manifest adapter on the Parquet and on the CSV manifest (labels on
-  every frame, per-class counts, the subject-disjoint train/val/test split);
+- ``index_read_s``: the store's ``index.csv`` and ``frames.parquet`` into memory;
+- ``manifest_parquet_s`` / ``manifest_csv_s``: the emotion-manifest adapter on each manifest
+  (labels on every frame, per-class counts, the subject-disjoint train/val/test split);
 - ``setup_s``: ``AffectDataModule.setup`` (pretraining, class-balanced, through the store);
 - ``data_check_s``: ``fer-lightning data check`` as a user runs it (a new process);
-- ``main_rss_mb``: the main process after setup;
+- ``main_rss_mb``: the main process after setup (``main_rss_over_start_mb``: above the same
+  process before it read anything: per-video and per-frame arrays, and the manifest's peak);
 - ``worker_rss_mb`` / ``worker_uss_mb``: one DataLoader worker after 2,000 training clips (RSS
   counts the pages it shares with the main process after fork; USS only its own);
 - ``first_batch_s``: from ``iter(train_dataloader)`` to the first batch (the worker starts and
@@ -162,10 +164,13 @@ def measure(root: Path, clips_for_rss: int, shuffle: bool) -> dict:
     torch.set_num_threads(1)
     corpus, store = root / "corpus", root / "store"
     base_rss = proc_mb(os.getpid(), ("Rss",))
-    out: dict = {}
+    t = time.perf_counter()
+    index = load_index(store)
+    index.frames()
+    out: dict = {"index_read_s": round(time.perf_counter() - t, 3)}
     for fmt in ("parquet", "csv"):
         t = time.perf_counter()
-        with known_videos(load_index(store)):
+        with known_videos(index):
             records = load_dataset("emotion_manifest", corpus, manifest=f"labels.{fmt}", class_names=CLASSES)
         out[f"manifest_{fmt}_s"] = round(time.perf_counter() - t, 3)
     splits = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
@@ -283,7 +288,7 @@ def main() -> None:
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    names = ["manifest_parquet_s", "manifest_csv_s", "setup_s", "data_check_s", "main_rss_mb", "worker_rss_mb",
+    names = ["index_read_s", "manifest_parquet_s", "manifest_csv_s", "setup_s", "data_check_s", "main_rss_mb", "worker_rss_mb",
              "worker_uss_mb", "first_batch_s"]
     figures = {name: [r[name] for r in rows] for name in names}
     k = {name: exponent(sizes, values) for name, values in figures.items()} if len(sizes) > 1 else {}

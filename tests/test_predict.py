@@ -179,13 +179,16 @@ def test_a_folder_goes_on_past_bad_videos_and_lists_them(feat_data, tiny_causal_
     (folder / "a_no_face.mp4").write_bytes((feat_data / "no_face.mp4").read_bytes())
     (folder / "b_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     (folder / "c_empty.mp4").write_bytes(b"")
+    (folder / "sub").mkdir()  # the same file name in a subfolder: its own output, not an overwrite
+    (folder / "sub" / "a_no_face.mp4").write_bytes((feat_data / "no_face.mp4").read_bytes())
     out = tmp_path / "pred"
     assert main(["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(folder), "--out", str(out),
                  "--quiet"]) == 1
     printed = capsys.readouterr().out
-    assert "1 of 3 videos predicted" in printed and "2 failed" in printed
+    assert "2 of 4 videos predicted" in printed and "2 failed" in printed
     assert "b_corrupt.mp4" in printed and "c_empty.mp4: video file is empty" in printed
-    rows = pd.read_csv(out / "a_no_face.csv")
+    assert sorted(p.name for p in out.glob("*.csv")) == ["videos__a_no_face.csv", "videos__sub__a_no_face.csv"]
+    rows = pd.read_csv(out / "videos__a_no_face.csv")
     assert len(rows) == decoded_frames(feat_data / "no_face.mp4")
     assert (rows.has_face == 0).all() and rows[["valence", "arousal"]].isna().all().all()
     report = json.loads((out / "predict_report.json").read_text())

@@ -17,7 +17,8 @@ model black, as in training, so the LSTM keeps its timing, but their outputs are
 
 Per video, in ``--out``:
 
-* ``<video>.csv``: frame_index, time_s, has_face, track_id, x0, y0, x1, y1 (the face box in
+* ``<video>.csv`` (``<video>``: the file name without suffix, or its path with ``__`` for
+  ``/`` where two inputs share a name, as the face store names them): frame_index, time_s, has_face, track_id, x0, y0, x1, y1 (the face box in
   frame pixels), then one column per output (valence, arousal; or p_<emotion> class
   probabilities for a pretraining model), empty where there is no face;
 * ``<video>.png``: the traces over time, no-face stretches greyed;
@@ -294,9 +295,10 @@ def output_names(model) -> list[str]:
 
 
 def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, cfg: PredictConfig | None = None,
-                  device: torch.device | None = None, progress: bool = True) -> dict:
-    """Predict one video into ``out_dir`` (see the module docs); returns its report entry.
-    Raises :class:`~fer_lightning.media.video.VideoReadError` for a video that cannot be read."""
+                  device: torch.device | None = None, progress: bool = True, video_id: str | None = None) -> dict:
+    """Predict one video into ``out_dir`` (see the module docs) as ``<video_id>.csv`` / ``.png``
+    (default: the file name without suffix); returns its report entry. Raises
+    :class:`~fer_lightning.media.video.VideoReadError` for a video that cannot be read."""
     from tqdm.auto import tqdm
 
     from fer_lightning.faces.detect import crop_face, face_crop
@@ -346,7 +348,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     if n == 0:
         raise VideoReadError(f"no frame of {path} could be decoded")
     t0 = time.perf_counter()
-    vid = source_id(path)
+    vid = video_id or source_id(path)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": str(out_dir / f"{vid}.csv"), "png": str(out_dir / f"{vid}.png")}
     values = np.stack([res.outputs[i] for i in range(n)])
@@ -445,19 +447,22 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
     """Predict every video of ``inputs`` (files, folders, manifests); a bad video is recorded,
     never fatal. Writes ``predict_report.json``; returns the report."""
     from fer_lightning.models.checkpoint import load_checkpoint_model
-    from fer_lightning.store.write import find_videos
+    from fer_lightning.store.ids import video_ids
+    from fer_lightning.store.write import find_sources
 
     cfg = cfg or PredictConfig()
     model, data_hp = load_checkpoint_model(ckpt)  # ValueError: missing or foreign checkpoint
     device = resolve_device(cfg.device)
     model.to(device)
-    videos = find_videos(inputs)
-    if not videos:
+    found = find_sources(inputs)
+    if not found:
         raise ValueError(f"no video found in {', '.join(map(str, inputs))}")
+    # two clip001.mp4 in different folders must not overwrite each other's predictions
+    names = video_ids([rel for _, rel in found])
     entries = []
-    for video in videos:
+    for (video, _), name in zip(found, names, strict=True):
         try:
-            entries.append(predict_video(video, model, data_hp, out_dir, cfg, device, progress))
+            entries.append(predict_video(video, model, data_hp, out_dir, cfg, device, progress, video_id=name))
         except Exception as err:  # one bad video must not stop the others; the report says why
             from fer_lightning.media.video import VideoReadError
 
