@@ -734,3 +734,25 @@ def test_with_a_face_store_training_needs_neither_the_raw_videos_nor_per_video_f
         assert load_dataset(dataset, root) == []
     except FileNotFoundError:
         pass
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_emotion_manifest_reads_label_indices_and_refuses_unknown_names(fmt, tmp_path):
+    """Labels as class indices (out of range or empty: no label), in CSV and Parquet, and class
+    names that are not configured: an error naming them. A row without a video labels nothing."""
+    for i in range(2):
+        write_video(tmp_path / "v" / f"p{i}.mp4", grey_ramp(10), 25)
+    table = pd.DataFrame({"video": ["v/p0.mp4"] * 10 + ["v/p1.mp4"] * 10 + [None],
+                          "frame": list(range(10)) * 2 + [0],
+                          "label": [0, 1, 2, 3, 4, 5, 9, -1, None, 2] + [1] * 10 + [3]})
+    write = {"csv": lambda t, p: t.to_csv(p, index=False), "parquet": lambda t, p: t.to_parquet(p, index=False)}[fmt]
+    write(table, tmp_path / f"labels.{fmt}")
+    recs = {r.video_id: r for r in load_dataset("emotion_manifest", tmp_path, manifest=f"labels.{fmt}",
+                                                split_fractions=(1, 0, 0))}
+    assert sorted(recs) == ["p0", "p1"]
+    np.testing.assert_array_equal(recs["p0"].labels, [0, 1, 2, 3, 4, 5, -1, -1, -1, 2])
+    np.testing.assert_array_equal(recs["p1"].labels, [1] * 10)
+    table["label"] = ["happy"] * 10 + ["joy"] * 10 + ["sad"]
+    write(table, tmp_path / f"labels.{fmt}")
+    with pytest.raises(ValueError, match=r"\['joy'\] are not among the configured classes"):
+        load_dataset("emotion_manifest", tmp_path, manifest=f"labels.{fmt}")

@@ -4,6 +4,7 @@ with its reason (never the run); ``strict`` makes those errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,67 @@ def test_the_datamodule_skips_a_mismatched_video_and_strict_stops_on_it(tiny_cor
     assert len(kept) == len(records) - 1 and all(kept[r.video_id].num_frames == r.num_frames - 1 for r in records[1:])
     with pytest.raises(ValueError, match=f"{records[0].video_id}: the face store holds"):
         AffectDataModule(**common, strict=True).setup()
+
+
+def test_the_index_finds_a_raw_path_on_another_machine_by_its_trailing_folders(tmp_path):
+    from fer_lightning.store.read import StoreIndex
+    from fer_lightning.store.write import write_index
+
+    def entry(vid, rel):
+        return {"video_id": vid, "source": f"/prep/{rel}", "source_rel": rel, "fps": 25.0, "num_frames": 4,
+                "face_frames": 4, "coverage": 1.0, "status": "ok", "reason": "", "outputs": [
+                    {"video_id": vid, "face_frames": 4, "coverage": 1.0}]}
+
+    for vid in ("corpus__a__clip", "corpus__b__clip", "solo"):
+        store_video(tmp_path, vid, 4)
+    write_index(tmp_path, [entry("corpus__a__clip", "corpus/a/clip.mp4"), entry("corpus__b__clip", "corpus/b/clip.mp4"),
+                           entry("solo", "corpus/b/solo.mp4")], 112)
+    index = StoreIndex(tmp_path)
+    assert index.source_of("/scratch/data/a/clip.mp4") == "corpus__a__clip"  # another root, same a/clip.mp4
+    assert index.source_of("/prep/corpus/b/clip.mp4") == "corpus__b__clip"  # the path preprocess read
+    assert index.source_of("/elsewhere/solo.mp4") == "solo"  # one source of that name: no folders needed
+    assert index.source_of("/scratch/clip.mp4") is None  # a tie between a/ and b/: no guess
+    assert index.source_of("/scratch/other.mp4") is None
+    assert index.info("/x/b/clip.mp4") == (25.0, 4, 112, 112)
+    assert index.stand_ins(Path("/node/corpus"), (".mp4",), recursive=False) == [
+        Path("/node/corpus/clip.mp4"), Path("/node/corpus/clip.mp4"), Path("/node/corpus/solo.mp4")]
+
+
+def test_a_pretraining_manifest_whose_videos_share_a_name_through_a_store_without_its_raw_corpus(tmp_path, capsys):
+    """Two clip.mp4 in different folders of an emotion manifest; the store was made from the
+    manifest (ids from its paths) and the raw videos are not on this machine. Each video keeps
+    its own labels and faces, and data check counts each class's face frames per split."""
+    from fer_lightning.cli.main import main
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.store.write import write_index
+
+    classes = ["neutral", "happy", "sad"]
+    store, corpus = tmp_path / "store", tmp_path / "corpus"
+    corpus.mkdir()
+    rows, entries = [], []
+    for k, (folder, n) in enumerate((("a", 30), ("b", 40))):
+        vid = f"{folder}__clip"
+        store_video(store, vid, n)  # has a face where frame % 7 != 3
+        entries.append({"video_id": vid, "source": f"/prep/{folder}/clip.mp4", "source_rel": f"{folder}/clip.mp4",
+                        "fps": 25.0, "num_frames": n, "face_frames": 0, "coverage": 0.0, "status": "ok",
+                        "reason": "", "outputs": [{"video_id": vid, "face_frames": 0, "coverage": 0.0}]})
+        rows += [{"video": f"{folder}/clip.mp4", "frame": f, "label": classes[(f // 5 + k) % 3],
+                  "split": ("train", "val")[k]} for f in range(n) if f % 4]  # every 4th frame unlabelled
+    write_index(store, entries, 112)
+    manifest = pd.DataFrame(rows)
+    manifest.to_parquet(corpus / "labels.parquet", index=False)
+    dm = AffectDataModule(root=str(corpus), dataset="emotion_manifest", task="pretrain", class_names=classes,
+                          face_store=str(store), dataset_args={"manifest": "labels.parquet"}, clip_len=8,
+                          image_size=32, batch_size=2, num_workers=0, augment=False, held_out_from_train=0.0)
+    dm.setup()
+    records = {r.video_id: r for split in ("train", "val") for r in dm.split_records(split)}
+    assert sorted(records) == ["a__clip", "b__clip"] and dm.skipped == []
+    assert records["b__clip"].num_frames == 40 and records["b__clip"].path == store / "videos" / "b__clip.mp4"
+    capsys.readouterr()
+    assert main(["data", "check", "--dataset", "emotion_manifest", "--root", str(corpus), "--face_store", str(store),
+                 "--dataset_args", '{"manifest": "labels.parquet", "class_names": ["neutral", "happy", "sad"]}']) == 0
+    summary = json.loads(capsys.readouterr().out)
+    face = manifest["frame"] % 7 != 3  # the store's has_face, by hand
+    for split in ("train", "val"):
+        expected = manifest[face & (manifest["split"] == split)]["label"].value_counts()
+        assert summary["splits"][split]["class_frames"] == {c: int(expected.get(c, 0)) for c in classes}

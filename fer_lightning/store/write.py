@@ -590,8 +590,10 @@ def write_index(store: str | Path, entries: list[dict], size: int, redone: set[s
         have = set(old["video_id"].unique())
     for vid in wanted:
         if vid not in have:
-            meta = pd.read_csv(store / "meta" / f"{vid}.csv", usecols=["frame_index", "time_s", "has_face"])
-            parts.append(meta.assign(video_id=vid))
+            meta = pd.read_csv(store / "meta" / f"{vid}.csv",
+                               usecols=lambda c: c in ("frame_index", "time_s", "has_face"))
+            parts.append(meta.assign(video_id=vid) if "time_s" in meta.columns else
+                         meta.assign(video_id=vid, time_s=np.nan))
     frames = (pd.concat(parts, ignore_index=True) if parts else
               pd.DataFrame({"video_id": [], "frame_index": [], "time_s": [], "has_face": []}))
     order = {vid: i for i, vid in enumerate(wanted)}

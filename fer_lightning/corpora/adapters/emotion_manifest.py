@@ -26,16 +26,39 @@ from fer_lightning.media.video import VideoReadError
 from fer_lightning.store.ids import video_ids
 from fer_lightning.tasks import EMOTIONS
 
+# columns that repeat one value over many rows: read as categories (one string per distinct
+# value, a small integer per row), which keeps a million-row manifest at tens of MB
+_REPEATED = ("video", "subject", "split")
+
 
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        return pq.read_table(path, read_dictionary=[c for c in (*_REPEATED, "label") if c in names]).to_pandas()
+    names = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: "category" for c in (*_REPEATED, "label") if c in names})
 
 
 def _class_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
     if "label" in table.columns:
         lab = table["label"]
+        if isinstance(lab.dtype, pd.CategoricalDtype):  # one lookup per distinct label, not per row
+            cats = pd.Series(lab.cat.categories)
+            numeric = pd.to_numeric(cats, errors="coerce")
+            if numeric.notna().all():
+                per_cat = numeric.to_numpy(np.float64)
+                per_cat = np.where((per_cat >= 0) & (per_cat < len(class_names)) & (per_cat == np.floor(per_cat)),
+                                   per_cat, -1).astype(np.int64)
+            else:
+                unknown = sorted(set(cats.astype(str)) - set(class_names))
+                if unknown:
+                    raise ValueError(f"labels {unknown[:5]} are not among the configured classes {class_names}")
+                lookup = {c: i for i, c in enumerate(class_names)}
+                per_cat = np.array([lookup[str(c)] for c in cats], np.int64)
+            codes = lab.cat.codes.to_numpy()
+            return np.where(codes >= 0, per_cat[np.maximum(codes, 0)] if len(per_cat) else -1, -1).astype(np.int64)
         if pd.api.types.is_numeric_dtype(lab):
             idx = lab.fillna(-1).to_numpy(np.int64)
             idx[(idx < 0) | (idx >= len(class_names))] = -1
@@ -81,12 +104,15 @@ def load_emotion_manifest(
     class_names = list(class_names)
     classes = _class_indices(table, class_names)
     # one pass over the rows: group them by video with one sort, not a pandas group per video
-    raw_codes, raw_names = pd.factorize(table["video"].astype(str))
+    videos = table["video"] if isinstance(table["video"].dtype, pd.CategoricalDtype) else \
+        table["video"].astype(str).astype("category")
+    raw_codes, raw_names = videos.cat.codes.to_numpy(), [str(v) for v in videos.cat.categories]
     names = [PurePosixPath(v).as_posix() for v in raw_names]  # ./a.mp4 and a.mp4 are one video
     ordered = sorted(set(names))
     position = {name: i for i, name in enumerate(ordered)}
-    codes = np.array([position[name] for name in names], np.int64)[raw_codes]
+    codes = np.append(np.array([position[name] for name in names], np.int64), -1)[raw_codes]  # -1: no video
     order = np.argsort(codes, kind="stable")
+    order = order[codes[order] >= 0]  # a row that names no video labels nothing
     cuts = np.flatnonzero(np.diff(codes[order])) + 1
     column = {c: table[c].to_numpy() for c in ("subject", "split") if c in table.columns}
     given = table["frame"].to_numpy(np.float64) if "frame" in table.columns else np.full(len(table), np.nan)
