@@ -193,7 +193,7 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
                        f"the face store holds {n} frames of {face_id} but the corpus has {rec.num_frames} (more than "
                        f"data.store_length_tolerance={tolerance} apart); was it made from another video?")
             continue
-        boxes = np.tile(np.array([[0, 0, side, side]], np.float32), (n, 1))
+        boxes = whole_crop_boxes(side, side, n)
         extra = dict(rec.extra)
         if times is not None and np.isfinite(times).any():  # each decoded frame's own time (variable rates too)
             extra["frame_times"] = times
@@ -282,11 +282,17 @@ def attach_image_folders(records: list, store: str | Path, tolerance: int = 5, s
         has_face = np.zeros(rec.num_frames, bool)
         inside = numbers[numbers <= rec.num_frames]
         has_face[inside - 1] = True
-        boxes = np.tile(np.array([[0, 0, w, h]], np.float32), (rec.num_frames, 1))
+        boxes = whole_crop_boxes(w, h, rec.num_frames)
         extra = dict(rec.extra, face_margin=0.0, face_store_layout="image folders")
         out.append(dataclasses.replace(rec, path=folder / f"%0{digits}d{suffix}", boxes=boxes, has_face=has_face,
                                        extra=extra))
     return out, left_out
+
+
+def whole_crop_boxes(width: int, height: int, n: int) -> np.ndarray:
+    """(n, 4) boxes that are each the whole ``width`` x ``height`` image: one row seen n times (a
+    read-only view: 16 bytes per frame saved, 16 MB per million frames)."""
+    return np.broadcast_to(np.array([0, 0, width, height], np.float32), (n, 4))
 
 
 def _leave_out(left_out: list, video_id: str, strict: bool, reason: str) -> None:

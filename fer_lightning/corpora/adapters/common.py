@@ -16,7 +16,7 @@ import numpy as np
 
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.media.video import open_video
-from fer_lightning.store.read import StoreIndex
+from fer_lightning.store.read import StoreIndex, whole_crop_boxes
 
 # a face store's index, set while a corpus with a face store is loaded: no raw video is opened
 _KNOWN: ContextVar[StoreIndex | None] = ContextVar("known_videos", default=None)
@@ -64,7 +64,7 @@ def whole_frame_record(video_id: str, path: Path, subject: str, split: str, valu
     """A record whose face box is the whole frame: real corpora get their faces from a face
     store (``data.face_store``, made by ``fer-lightning preprocess``), which replaces path,
     boxes and has_face; without one, clips show the whole frame."""
-    boxes = np.tile(np.array([[0, 0, width, height]], np.float32), (num_frames, 1))
     return VideoRecord(video_id=video_id, path=path, subject=subject, split=split, fps=fps,
-                       num_frames=num_frames, has_face=np.ones(num_frames, bool), boxes=boxes,
+                       num_frames=num_frames, has_face=np.ones(num_frames, bool),
+                       boxes=whole_crop_boxes(width, height, num_frames),
                        values=values, labels=labels, extra={"face_margin": 0.0, **extra})
