@@ -206,6 +206,7 @@ def test_the_store_index_holds_every_frame_of_every_face_video(synthetic_store):
     assert (index["size"] == 112).all() and (index["source_rel"] == index["video_id"] + ".mp4").all()
 
 
+@pytest.mark.ddp
 def test_training_needs_only_the_store_and_the_labels_on_every_rank(synthetic_store, tmp_path):
     """The raw videos and the store's per-video metadata removed, as on a compute node that got
     the store's videos, its index and the labels: the same clips, and a fit on two gloo ranks
