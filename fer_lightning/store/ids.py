@@ -9,6 +9,7 @@ so adding a clashing video later renames nothing that exists.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
@@ -16,7 +17,9 @@ SEPARATOR = "__"
 
 
 def _stem(rel: str) -> str:
-    return PurePosixPath(rel).stem if PurePosixPath(rel).suffix else PurePosixPath(rel).name
+    name = posixpath.basename(rel.rstrip("/"))
+    stem, _ = posixpath.splitext(name)
+    return stem or name
 
 
 def _path_id(rel: str, with_suffix: bool) -> str:

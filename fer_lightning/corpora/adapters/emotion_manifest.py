@@ -13,7 +13,8 @@ grouped by video in one sort: a manifest of a million frames loads in seconds.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import posixpath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ def load_emotion_manifest(
     videos = table["video"] if isinstance(table["video"].dtype, pd.CategoricalDtype) else \
         table["video"].astype(str).astype("category")
     raw_codes, raw_names = videos.cat.codes.to_numpy(), [str(v) for v in videos.cat.categories]
-    names = [PurePosixPath(v).as_posix() for v in raw_names]  # ./a.mp4 and a.mp4 are one video
+    names = [posixpath.normpath(v) for v in raw_names]  # ./a.mp4 and a.mp4 are one video
     ordered = sorted(set(names))
     position = {name: i for i, name in enumerate(ordered)}
     codes = np.append(np.array([position[name] for name in names], np.int64), -1)[raw_codes]  # -1: no video
@@ -127,7 +128,7 @@ def load_emotion_manifest(
             fps, n, w, h = video_info(video)
             # a row names its frame, or its time (then the frame within half a frame of it)
             t = times[rows]
-            by_time = np.rint(np.nan_to_num(t, nan=-1.0) * fps)
+            by_time = np.rint(np.where(np.isnan(t), -1.0, t) * fps)
             by_time[np.isnan(t) | (np.abs(by_time / fps - t) > 0.5 / fps + 1e-9)] = -1
             frames = np.where(np.isfinite(given[rows]), given[rows], by_time).astype(np.int64)
             if (frames >= n).any():
