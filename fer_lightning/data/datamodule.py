@@ -307,7 +307,8 @@ class AffectDataModule(L.LightningDataModule):
             total = max(1, sum(frames.values()))
             rank_zero_info(f"training frames per class ({len(by_split['train'])} videos): "
                            + ", ".join(f"{c} {n} ({n / total:.1%})" for c, n in frames.items()))
-        _return_freed_memory()  # the manifest's and the index's peak, before workers fork
+        if sum(r.num_frames for rs in by_split.values() for r in rs) >= 100_000:  # where it pays for its 0.5 s
+            _return_freed_memory()  # the manifest's and the index's peak, before workers fork
         span = (hp.clip_len - 1) * hp.frame_step + 1
         common = dict(
             clip_len=hp.clip_len,
