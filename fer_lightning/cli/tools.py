@@ -91,7 +91,7 @@ def data_main(argv: Sequence[str]) -> int:
     from fer_lightning.corpora.adapters.common import known_videos
     from fer_lightning.corpora.check import summarize
     from fer_lightning.corpora.labels import labels_on_store_times
-    from fer_lightning.store.read import attach_store, source_facts
+    from fer_lightning.store.read import attach_store, load_index
     from fer_lightning.tasks import EMOTIONS
 
     if a.dataset not in list_datasets():
@@ -99,7 +99,7 @@ def data_main(argv: Sequence[str]) -> int:
     skipped: list[tuple[str, str]] = []
     unlabelled: list[tuple[str, str]] = []
     try:
-        with known_videos(source_facts(a.face_store) if a.face_store else None):  # the store's index, not the videos
+        with known_videos(load_index(a.face_store) if a.face_store else None):  # the store's index, not the videos
             records = load_dataset(a.dataset, a.root, skipped=skipped, unlabelled=unlabelled, **a.dataset_args)
         if a.face_store:
             records, missing = attach_store(records, a.face_store, a.store_length_tolerance)

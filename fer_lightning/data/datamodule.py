@@ -32,7 +32,7 @@ from fer_lightning.store.read import (
     attach_store,
     is_face_store,
     is_image_folder_store,
-    source_facts,
+    load_index,
 )
 from fer_lightning.tasks import EMOTIONS, TASKS
 
@@ -254,7 +254,7 @@ class AffectDataModule(L.LightningDataModule):
             args.setdefault("class_names", tuple(hp.class_names))  # one class list for data and model
         unlabelled: list[tuple[str, str]] = []  # a partition shipped without labels: reported, not skipped
         # with a face store, its index says what each video holds: no raw video is opened here
-        facts = source_facts(hp.face_store) if hp.face_store else None
+        facts = load_index(hp.face_store) if hp.face_store else None
         with known_videos(facts):
             records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
         self.unlabelled = dict(unlabelled)

@@ -219,13 +219,6 @@ def _read_meta(path: Path) -> tuple[np.ndarray | None, np.ndarray] | None:
     return times, meta["has_face"].to_numpy(bool)
 
 
-def source_facts(store: str | Path) -> StoreIndex | None:
-    """What an adapter needs to know of each source video, from the store's index (see
-    :class:`StoreIndex`; for :func:`fer_lightning.corpora.adapters.common.known_videos`);
-    None for a store without an index."""
-    return load_index(store)
-
-
 def is_face_store(store: str | Path) -> bool:
     """True for a store that ``fer-lightning preprocess`` wrote: its index (``frames.parquet``)
     or, from before the index held the frames, ``meta/``."""

@@ -25,7 +25,7 @@ _KNOWN: ContextVar[StoreIndex | None] = ContextVar("known_videos", default=None)
 @contextmanager
 def known_videos(index: StoreIndex | None) -> Iterator[None]:
     """Inside the block, :func:`video_info` and :func:`corpus_videos` answer from a face store's
-    index (:func:`fer_lightning.store.read.source_facts`) for the videos it holds."""
+    index (:func:`fer_lightning.store.read.load_index`) for the videos it holds."""
     token = _KNOWN.set(index)
     try:
         yield
