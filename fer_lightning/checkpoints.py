@@ -43,3 +43,32 @@ def latest_checkpoint(runs: str | Path = "runs", prefix: str = "pretrain", synth
     newest = max(finished, key=lambda f: (f / FINISHED).stat().st_mtime)
     best = sorted(newest.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
     return best[-1] if best else max(newest.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
+def resumable_checkpoint(root: str | Path) -> Path | None:
+    """What ``--ckpt_path last`` resumes: the newest ``last.ckpt`` (or Lightning's ``last-vN.ckpt``)
+    anywhere under the run folder ``root``, or a SLURM HPC checkpoint (``hpc_ckpt_<N>.ckpt``) in
+    it if that is newer; None when there is neither.
+
+    Lightning's own ``last`` looks only in the checkpoint folder of the run being started, which
+    is a new logger version, so a killed run would silently start again from epoch 0."""
+    folder = Path(root)
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.rglob("last*.ckpt") if p.name == "last.ckpt" or p.name.startswith("last-v")]
+    found += [p for p in folder.glob("hpc_ckpt_*.ckpt")]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def resume_facts(path: str | Path) -> dict:
+    """What a run resumed from checkpoint ``path`` must continue: its W&B run id, the folder its
+    ModelCheckpoint wrote to (so the resumed run keeps its best-k bookkeeping and log version),
+    and where it stopped (epoch, optimizer steps)."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    dirpaths = [state.get("dirpath") for key, state in (ckpt.get("callbacks") or {}).items()
+                if str(key).startswith("ModelCheckpoint") and isinstance(state, dict)]
+    loop = (ckpt.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return {"wandb_run_id": ckpt.get("wandb_run_id"), "dirpath": next((d for d in dirpaths if d), None),
+            "epoch": int(ckpt.get("epoch", 0)), "step": int(loop.get("_batches_that_stepped", ckpt.get("global_step", 0)))}

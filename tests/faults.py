@@ -33,3 +33,21 @@ class SaveRankWeights(L.Callback):
         os.makedirs(self.dirpath, exist_ok=True)
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         torch.save(state, os.path.join(self.dirpath, f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.pt"))
+
+
+class SignalAtEpoch(L.Callback):
+    """This process sends itself ``signum`` (9: SIGKILL, as ``kill -9`` or an out-of-memory kill;
+    15: SIGTERM, as a scheduler) when training epoch ``epoch`` starts, i.e. after the previous
+    epoch's checkpoints are written."""
+
+    def __init__(self, epoch: int = 1, signum: int = 9, delay: float = 0.0) -> None:
+        self.epoch, self.signum, self.delay = epoch, signum, delay
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            import signal
+            import time
+
+            time.sleep(self.delay)  # e.g. for the loggers' periodic writes
+            print(f"faults.SignalAtEpoch: signal {self.signum} at epoch {self.epoch}", flush=True)
+            os.kill(os.getpid(), signal.Signals(self.signum))

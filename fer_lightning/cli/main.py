@@ -151,6 +151,7 @@ def _cli_classes():
             import os
             from pathlib import Path
 
+            from fer_lightning.checkpoints import resumable_checkpoint, resume_facts
             from fer_lightning.training.cluster import (
                 LaunchError,
                 check_hpc_owner,
@@ -191,16 +192,28 @@ def _cli_classes():
                 raise LaunchError("trainer.sync_batchnorm: SyncBatchNorm trains on GPUs only (torch's kernel); "
                                   "leave it false on CPU (validate and test accept it: BatchNorm does not sync "
                                   "in eval mode)")
-            # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its W&B run
+            # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its run folder
+            # (log version, best-k bookkeeping) and its W&B run
+            root = cfg["trainer"].get("default_root_dir") or "."
             ckpt = cfg.get("ckpt_path")
-            if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(cfg["trainer"].get("default_root_dir"))):
+            if ckpt == "last":
+                found = resumable_checkpoint(root)
+                if found is None:
+                    raise LaunchError(
+                        f"--ckpt_path last: no last.ckpt under the run folder {root}, so there is nothing to resume. "
+                        "Give the killed run's folder (the same --run_root or --trainer.default_root_dir it had), "
+                        "or --ckpt_path PATH to its checkpoint; to start afresh, leave --ckpt_path out")
+                print(f"--ckpt_path last: resuming from {found}", flush=True)
+                cfg["ckpt_path"] = ckpt = str(found)
+            elif ckpt and ckpt not in ("best", "hpc", "registry") and not Path(ckpt).is_file():
+                raise LaunchError(f"--ckpt_path {ckpt}: no such checkpoint file; give the path of a .ckpt, or "
+                                  "--ckpt_path last to resume the newest run in the run folder")
+            if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(root)):
                 check_hpc_owner(hpc)
                 print(f"requeued SLURM job: resuming from {hpc}", flush=True)
                 ckpt = str(hpc)
-            run_id = resumed_wandb_id(ckpt, cfg["trainer"].get("default_root_dir"))
-            for logger in loggers:
-                if run_id and str(getattr(logger, "class_path", "")).endswith("RunWandbLogger"):
-                    logger.init_args.id = run_id
+            if ckpt and Path(ckpt).is_file():
+                continue_run(loggers, resume_facts(ckpt))
 
         def instantiate_trainer(self, **kwargs):
             from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
@@ -256,22 +269,27 @@ def _training_on_gpu(accelerator) -> bool:
     return name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
 
 
-def resumed_wandb_id(ckpt_path: str | None, root: str | None) -> str | None:
-    """The W&B run id stored in the checkpoint a fit resumes from (``last`` = the newest
-    last.ckpt under the run's root folder), or None."""
+def continue_run(loggers: list, facts: dict) -> None:
+    """Point the configured loggers of a resumed fit at the run it continues: W&B at the run id
+    the checkpoint names, the CSV logger at the log version whose ``checkpoints/`` folder the
+    checkpoint's ModelCheckpoint wrote to (so checkpoints, best-k scores and metrics.csv go on
+    where they were, never into a fresh version that starts its bookkeeping from nothing)."""
     from pathlib import Path
 
-    import torch
-
-    if not ckpt_path:
-        return None
-    path = Path(ckpt_path)
-    if ckpt_path == "last":
-        found = sorted(Path(root or ".").rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-        path = found[-1] if found else path
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True).get("wandb_run_id")
+    dirpath = Path(facts["dirpath"]) if facts.get("dirpath") else None
+    for logger in loggers:
+        path = str(getattr(logger, "class_path", ""))
+        args = getattr(logger, "init_args", None)
+        if args is None:
+            continue
+        if path.endswith("RunWandbLogger") and facts.get("wandb_run_id"):
+            args.id = facts["wandb_run_id"]
+        if path.endswith("CSVLogger") and dirpath is not None:
+            base = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
+            if dirpath.name == "checkpoints" and dirpath.parent.parent.resolve() == base.resolve():
+                logger.class_path = "fer_lightning.training.loggers.RunCSVLogger"  # keeps metrics.csv
+                args.version = dirpath.parent.name
+                args.resumed_at = [facts["epoch"], facts["step"]]
 
 
 def evaluate_best(trainer, model, datamodule) -> dict:
@@ -348,6 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LaunchError as err:
         print(f"fer-lightning: {err}", file=sys.stderr)
         return 2
+    except SystemExit as err:
+        if type(err).__name__ != "SIGTERMException":
+            raise
+        # Lightning ends a fit on SIGTERM with SystemExit(None), i.e. status 0: a scheduler would
+        # record a killed run as a success
+        print("fer-lightning: stopped by SIGTERM before the run finished (no finished.json is written); resume it "
+              "with the same command and --ckpt_path last", file=sys.stderr)
+        return 128 + 15
     except RuntimeError as err:
         if not any(sign in str(err) for sign in PEER_LOST):
             raise

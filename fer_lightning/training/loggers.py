@@ -15,12 +15,15 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 HEADER_LEN = 7
 BLOCK_LEN = 32768
 RECORD_HEADER_LEN = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+WANDB_FLUSH_S = 1.0  # seconds between writes of an offline run file
 
 
 def has_wandb_key() -> bool:
@@ -59,6 +62,9 @@ class RunWandbLogger(WandbLogger):
         if project == "fer-lightning" and os.environ.get("WANDB_PROJECT"):
             project = os.environ["WANDB_PROJECT"]  # a sweep agent's project, or the user's default
         entity = entity or os.environ.get("WANDB_ENTITY") or None
+        # W&B writes its run file every 15 s by default: a kill -9 (out of memory, a lost node) would
+        # lose up to 15 s of history that the checkpoint it resumes from already counts as done
+        os.environ.setdefault("WANDB__TRANSACTION_LOG_FLUSH_INTERVAL", str(WANDB_FLUSH_S))
         super().__init__(save_dir=save_dir, project=project, name=name, offline=not online, id=id,
                          resume="allow" if id else None, tags=tags, group=group, log_model=log_model,
                          entity=entity)
@@ -83,6 +89,65 @@ class RunWandbLogger(WandbLogger):
         if status == "finished" and in_slurm_job() and self._experiment is not None:
             self._experiment.finish()
             self._closed_for_requeue = True
+
+
+class _ResumedWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted: rows
+    logged after the checkpoint being resumed (epoch, step) are dropped, since the resumed run
+    logs them again, and the rest are kept with their columns."""
+
+    def __init__(self, log_dir: str, resumed_at: tuple[int, int] | None) -> None:
+        self._resumed_at = resumed_at
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        import csv
+
+        if self._resumed_at is None or not self._fs.isfile(self.metrics_file_path):
+            return super()._check_log_dir_exists()
+        epoch, step = self._resumed_at
+        with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
+            reader = csv.DictReader(fh)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+
+        def before(row: dict) -> bool:
+            try:
+                e, s = int(float(row.get("epoch") or epoch)), int(float(row.get("step") or 0))
+            except ValueError:
+                return True
+            return e < epoch or (e == epoch and s <= step)
+
+        from fer_lightning.io import atomic_path
+
+        with atomic_path(self.metrics_file_path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(r for r in rows if before(r))
+        self.metrics_keys = sorted(keys)
+
+
+class RunCSVLogger(CSVLogger):
+    """Lightning's ``CSVLogger`` that a resumed run continues: with ``resumed_at`` (set by the
+    CLI on ``--ckpt_path``, with ``version`` set to the killed run's), the run's ``metrics.csv``
+    keeps its rows up to the checkpoint instead of being deleted (Lightning's own deletes it).
+
+    Args:
+        save_dir, name, version: as in Lightning's ``CSVLogger``.
+        resumed_at: (epoch, optimizer steps) of the checkpoint the run resumes from.
+    """
+
+    def __init__(self, save_dir: str = "runs", name: str = "logs", version: int | str | None = None,
+                 resumed_at: tuple[int, int] | None = None, **kwargs) -> None:
+        super().__init__(save_dir=save_dir, name=name, version=version, **kwargs)
+        self._resumed_at = tuple(resumed_at) if resumed_at is not None else None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ResumedWriter(self.log_dir, self._resumed_at)
+        return self._experiment
 
 
 def wandb_run_id(trainer) -> str | None:
