@@ -4,6 +4,7 @@ encoded videos, and put specific labels on specific frames."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -756,3 +757,80 @@ def test_emotion_manifest_reads_label_indices_and_refuses_unknown_names(fmt, tmp
     write(table, tmp_path / f"labels.{fmt}")
     with pytest.raises(ValueError, match=r"\['joy'\] are not among the configured classes"):
         load_dataset("emotion_manifest", tmp_path, manifest=f"labels.{fmt}")
+
+
+@pytest.mark.parametrize("rows, line", [
+    (["0.1,0.2,0.0", "0.3,0.4,0.0"], 2),  # one value more on every row: pandas would make column 1 the index
+    (["0.1,0.2", "0.3", "0.5,0.6"], 3),  # one value fewer: pandas would fill NaN, like an unannotated frame
+])
+def test_an_affwild2_label_file_whose_rows_do_not_fit_its_header_is_named_with_its_line(affwild2_root, tmp_path,
+                                                                                         rows, line):
+    root = shutil.copytree(affwild2_root, tmp_path / "aw")
+    ann = root / "annotations" / "VA_Estimation_Challenge" / "Validation_Set" / "118-30-640x480.txt"
+    ann.write_text("valence,arousal\n" + "\n".join(rows * 14) + "\n")
+    skipped = []
+    recs = {r.video_id for r in load_dataset("affwild2", root, skipped=skipped)}
+    assert "118-30-640x480" not in recs  # never read with its columns shifted
+    (vid, why), = [s for s in skipped if s[0] == "118-30-640x480"]
+    assert f"118-30-640x480.txt, line {line}:" in why and "the header names 2 (valence,arousal)" in why
+
+
+def test_every_corpus_reader_checks_rows_against_the_header(sewa_root, tmp_path):
+    from fer_lightning.corpora.tables import TableRowError, read_table
+
+    bad = tmp_path / "labels.csv"
+    bad.write_text("time,valence,arousal\n0.0,0.1,0.2\n\n0.1,0.1,0.2,9\n")
+    with pytest.raises(TableRowError, match=r"labels.csv, line 4: 4 values where the header names 3"):
+        read_table(bad)
+    good = tmp_path / "good.csv"
+    good.write_text("time,valence,arousal\n0.0,0.1,0.2\n\n0.1,,0.3\n")  # a blank line and an empty cell are fine
+    table = read_table(good)
+    assert list(table.columns) == ["time", "valence", "arousal"] and np.isnan(table["valence"][1])
+    # SEWA's files have no header: each row against the five columns
+    root = shutil.copytree(sewa_root, tmp_path / "sewa")
+    path = root / "labels" / "Train_01.csv"
+    lines = path.read_text().splitlines()
+    lines[7] += ";0.5"
+    path.write_text("\n".join(lines) + "\n")
+    skipped = []
+    load_dataset("sewa", root, skipped=skipped)
+    assert any("Train_01.csv, line 8: 6 values where 5 are expected" in why for _, why in skipped), skipped
+    # the manifest itself and its label files
+    write_manifest_corpus(tmp_path / "m", with_split=True)
+    labels = tmp_path / "m" / "labels" / "clip3.csv"
+    labels.write_text(labels.read_text().replace("\n", ",1\n", 2))  # a 4th column named, rows 3.. lack it
+    skipped = []
+    load_dataset("manifest", tmp_path / "m", skipped=skipped, scale=(0, 100))
+    assert any(v == "clip3" and "clip3.csv, line 3: 3 values where the header names 4" in why for v, why in skipped), skipped
+
+
+def test_a_manifest_that_lists_a_video_twice_or_in_two_splits_is_refused_by_name(tmp_path):
+    from fer_lightning.errors import UserInputError
+
+    write_manifest_corpus(tmp_path, with_split=True)
+    table = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)
+    twice = pd.concat([table, table.iloc[[1]]])  # clip1 twice, both in train
+    twice.to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(UserInputError, match=r"1 videos are listed more than once.*clip1 \(train, train\)"):
+        load_dataset("manifest", tmp_path, scale=(0, 100))
+    leak = table.iloc[[6]].assign(split="train")  # clip6, a test video, in train too
+    pd.concat([table, leak]).to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(UserInputError, match=r"in more than one split.*clip6 \((test, train|train, test)\)"):
+        load_dataset("manifest", tmp_path, scale=(0, 100))
+
+
+def test_a_split_without_one_valid_label_is_refused_before_training(tmp_path):
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.errors import UserInputError
+
+    write_manifest_corpus(tmp_path, with_split=True)
+    for i in range(4):  # every training label outside the declared 0..100 scale
+        path = tmp_path / "labels" / f"clip{i}.csv"
+        table = pd.read_csv(path)
+        table[["valence", "arousal"]] += 1000
+        table.to_csv(path, index=False)
+    dm = AffectDataModule(root=str(tmp_path), dataset="manifest", dataset_args={"scale": [0, 100]}, clip_len=4,
+                          image_size=32, batch_size=2, num_workers=0)
+    with pytest.raises(UserInputError, match=r"the 'train' split of manifest .*none of the .* frames .* has a face "
+                                             r"and a valid label \(out_of_range"):
+        dm.setup("fit")

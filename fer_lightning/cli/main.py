@@ -359,11 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args[0].startswith("-") and args[0] not in LIGHTNING:
         print(f"fer-lightning: unknown subcommand {args[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    from fer_lightning.errors import UserInputError
     from fer_lightning.training.cluster import LaunchError
 
     try:
         lightning_main(args)
-    except LaunchError as err:
+    except (LaunchError, UserInputError) as err:
         print(f"fer-lightning: {err}", file=sys.stderr)
         return 2
     except SystemExit as err:

@@ -7,6 +7,36 @@ from collections.abc import Sequence
 import numpy as np
 
 from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.errors import UserInputError
+
+
+def labelled_mask(record: VideoRecord) -> np.ndarray:
+    """The frames of ``record`` that a loss or a score counts: a face, and a valid label."""
+    if record.values is not None:
+        return np.isfinite(record.values).all(axis=1) & record.has_face
+    if record.labels is not None:
+        return (record.labels >= 0) & record.has_face
+    return np.zeros(record.num_frames, bool)
+
+
+def check_labelled(by_split: dict[str, Sequence[VideoRecord]], name: str = "the corpus", root: object = "") -> None:
+    """Raise :class:`~fer_lightning.errors.UserInputError` for a split that has videos but not
+    one frame with a face and a valid label: trained on, its loss would be 0 and the run would
+    look fine; scored, its CCC would be undefined."""
+    for split, records in by_split.items():
+        if records and not any(labelled_mask(r).any() for r in records):
+            why: dict[str, int] = {}
+            for r in records:
+                for k, v in r.extra.get("label_counts", {}).items():
+                    if k not in ("frames", "labelled") and v:
+                        why[k] = why.get(k, 0) + v
+                if (no_face := int((~r.has_face).sum())):
+                    why["no_face"] = why.get("no_face", 0) + no_face
+            reasons = ", ".join(f"{k} {v}" for k, v in why.items()) or "no label values"
+            raise UserInputError(
+                f"the {split!r} split of {name} at {root}: none of the {sum(r.num_frames for r in records)} frames of "
+                f"its {len(records)} videos has a face and a valid label ({reasons}); check the label files "
+                "(scale, invalid marker, delay) and the face store with `fer-lightning data check`")
 
 
 def class_frames(records: Sequence[VideoRecord], class_names: Sequence[str]) -> dict[str, int]:
@@ -31,10 +61,7 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
     for r in records:
         s = splits.setdefault(r.split, {"videos": 0, "frames": 0, "labelled_frames": 0, "unlabelled_frames": 0,
                                         "why_unlabelled": {}, "length_mismatch": {}})
-        if r.values is not None:
-            labelled = np.isfinite(r.values).all(axis=1) & r.has_face
-        else:
-            labelled = (r.labels >= 0) & r.has_face
+        labelled = labelled_mask(r)
         s["videos"] += 1
         s["frames"] += r.num_frames
         s["labelled_frames"] += int(labelled.sum())
@@ -51,6 +78,7 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
     if class_names is not None:
         for split, s in splits.items():
             s["class_frames"] = class_frames([r for r in records if r.split == split], class_names)
-    return {"ok": bool(records) and not skipped, "splits": dict(sorted(splits.items())),
+    empty = sorted(split for split, s in splits.items() if s["labelled_frames"] == 0)
+    return {"ok": bool(records) and not skipped and not empty, "splits_without_labels": empty, "splits": dict(sorted(splits.items())),
             "skipped": [{"video_id": v, "reason": why} for v, why in skipped],
             "unlabelled": [{"video_id": v, "reason": why} for v, why in unlabelled]}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.errors import UserInputError
 
 Adapter = Callable[..., list[VideoRecord]]
 Preparer = Callable[..., None]
@@ -63,4 +64,26 @@ def load_dataset(name: str, root: str | Path, skipped: list | None = None, unlab
     adapter = get_adapter(name)
     if unlabelled is not None and "unlabelled" in inspect.signature(adapter).parameters:
         kwargs["unlabelled"] = unlabelled
-    return adapter(Path(root), skipped=skipped, **kwargs)
+    records = adapter(Path(root), skipped=skipped, **kwargs)
+    check_unique(records, name, root)
+    return records
+
+
+def check_unique(records: list[VideoRecord], name: str = "the corpus", root: str | Path = "") -> None:
+    """Raise :class:`~fer_lightning.errors.UserInputError` when two records are one video (the
+    same id): listed twice, its frames would count twice; in two splits, a model would train on
+    a video it is scored on. The message names each such video and its splits."""
+    seen: dict[str, list[str]] = {}
+    for r in records:
+        seen.setdefault(r.video_id, []).append(r.split)
+    twice = {vid: splits for vid, splits in seen.items() if len(splits) > 1}
+    if not twice:
+        return
+    leaks = {vid: s for vid, s in twice.items() if len(set(s)) > 1}
+    shown = "; ".join(f"{vid} ({', '.join(s)})" for vid, s in list((leaks or twice).items())[:5])
+    more = f" and {len(leaks or twice) - 5} more" if len(leaks or twice) > 5 else ""
+    if leaks:
+        raise UserInputError(f"{name} at {root}: {len(leaks)} videos are in more than one split, so a model would be "
+                             f"scored on videos it trained on: {shown}{more}; give each video one split")
+    raise UserInputError(f"{name} at {root}: {len(twice)} videos are listed more than once, so their frames would "
+                         f"count several times: {shown}{more}; list each video once")

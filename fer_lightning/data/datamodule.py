@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
 from fer_lightning.corpora.adapters.common import known_videos
-from fer_lightning.corpora.check import class_frames
+from fer_lightning.corpora.check import check_labelled, class_frames
 from fer_lightning.corpora.labels import labels_at_annotation_times, labels_on_store_times
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.splits import carve_held_out
@@ -302,6 +302,7 @@ class AffectDataModule(L.LightningDataModule):
             subjects = sorted({r.subject for r in by_split["train"]})
             keep = set(np.random.default_rng(hp.seed).permutation(subjects)[: hp.train_subjects].tolist())
             by_split["train"] = [r for r in by_split["train"] if r.subject in keep]
+        check_labelled(by_split, hp.dataset, self.root)  # a split with no valid label trains to a loss of 0
         if hp.task == "pretrain":  # what the loss will see of each class, before a long run starts
             frames = class_frames(by_split["train"], hp.class_names)
             total = max(1, sum(frames.values()))

@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
 from fer_lightning.corpora.labels import LabelCounts, LabelLengthError, match_length, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.splits import subject_splits
+from fer_lightning.corpora.tables import read_table
 from fer_lightning.media.video import VideoReadError
 
 INVALID = -5.0
@@ -102,7 +102,7 @@ def load_affwild2(
                 if video is None:
                     raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {video_root}")
                 fps, n, w, h = video_info(video)
-                table = pd.read_csv(ann)
+                table = read_table(ann)
                 absent = [t for t in targets if t not in table.columns]
                 if absent:
                     raise ValueError(f"{ann.name}: no column {absent} (header should be valence,arousal)")

@@ -23,6 +23,7 @@ from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.splits import SPLIT_NAMES, subject_splits
+from fer_lightning.corpora.tables import read_table
 from fer_lightning.media.video import VideoReadError
 from fer_lightning.store.ids import video_ids
 from fer_lightning.tasks import EMOTIONS
@@ -39,7 +40,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         names = pq.read_schema(path).names
         return pq.read_table(path, read_dictionary=[c for c in (*_REPEATED, "label") if c in names]).to_pandas()
     names = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={c: "category" for c in (*_REPEATED, "label") if c in names})
+    return read_table(path, dtype={c: "category" for c in (*_REPEATED, "label") if c in names})
 
 
 def _class_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:

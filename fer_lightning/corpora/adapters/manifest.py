@@ -18,6 +18,7 @@ from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_fram
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.splits import SPLIT_NAMES, subject_splits
+from fer_lightning.corpora.tables import read_table
 from fer_lightning.media.video import VideoReadError
 from fer_lightning.store.ids import video_ids
 
@@ -50,7 +51,7 @@ def load_manifest(
     path = root / manifest
     if not path.is_file():
         raise FileNotFoundError(f"no manifest at {path}")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_table(path, dtype=str, keep_default_na=False)
     missing = {"video", "subject", "labels"} - set(table.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)} (needs video, subject, labels; split optional)")
@@ -67,7 +68,7 @@ def load_manifest(
         video = root / row.video
         try:
             fps, n, w, h = video_info(video)
-            labels = pd.read_csv(root / row.labels)
+            labels = read_table(root / row.labels)
             absent = [t for t in targets if t not in labels.columns]
             if absent:
                 raise ValueError(f"label file {row.labels} lacks columns {absent}")

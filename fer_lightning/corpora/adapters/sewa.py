@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
 from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_frames, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
+from fer_lightning.corpora.tables import read_table
 from fer_lightning.media.video import VideoReadError
 
 COLUMNS = ("instance", "time", "arousal", "valence", "liking")
@@ -69,10 +69,7 @@ def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] 
                 raise FileNotFoundError(f"no video for {lab.name} under {root / 'video'} ({vid}.avi)")
             vid = video.stem  # the id preprocess gives its face video
             fps, n, w, h = video_info(video)
-            table = pd.read_csv(lab, sep=";", header=None)
-            if table.shape[1] != len(COLUMNS):
-                raise ValueError(f"{lab.name}: {table.shape[1]} columns, expected {len(COLUMNS)} ({', '.join(COLUMNS)})")
-            table.columns = COLUMNS
+            table = read_table(lab, sep=";", names=COLUMNS)
             counts = LabelCounts()
             scaled = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, counts=counts)
             aligned = align_to_frames(table["time"].to_numpy(float), scaled, np.arange(n) / fps, method, delay, tolerance)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.synthetic.generator import INVALID_VA, SynthConfig, generate_corpus
+from fer_lightning.corpora.tables import read_table
 
 
 def generate_if_missing(root: Path, **synth_args) -> None:
@@ -35,19 +35,19 @@ def load_synthetic(root: Path, skipped: list | None = None, label_delay: float =
             f"no synthetic corpus at {root} (missing index.csv); "
             f"make one with: fer-lightning synth --out {root}"
         )
-    index = pd.read_csv(index_path, dtype={"video_id": str, "subject": str, "split": str})
+    index = read_table(index_path, dtype={"video_id": str, "subject": str, "split": str})
     records = []
     for row in index.itertuples(index=False):
         vid = row.video_id
-        va = pd.read_csv(root / "annotations" / "VA" / f"{vid}.txt")
+        va = read_table(root / "annotations" / "VA" / f"{vid}.txt")
         values = va[["valence", "arousal"]].to_numpy(np.float32)
         values[(values == INVALID_VA).any(axis=1)] = np.nan
-        expr = pd.read_csv(root / "annotations" / "EXPR" / f"{vid}.csv")
+        expr = read_table(root / "annotations" / "EXPR" / f"{vid}.csv")
         labels = expr["label"].to_numpy(np.int64)
         if lag := int(round(label_delay * float(row.fps))):
             values = np.concatenate([np.full((lag, values.shape[1]), np.nan, np.float32), values[:-lag]])[: len(values)]
             labels = np.concatenate([np.full(lag, -1, np.int64), labels[:-lag]])[: len(labels)]
-        faces = pd.read_csv(root / "faces" / f"{vid}.csv")
+        faces = read_table(root / "faces" / f"{vid}.csv")
         records.append(
             VideoRecord(
                 video_id=vid,
