@@ -473,3 +473,46 @@ def test_videos_that_share_a_file_name_get_path_ids_kept_across_runs(tmp_path):
     with pytest.raises(ValueError, match=r"two/b/solo.mp4: .*two/b/solo.mp4, .*x/two/b/solo.mp4"):
         preprocess([tmp_path / "two", tmp_path / "x" / "two"], tmp_path / "store2", PreprocessConfig(), workers=1,
                    progress=False)
+
+
+def test_a_different_video_under_a_known_path_is_never_taken_as_done(tmp_path):
+    from fer_lightning.errors import UserInputError
+
+    dark, light = [np.full((32, 32, 3), 20, np.uint8)] * 4, [np.full((32, 32, 3), 200, np.uint8)] * 6
+    write_video(tmp_path / "A" / "videos" / "x.mp4", dark)
+    write_video(tmp_path / "B" / "videos" / "x.mp4", light)  # corpus B: the same relative path, another video
+    store = tmp_path / "store"
+    preprocess([tmp_path / "A" / "videos"], store, PreprocessConfig(), workers=1, progress=False)
+    before = {p.name: p.read_bytes() for p in (store / "videos").iterdir()}
+    with pytest.raises(UserInputError, match=r"B/videos/x.mp4 is not the video stored as x \(from .*A/videos/x.mp4\)"):
+        preprocess([tmp_path / "B" / "videos"], store, PreprocessConfig(), workers=1, progress=False)
+    assert {p.name: p.read_bytes() for p in (store / "videos").iterdir()} == before  # A's faces kept
+    assert pd.read_csv(store / "index.csv")["source"].str.contains("/A/videos/").all()
+    # the same file moved (a compute node's own root) is the same video: done, nothing redone
+    shutil.copytree(tmp_path / "A", tmp_path / "moved" / "A")
+    report = preprocess([tmp_path / "moved" / "A" / "videos"], store, PreprocessConfig(), workers=1, progress=False)
+    assert report["already_in_store"] == ["x"]
+    # a source changed in place (re-encoded, extended) is redone, not taken as done
+    write_video(tmp_path / "A" / "videos" / "x.mp4", light)
+    report = preprocess([tmp_path / "A" / "videos"], store, PreprocessConfig(), workers=1, progress=False)
+    assert report["already_in_store"] == [] and report["entries"][0]["num_frames"] == 6
+
+
+def test_one_store_takes_one_writer_at_a_time(tmp_path):
+    from fer_lightning.store.lock import StoreBusyError
+
+    write_video(tmp_path / "in" / "x.mp4", [np.zeros((32, 32, 3), np.uint8)] * 3)
+    store = tmp_path / "store"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fer_lightning.store.lock import "
+                               "store_writer\nwith store_writer(sys.argv[1]):\n print('held', flush=True)\n "
+                               "time.sleep(600)", str(store)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusyError, match=rf"is being written by pid {holder.pid} on .*; wait for that"):
+            preprocess([tmp_path / "in"], store, PreprocessConfig(), workers=1, progress=False)
+        assert not (store / "index.csv").exists()
+    finally:
+        holder.kill()  # killed, not released: the kernel drops the lock, nothing stale is left
+        holder.wait()
+    report = preprocess([tmp_path / "in"], store, PreprocessConfig(), workers=1, progress=False)
+    assert report["ok"] == 1

@@ -46,8 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_lightning.errors import UserInputError
 from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.media.fingerprint import file_fingerprint
 from fer_lightning.store.ids import video_ids
+from fer_lightning.store.lock import store_writer
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -243,14 +246,23 @@ def _done_path(store: Path, video_id: str) -> Path:
     return store / "done" / f"{video_id}.json"
 
 
-def _finished(store: Path, video_id: str, policy: str) -> dict | None:
-    """The done record of a source video whose outputs are all in place, made with the same
-    face policy (main, all, two_person); None when the video must be (re)done."""
+def _same_source(done: dict, source: Path, fingerprint: str) -> bool:
+    """Whether a done record was made from this very file: the same content fingerprint (a
+    record from before fingerprints were kept: the same resolved path)."""
+    if done.get("fingerprint"):
+        return done["fingerprint"] == fingerprint
+    return Path(done.get("source", "")).resolve() == source.resolve()
+
+
+def _finished(store: Path, video_id: str, policy: str, source: Path, fingerprint: str) -> dict | None:
+    """The done record of a source video whose outputs are all in place, made from the same
+    file (its content, not its name) with the same face policy (main, all, two_person); None
+    when the video must be (re)done."""
     path = _done_path(store, video_id)
     if not path.exists():
         return None
     done = json.loads(path.read_text())
-    if done.get("faces") != policy:
+    if done.get("faces") != policy or not _same_source(done, source, fingerprint):
         return None
     for out in done["outputs"]:
         if not ((store / "videos" / f"{out['video_id']}.mp4").exists() and (store / "meta" / f"{out['video_id']}.csv").exists()):
@@ -299,7 +311,8 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
     # annotation files name a two-person video by its file name, whatever id the store gives it
     pair = cfg.two_person is not None and bool({video_id, source_id(source)} & two_person_ids(cfg.two_person))
     policy = "two_person" if pair else cfg.faces  # what the video's outputs are chosen by
-    done = _finished(store, video_id, policy)
+    fingerprint = file_fingerprint(source) if source.is_file() else ""
+    done = _finished(store, video_id, policy, source, fingerprint)
     if done is not None:
         return entry | {k: done[k] for k in ("fps", "num_frames", "face_frames", "coverage", "outputs")} | {
             "status": "ok", "reason": "; ".join(done["notes"]), "skipped": True}
@@ -370,7 +383,8 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
         record = {k: entry[k] for k in ("video_id", "source", "source_rel", "fps", "num_frames", "face_frames",
                                         "coverage", "outputs")}
         write_text_atomic(_done_path(store, video_id),  # last: marks the video finished
-                          json.dumps(record | {"faces": policy, "notes": notes}, indent=1) + "\n")
+                          json.dumps(record | {"faces": policy, "notes": notes, "fingerprint": fingerprint},
+                                     indent=1) + "\n")
     except VideoReadError as err:
         entry["reason"] = str(err)
     except Exception as err:  # one bad video must not stop the others; the report says why
@@ -449,16 +463,24 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     """Preprocess every input video into ``store``; writes index.csv and report.json.
 
     A progress bar counts frames (with frames/s and ETA over the frames the containers list).
+    One run writes a store at a time (:func:`~fer_lightning.store.lock.store_writer`); a
+    source is done when the store holds its outputs made from the same file content.
     """
-    import queue as queue_mod
-
-    from tqdm.auto import tqdm
-
     store = Path(store)
     if cfg.two_person is not None:
         two_person_ids(cfg.two_person)  # a wrong path or an empty list fails here, before any work
     for sub in ("videos", "meta", "done", "tmp"):
         (store / sub).mkdir(parents=True, exist_ok=True)
+    with store_writer(store):
+        return _preprocess_locked(inputs, store, cfg, workers, progress)
+
+
+def _preprocess_locked(inputs: list[str | Path], store: Path, cfg: PreprocessConfig, workers: int,
+                       progress: bool) -> dict:
+    import queue as queue_mod
+
+    from tqdm.auto import tqdm
+
     found = find_sources(list(inputs))
     sources = [path for path, _ in found]
     by_rel: dict[str, list[Path]] = {}
@@ -476,6 +498,7 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     ids = video_ids([rel for _, rel in found], known,
                     existing={rel: sid for rel, sid in by_rel.items() if sid not in run_known})
     jobs = [(str(s), str(store), cfg, vid, rel) for (s, rel), vid in zip(found, ids, strict=True)]
+    _refuse_other_videos(store, [(s, vid) for (s, _), vid in zip(found, ids, strict=True)])
     listed = {str(s): _count_frames(s) for s in sources}
     sent = dict.fromkeys(listed, 0)
     bar = tqdm(total=sum(listed.values()), unit="frame", desc="preprocess", disable=not progress, smoothing=0.05)
@@ -541,6 +564,28 @@ def preprocess(inputs: list[str | Path], store: str | Path, cfg: PreprocessConfi
     }
     write_text_atomic(store / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _refuse_other_videos(store: Path, sources: list[tuple[Path, str]]) -> None:
+    """Raise :class:`~fer_lightning.errors.UserInputError` when an input would take the id of a
+    different video already in the store (another corpus's ``videos/x.mp4``): done, it would be
+    skipped and its labels paired with the other video's faces; redone, the other video's faces
+    would be lost. A source changed in place (same path, new content) is redone instead."""
+    clashes = []
+    for source, vid in sources:
+        path = _done_path(store, vid)
+        if not path.is_file() or not source.is_file():
+            continue
+        done = json.loads(path.read_text())
+        if Path(done.get("source", "")).resolve() == source.resolve():
+            continue  # the same file, perhaps changed since: preprocess_video redoes it
+        if not _same_source(done, source, file_fingerprint(source)):
+            clashes.append(f"{source} is not the video stored as {vid} (from {done.get('source')})")
+    if clashes:
+        raise UserInputError(f"{len(clashes)} inputs would take the place of other videos in the store {store}: "
+                             + "; ".join(clashes[:5]) + (" ..." if len(clashes) > 5 else "")
+                             + ". Preprocess them into a store of their own, or delete the store's done/<id>.json "
+                             "of each to replace the stored video")
 
 
 def _given_ids(store: Path) -> tuple[dict[str, str], dict[str, str]]:
