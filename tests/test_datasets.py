@@ -689,6 +689,7 @@ def test_with_a_face_store_training_needs_neither_the_raw_videos_nor_per_video_f
 
     import fer_lightning.corpora.adapters.common as common
     from fer_lightning.cli.main import main
+    from fer_lightning.errors import UserInputError
     from fer_lightning.store.write import PreprocessConfig, preprocess
 
     root = Path(shutil.copytree(request.getfixturevalue(f"{dataset}_root"), tmp_path / "corpus"))
@@ -727,7 +728,9 @@ def test_with_a_face_store_training_needs_neither_the_raw_videos_nor_per_video_f
         assert rec.num_frames == row.num_frames and rec.fps == pytest.approx(row.fps)
         np.testing.assert_array_equal(rec.has_face, before[vid].has_face)
         np.testing.assert_array_equal(rec.values, before[vid].values)
-    assert next(iter(dm.train_dataloader()))["frames"].shape == (2, 8, 3, 32, 32)
+    assert next(iter(dm.val_dataloader()))["frames"].shape == (2, 8, 3, 32, 32)
+    with pytest.raises(UserInputError, match="none of the .* frames of its .* videos has a face and a valid label"):
+        dm.train_dataloader()  # grey ramps: no face in any frame, so nothing to train on
     assert check() == checked  # data check says the same without the raw corpus
     if dataset == "affwild2":  # the store names the two persons after the source's id
         assert "video10_2_left" in after and after["video10_2_left"].path.name == "video10_2_left.mp4"
@@ -831,6 +834,8 @@ def test_a_split_without_one_valid_label_is_refused_before_training(tmp_path):
         table.to_csv(path, index=False)
     dm = AffectDataModule(root=str(tmp_path), dataset="manifest", dataset_args={"scale": [0, 100]}, clip_len=4,
                           image_size=32, batch_size=2, num_workers=0)
+    dm.setup("fit")  # evaluation and data check may still read the corpus
     with pytest.raises(UserInputError, match=r"the 'train' split of manifest .*none of the .* frames .* has a face "
                                              r"and a valid label \(out_of_range"):
-        dm.setup("fit")
+        dm.train_dataloader()
+    assert next(iter(dm.val_dataloader()))["frames"].shape[:2] == (2, 4)

@@ -224,3 +224,30 @@ def test_a_face_video_gets_values_on_every_frame_and_a_pretraining_model_gives_p
     assert len(rows) == decoded_frames(video) and (rows.has_face == 1).all()  # one face, always in view
     np.testing.assert_allclose(rows[probs].sum(axis=1), 1.0, atol=1e-4)
     assert rows[probs].ge(0).all().all()
+
+
+def test_predict_never_replaces_a_file_it_did_not_write_and_keeps_clashing_inputs_apart(
+        feat_data, tiny_causal_checkpoint, tmp_path, capsys):
+    for sub in ("a", "b"):  # two different videos, both named x.mp4, given as files
+        (tmp_path / sub).mkdir()
+    (tmp_path / "a" / "x.mp4").write_bytes((feat_data / "no_face.mp4").read_bytes())
+    (tmp_path / "b" / "x.mp4").write_bytes((feat_data / "noface_face.mov").read_bytes())
+    out = tmp_path / "pred"
+    args = ["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(tmp_path / "a" / "x.mp4"),
+            str(tmp_path / "b" / "x.mp4"), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    csvs = sorted(out.glob("*.csv"))
+    assert len(csvs) == 2 and "2 of 2 videos predicted" in capsys.readouterr().out
+    assert {len(pd.read_csv(c)) for c in csvs} == {decoded_frames(feat_data / "no_face.mp4"),
+                                                    decoded_frames(feat_data / "noface_face.mov")}
+    assert main(args) == 0  # a rerun replaces what predict itself wrote
+    # a file of the user's own under a name predict would write: refused before any work, kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "x.csv").write_text("my own numbers\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(tmp_path / "a" / "x.mp4"),
+              "--out", str(mine), "--quiet"])
+    assert exit_info.value.code == 2
+    assert "already holds 1 files that predict would replace and did not write" in capsys.readouterr().err
+    assert (mine / "x.csv").read_text() == "my own numbers\n" and not (mine / "x.png").exists()

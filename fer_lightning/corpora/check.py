@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,24 +20,31 @@ def labelled_mask(record: VideoRecord) -> np.ndarray:
     return np.zeros(record.num_frames, bool)
 
 
-def check_labelled(by_split: dict[str, Sequence[VideoRecord]], name: str = "the corpus", root: object = "") -> None:
-    """Raise :class:`~fer_lightning.errors.UserInputError` for a split that has videos but not
-    one frame with a face and a valid label: trained on, its loss would be 0 and the run would
-    look fine; scored, its CCC would be undefined."""
-    for split, records in by_split.items():
-        if records and not any(labelled_mask(r).any() for r in records):
-            why: dict[str, int] = {}
-            for r in records:
-                for k, v in r.extra.get("label_counts", {}).items():
-                    if k not in ("frames", "labelled") and v:
-                        why[k] = why.get(k, 0) + v
-                if (no_face := int((~r.has_face).sum())):
-                    why["no_face"] = why.get("no_face", 0) + no_face
-            reasons = ", ".join(f"{k} {v}" for k, v in why.items()) or "no label values"
-            raise UserInputError(
-                f"the {split!r} split of {name} at {root}: none of the {sum(r.num_frames for r in records)} frames of "
-                f"its {len(records)} videos has a face and a valid label ({reasons}); check the label files "
-                "(scale, invalid marker, delay) and the face store with `fer-lightning data check`")
+def check_labelled(split: str, records: Sequence[VideoRecord], name: str = "the corpus", root: object = "") -> None:
+    """Raise :class:`~fer_lightning.errors.UserInputError` for a split that has videos but
+    nothing to learn from or score: training needs frames with a face and a valid label (else
+    its loss is 0 and the run looks fine), evaluation frames with a valid label (a frame without
+    a face is still scored; with no label at all the CCC is undefined)."""
+    if not records:
+        return
+    train = split == "train"
+    for r in records:
+        valid = labelled_mask(r) if train else labelled_mask(dataclasses.replace(r, has_face=np.ones(r.num_frames, bool)))
+        if valid.any():
+            return
+    why: dict[str, int] = {}
+    for r in records:
+        for k, v in r.extra.get("label_counts", {}).items():
+            if k not in ("frames", "labelled") and v:
+                why[k] = why.get(k, 0) + v
+        if train and (no_face := int((~r.has_face).sum())):
+            why["no_face"] = why.get("no_face", 0) + no_face
+    reasons = ", ".join(f"{k} {v}" for k, v in why.items()) or "no label values"
+    needs = "has a face and a valid label" if train else "has a valid label"
+    raise UserInputError(
+        f"the {split!r} split of {name} at {root}: none of the {sum(r.num_frames for r in records)} frames of its "
+        f"{len(records)} videos {needs} ({reasons}); check the label files (scale, invalid marker, delay) and the "
+        "face store with `fer-lightning data check`")
 
 
 def class_frames(records: Sequence[VideoRecord], class_names: Sequence[str]) -> dict[str, int]:

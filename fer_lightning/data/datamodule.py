@@ -302,7 +302,6 @@ class AffectDataModule(L.LightningDataModule):
             subjects = sorted({r.subject for r in by_split["train"]})
             keep = set(np.random.default_rng(hp.seed).permutation(subjects)[: hp.train_subjects].tolist())
             by_split["train"] = [r for r in by_split["train"] if r.subject in keep]
-        check_labelled(by_split, hp.dataset, self.root)  # a split with no valid label trains to a loss of 0
         if hp.task == "pretrain":  # what the loss will see of each class, before a long run starts
             frames = class_frames(by_split["train"], hp.class_names)
             total = max(1, sum(frames.values()))
@@ -392,6 +391,7 @@ class AffectDataModule(L.LightningDataModule):
             hint = (" (the corpus has no labelled test videos: data.held_out_from_train > 0 holds training subjects "
                     "out as a test split)" if split == "test" else "")
             raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips{hint}")
+        check_labelled(split, ds.records, self.hparams.dataset, self.root)  # e.g. every label invalid: loss 0
         workers = self.hparams.num_workers
         if workers:
             _single_threaded_opencv()
@@ -425,6 +425,7 @@ class AffectDataModule(L.LightningDataModule):
             return self._loader("train", shuffle=False, sampler=sampler)
         if len(clips) == 0:
             raise ValueError(f"the 'train' split of {hp.dataset} at {self.root} holds no clips")
+        check_labelled("train", clips.records, hp.dataset, self.root)
         world = self.trainer.world_size if self.trainer is not None else 1
         per_rank = hp.windows_per_video * len(clips.records) // world if hp.windows_per_video else None
         stream = ChunkedClipStream(clips, chunk_len=hp.chunk_len, buffer_size=hp.shuffle_buffer,

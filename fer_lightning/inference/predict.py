@@ -445,7 +445,8 @@ def inference_autocast(device: torch.device, precision: str):
 def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg: PredictConfig | None = None,
             progress: bool = True) -> dict:
     """Predict every video of ``inputs`` (files, folders, manifests); a bad video is recorded,
-    never fatal. Writes ``predict_report.json``; returns the report."""
+    never fatal. Writes ``predict_report.json`` (this run's ``videos``, and ``earlier_videos``:
+    those of earlier runs into the same folder, whose files a rerun may replace); returns it."""
     from fer_lightning.models.checkpoint import load_checkpoint_model
     from fer_lightning.store.ids import video_ids
     from fer_lightning.store.write import find_sources
@@ -457,24 +458,83 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
     found = find_sources(inputs)
     if not found:
         raise ValueError(f"no video found in {', '.join(map(str, inputs))}")
-    # two clip001.mp4 in different folders must not overwrite each other's predictions
-    names = video_ids([rel for _, rel in found])
-    entries = []
+    # two clip001.mp4 in different folders must not overwrite each other's predictions: files
+    # named directly are told apart by the path they were given as
+    counts: dict[str, int] = {}
+    for _, rel in found:
+        counts[rel] = counts.get(rel, 0) + 1
+    names = video_ids([rel if counts[rel] == 1 else _given_path(video) for video, rel in found])
+    earlier = {e.get("video_id"): e for e in refuse_foreign_outputs(out_dir, names, cfg)}
+    entries: dict[str, dict] = {}
+
+    def save() -> dict:  # after every video, so that a killed run's files are known as predict's own
+        videos = list(entries.values())
+        report = {"checkpoint": str(ckpt), "device": str(device), "settings": asdict(cfg), "videos": videos,
+                  "failed": [e["video"] for e in videos if e["status"] != "ok"],
+                  "earlier_videos": [e for vid, e in earlier.items() if vid not in entries]}
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(out_dir) / REPORT, json.dumps(report, indent=1) + "\n")
+        return report
+
     for (video, _), name in zip(found, names, strict=True):
+        # claimed before it is written: a run killed mid-video leaves files a rerun may replace
+        entries[name] = {"video": str(video), "video_id": name, "status": "running",
+                         "files": {f.suffix.lstrip(".") if f.parent == Path(out_dir) else "abaw": str(f)
+                                   for f in output_files(out_dir, name, cfg)}}
+        save()
         try:
-            entries.append(predict_video(video, model, data_hp, out_dir, cfg, device, progress, video_id=name))
+            entries[name] = predict_video(video, model, data_hp, out_dir, cfg, device, progress, video_id=name)
         except Exception as err:  # one bad video must not stop the others; the report says why
             from fer_lightning.media.video import VideoReadError
 
             reason = str(err) if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
-            entries.append({"video": str(video), "status": "failed", "reason": reason})
+            entries[name] = {"video": str(video), "video_id": name, "status": "failed", "reason": reason,
+                             "files": entries[name]["files"]}
         if progress:
-            print(summary_line(entries[-1]), flush=True)
-    report = {"checkpoint": str(ckpt), "device": str(device), "settings": asdict(cfg), "videos": entries,
-              "failed": [e["video"] for e in entries if e["status"] != "ok"]}
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(Path(out_dir) / "predict_report.json", json.dumps(report, indent=1) + "\n")
-    return report
+            print(summary_line(entries[name]), flush=True)
+    return save()
+
+
+def _given_path(video: Path) -> str:
+    """A video's path as given, as a relative POSIX path (no root, no ``..``), for its id."""
+    parts = [p for p in Path(video).parts if p not in ("/", "..", ".")]
+    return "/".join(parts)
+
+
+REPORT = "predict_report.json"
+
+
+def output_files(out_dir: str | Path, video_id: str, cfg: PredictConfig) -> list[Path]:
+    """Every file ``predict`` writes for video ``video_id`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    files = [out_dir / f"{video_id}.csv", out_dir / f"{video_id}.png"]
+    files += [out_dir / f"{video_id}.mp4"] if cfg.render else []
+    return files + ([out_dir / "abaw" / f"{video_id}.txt"] if cfg.abaw else [])
+
+
+def refuse_foreign_outputs(out_dir: str | Path, video_ids: list[str], cfg: PredictConfig) -> list[dict]:
+    """Raise :class:`~fer_lightning.errors.UserInputError`, before any work, when a file that
+    ``predict`` would write is already in ``out_dir`` and no earlier ``predict`` wrote it there
+    (the user's own ``x.csv``): it is never replaced. Returns the entries of the earlier report."""
+    from fer_lightning.errors import UserInputError
+
+    report = Path(out_dir) / REPORT
+    earlier: list[dict] = []
+    if report.is_file():
+        try:
+            saved = json.loads(report.read_text())
+            earlier = saved["videos"] + saved.get("earlier_videos", [])
+        except (ValueError, KeyError, TypeError):
+            raise UserInputError(f"{report} is not a report of fer-lightning predict; choose another --out "
+                                 "folder, or move that file away") from None
+    ours = {str(Path(f).resolve()) for e in earlier for f in (e.get("files") or {}).values()}
+    foreign = [f for vid in video_ids for f in output_files(out_dir, vid, cfg)
+               if f.exists() and str(f.resolve()) not in ours]
+    if foreign:
+        raise UserInputError(f"--out {out_dir} already holds {len(foreign)} files that predict would replace and "
+                             f"did not write: {', '.join(map(str, foreign[:5]))}; choose another --out folder, or move "
+                             "them away")
+    return earlier
 
 
 def summary_line(e: dict) -> str:
