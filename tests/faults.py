@@ -51,3 +51,40 @@ class SignalAtEpoch(L.Callback):
             time.sleep(self.delay)  # e.g. for the loggers' periodic writes
             print(f"faults.SignalAtEpoch: signal {self.signum} at epoch {self.epoch}", flush=True)
             os.kill(os.getpid(), signal.Signals(self.signum))
+
+
+class InfGradOnRank(L.Callback):
+    """An fp16 overflow on one rank only: at optimizer step ``step`` the first encoder gradient
+    of rank ``rank`` becomes inf, right after backward (callbacks' ``on_after_backward`` runs
+    before the model's own)."""
+
+    def __init__(self, rank: int = 0, step: int = 1) -> None:
+        self.rank, self.step = rank, step
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            grad = next(p.grad for p in pl_module.net.encoder.parameters() if p.grad is not None)
+            grad[(0,) * grad.dim()] = float("inf")
+            print(f"faults.InfGradOnRank: inf gradient on rank {self.rank} at step {self.step}", flush=True)
+
+
+def _mixed_precision_base():
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    return MixedPrecision
+
+
+class CPUGradScaler(_mixed_precision_base()):
+    """16-mixed with a real GradScaler on the CPU (Lightning's CPU 16-mixed has none), so that
+    the scaler's unscale, inf check and skipped step run as they do on a GPU."""
+
+    def __init__(self, init_scale: float = 256.0) -> None:
+        super().__init__("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=init_scale))
+
+    def optimizer_step(self, optimizer, model, closure, **kwargs):
+        scale = self.scaler.get_scale()
+        out = super().optimizer_step(optimizer, model=model, closure=closure, **kwargs)
+        if self.scaler.get_scale() < scale:  # the scaler found inf or NaN: the step was skipped
+            print(f"faults.CPUGradScaler: rank {model.trainer.global_rank} skipped the step at "
+                  f"{model.trainer.global_step}", flush=True)
+        return out

@@ -156,3 +156,61 @@ def test_ddp_evaluation_with_overlapping_windows_equals_one_process(tiny_corpus,
     for frame, row in single_frames.items():
         for column in ("pred_valence", "pred_arousal", "true_valence", "labelled", "has_face"):
             assert float(two_frames[frame][column]) == pytest.approx(float(row[column]), abs=1e-6), (frame, column)
+
+
+@pytest.mark.ddp
+def test_an_overflow_on_one_rank_under_16_mixed_makes_every_rank_skip_the_step(tiny_corpus, tmp_path):
+    # the backbone is frozen when DDP wraps the model and unfrozen at epoch 0, so its gradients
+    # are averaged by the model; rank 0 overflows once: both ranks must skip that step
+    weights = tmp_path / "weights"
+    proc = cli(tmp_path, "fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config",
+               str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", *TINY,
+               "--config", str(ROOT / "experiments/presets/ddp.yaml"), "--trainer.devices=2", "--trainer.max_epochs=1",
+               "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1", "--evaluate_after_fit=false",
+               "--model.freeze_backbone=true", "--model.unfreeze_backbone_at_epoch=0", "--model.dropout=0.0",
+               "--trainer.precision=null", "--trainer.plugins+=faults.CPUGradScaler",
+               "--trainer.callbacks+=faults.InfGradOnRank", "--trainer.callbacks.init_args.step=1",
+               "--trainer.callbacks+=faults.SaveRankWeights", f"--trainer.callbacks.init_args.dirpath={weights}")
+    said = proc.stdout + proc.stderr
+    assert "faults.InfGradOnRank: inf gradient on rank 0 at step 1" in said
+    assert "rank 0 skipped the step at 1" in said and "rank 1 skipped the step at 1" in said, said[-3000:]
+    import torch
+
+    ranks = [torch.load(weights / f"rank{r}-epoch0.pt", weights_only=True) for r in (0, 1)]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), f"{name} differs between the ranks"
+        assert not value.is_floating_point() or torch.isfinite(value).all(), name
+
+
+def _average_on_rank(rank: int, port: int, out: str) -> None:
+    import torch
+
+    from fer_lightning.training.distributed import average_gradients
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        a, b, untouched = (torch.nn.Parameter(torch.zeros(s)) for s in ((2, 3), (4,), (1,)))
+        a.grad = torch.full((2, 3), 1.0 + 2 * rank)  # rank 0: 1, rank 1: 3
+        b.grad = torch.arange(4.0) * (rank + 1)  # rank 0: 0 1 2 3, rank 1: 0 2 4 6
+        average_gradients([a, b, untouched], world_size=2)
+        torch.save({"a": a.grad, "b": b.grad, "untouched": untouched.grad}, f"{out}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.ddp
+def test_gradients_averaged_over_two_ranks_are_their_mean(tmp_path):
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_average_on_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        torch.testing.assert_close(got["a"], torch.full((2, 3), 2.0))  # (1 + 3) / 2, not the sum 4
+        torch.testing.assert_close(got["b"], torch.arange(4.0) * 1.5)
+        assert got["untouched"] is None

@@ -97,3 +97,13 @@ def test_a_fit_stopped_by_a_signal_exits_non_zero(tiny_corpus, tmp_path, signum,
     assert not list((tmp_path / "run").rglob("finished.json"))  # never taken as a finished run
     if signum == 15:
         assert "stopped by SIGTERM" in proc.stderr
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
+def test_unfreezing_under_a_sharding_strategy_is_refused_before_the_run(tiny_corpus, tmp_path, strategy):
+    proc = fit(tmp_path, tiny_corpus, f"--trainer.strategy={strategy}", "--model.freeze_backbone=true",
+               "--model.unfreeze_backbone_at_epoch=1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"model.unfreeze_backbone_at_epoch with trainer.strategy {strategy}" in proc.stderr
+    assert "--trainer.strategy=ddp" in proc.stderr and not (tmp_path / "run").exists()

@@ -188,6 +188,16 @@ def _cli_classes():
             if self.subcommand != "fit":
                 return
             trainer = cfg["trainer"]
+            strategy = trainer.get("strategy")
+            strategy = str(getattr(strategy, "class_path", strategy) or "").lower()
+            model = cfg["model"]
+            if model.get("freeze_backbone") and model.get("unfreeze_backbone_at_epoch") is not None \
+                    and ("fsdp" in strategy or "deepspeed" in strategy):
+                raise LaunchError(
+                    f"model.unfreeze_backbone_at_epoch with trainer.strategy {strategy}: a backbone unfrozen during "
+                    "the run needs its gradients averaged over the ranks, which only the ddp strategies do here "
+                    "(FSDP and DeepSpeed shard or fuse them); use --trainer.strategy=ddp, or leave the backbone "
+                    "frozen (unfreeze_backbone_at_epoch: null) or trainable from the start (freeze_backbone: false)")
             if trainer.get("sync_batchnorm") and not _training_on_gpu(trainer.get("accelerator")):
                 raise LaunchError("trainer.sync_batchnorm: SyncBatchNorm trains on GPUs only (torch's kernel); "
                                   "leave it false on CPU (validate and test accept it: BatchNorm does not sync "

@@ -15,10 +15,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from fer_lightning.checkpoints import latest_checkpoint
+from fer_lightning.errors import UserInputError
 from fer_lightning.models.affect_net import AffectNet
 from fer_lightning.models.objectives import OBJECTIVES
 from fer_lightning.models.transfer import load_encoder, load_parts
 from fer_lightning.tasks import EMOTIONS, TASKS
+from fer_lightning.training.distributed import average_gradients
 from fer_lightning.training.guards import fit_guards
 
 EVAL_STAGES = ("val", "test")
@@ -54,7 +56,9 @@ class AffectModule(L.LightningModule):
         init_parts: ``encoder`` (the face feature extractor) and optionally ``temporal``.
         freeze_backbone: keep the encoder's weights and BatchNorm statistics fixed ...
         unfreeze_backbone_at_epoch: ... until this epoch (None: for the whole run). Under DDP
-            the unfrozen encoder's gradients are averaged over the ranks like the rest.
+            the unfrozen encoder's gradients are averaged over the ranks like the rest, before
+            a 16-mixed GradScaler checks them (all ranks skip an overflow together); FSDP and
+            DeepSpeed are refused.
         backbone_lr_scale: the encoder's learning rate relative to ``lr`` (e.g. 0.1).
         compile_backbone: ``torch.compile`` the timm backbone in place when training starts
             (the LSTM stays eager: cuDNN's RNN breaks graphs); checkpoints keep the same keys.
@@ -165,17 +169,24 @@ class AffectModule(L.LightningModule):
         # ones stay synchronised, at the cost of one all-reduce after backward, not overlapped
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = isinstance(self.trainer.strategy.model, DistributedDataParallel)
+        strategy = self.trainer.strategy
+        wrapped = isinstance(strategy.model, DistributedDataParallel)
+        hp = self.hparams
+        if hp.freeze_backbone and hp.unfreeze_backbone_at_epoch is not None and self.trainer.world_size > 1 \
+                and not wrapped:
+            raise UserInputError(
+                f"model.unfreeze_backbone_at_epoch under {type(strategy).__name__}: a backbone unfrozen during the run "
+                "needs its gradients averaged over the ranks, which only the ddp strategies do here (FSDP and "
+                "DeepSpeed shard or fuse them); use --trainer.strategy=ddp, or leave the backbone frozen "
+                "(unfreeze_backbone_at_epoch: null) or trainable from the start (freeze_backbone: false)")
         self._grads_ddp_skips = [p for p in self.parameters() if not p.requires_grad] if wrapped else []
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        grads = [p.grad for p in getattr(self, "_grads_ddp_skips", ()) if p.grad is not None]
-        if grads:
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            torch.distributed.all_reduce(flat)
-            flat /= self.trainer.world_size
-            for g, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
-                g.copy_(mean.view_as(g))
+    def on_after_backward(self) -> None:
+        # here, not in on_before_optimizer_step: under 16-mixed the GradScaler unscales and
+        # checks for inf/NaN between the two, so it must see the averaged gradients, the same on
+        # every rank, for all ranks to skip (or step) together when one rank overflows
+        average_gradients([p for p in getattr(self, "_grads_ddp_skips", ()) if p.requires_grad],
+                          self.trainer.world_size)
 
     def _set_backbone_trainable(self, trainable: bool) -> None:
         for p in self.net.encoder.parameters():
