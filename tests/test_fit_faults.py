@@ -107,3 +107,53 @@ def test_unfreezing_under_a_sharding_strategy_is_refused_before_the_run(tiny_cor
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"model.unfreeze_backbone_at_epoch with trainer.strategy {strategy}" in proc.stderr
     assert "--trainer.strategy=ddp" in proc.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.cli
+def test_user_errors_in_a_fit_are_one_sentence_before_any_run_folder(tiny_corpus, tiny_checkpoint, tmp_path):
+    not_a_ckpt = tmp_path / "notes.ckpt"
+    not_a_ckpt.write_text("hello")
+    pretrain = tmp_path / "pretrain.ckpt"
+    raw = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    raw["hyper_parameters"]["task"] = "pretrain"
+    torch.save(raw, pretrain)
+    cases = [
+        (["--model.backbone=resnett50"], "model.backbone 'resnett50' is not a timm model; the closest timm names: "
+                                         "resnet50"),
+        ([f"--model.init_from={tmp_path / 'missing.ckpt'}"], "model.init_from " + str(tmp_path / "missing.ckpt")
+         + ": no such file"),
+        ([f"--model.init_from={not_a_ckpt}"], "is not a readable PyTorch checkpoint"),
+        ([f"--ckpt_path={pretrain}"], "task 'pretrain' there, 'finetune' here (a pretraining checkpoint starts a "
+                                      "fine-tuning run with --model.init_from"),
+    ]
+    for i, (args, said) in enumerate(cases):
+        cwd = tmp_path / f"case{i}"
+        cwd.mkdir()
+        proc = fit(cwd, tiny_corpus, *args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert said in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        assert not (cwd / "run").exists(), args  # nothing made: no run folder, no W&B run
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file_and_the_next_save_clears_the_debris(tmp_path):
+    import signal
+    import time
+
+    from fer_lightning.training.checkpoint_io import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1, "w": torch.ones(4)}, path)
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, torch\n"
+                               "from fer_lightning.training.checkpoint_io import AtomicCheckpointIO\n"
+                               "AtomicCheckpointIO().save_checkpoint({'epoch': 2, 'w': torch.zeros(100_000_000)}, "
+                               "sys.argv[1])", str(path)])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".last.*.ckpt.tmp")) and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    writer.send_signal(signal.SIGKILL)  # mid-write: the temporary file is being filled
+    writer.wait()
+    assert writer.returncode == -9 and list(tmp_path.glob(".last.*.ckpt.tmp")), "the kill came too late to test"
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # the previous checkpoint, whole
+    AtomicCheckpointIO().save_checkpoint({"epoch": 3, "w": torch.ones(4)}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 3 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "last.ckpt"]

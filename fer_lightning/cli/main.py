@@ -185,8 +185,15 @@ def _cli_classes():
             except ValueError as err:
                 raise LaunchError(str(err)) from err
             cfg["data"]["class_names"] = cfg["model"]["class_names"] = list(names)
+            from fer_lightning.models.backbone import check_backbone_name
+
+            check_backbone_name(cfg["model"]["backbone"])  # before the loggers make the run folder
+            ckpt = cfg.get("ckpt_path")
+            if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
+                check_checkpoint_fits(ckpt, cfg["model"], "--ckpt_path")
             if self.subcommand != "fit":
                 return
+            check_init_from(cfg["model"], cfg["data"].get("dataset"))
             trainer = cfg["trainer"]
             strategy = trainer.get("strategy")
             strategy = str(getattr(strategy, "class_path", strategy) or "").lower()
@@ -215,9 +222,6 @@ def _cli_classes():
                         "or --ckpt_path PATH to its checkpoint; to start afresh, leave --ckpt_path out")
                 print(f"--ckpt_path last: resuming from {found}", flush=True)
                 cfg["ckpt_path"] = ckpt = str(found)
-            elif ckpt and ckpt not in ("best", "hpc", "registry") and not Path(ckpt).is_file():
-                raise LaunchError(f"--ckpt_path {ckpt}: no such checkpoint file; give the path of a .ckpt, or "
-                                  "--ckpt_path last to resume the newest run in the run folder")
             if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(root)):
                 check_hpc_owner(hpc)
                 print(f"requeued SLURM job: resuming from {hpc}", flush=True)
@@ -277,6 +281,62 @@ def _training_on_gpu(accelerator) -> bool:
 
     name = str(accelerator or "auto").lower()
     return name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
+
+
+def _read_checkpoint(path: str, option: str) -> dict:
+    """A checkpoint's contents, or a LaunchError that names the option and says what is wrong."""
+    from pathlib import Path
+
+    import torch
+
+    from fer_lightning.training.cluster import LaunchError
+
+    if not Path(path).is_file():
+        raise LaunchError(f"{option} {path}: no such file; give the path of a .ckpt written by fer-lightning fit")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file: the same one sentence
+        raise LaunchError(f"{option} {path} is not a readable PyTorch checkpoint ({type(err).__name__}); give a .ckpt "
+                          "written by fer-lightning fit") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict) \
+            or not isinstance(raw.get("hyper_parameters"), dict):
+        raise LaunchError(f"{option} {path} is not a fer-lightning checkpoint (no state_dict and hyper-parameters); "
+                          "give a .ckpt written by fer-lightning fit")
+    return raw
+
+
+def check_checkpoint_fits(path: str, model: dict, option: str) -> None:
+    """A checkpoint that training, validation or test would load whole must be of the same task
+    and network as the configured model: a LaunchError names what differs."""
+    from fer_lightning.training.cluster import LaunchError
+
+    saved = _read_checkpoint(path, option)["hyper_parameters"]
+    keys = ("task", "backbone", "hidden_size", "num_layers", "bidirectional")
+    differ = [f"{k} {saved.get(k)!r} there, {model.get(k)!r} here" for k in keys
+              if k in saved and model.get(k) is not None and saved.get(k) != model.get(k)]
+    if differ:
+        hint = (" (a pretraining checkpoint starts a fine-tuning run with --model.init_from, not --ckpt_path)"
+                if saved.get("task") != model.get("task") else "")
+        raise LaunchError(f"{option} {path} is not a checkpoint of this model: " + "; ".join(differ)
+                          + f"{hint}; give a checkpoint of this experiment, or the experiment file it was trained with")
+
+
+def check_init_from(model: dict, dataset: str | None) -> None:
+    """``model.init_from``: a readable fer-lightning checkpoint, or ``latest`` with a finished
+    pretraining run to take; checked before the run folder and the W&B run are made."""
+    from fer_lightning.checkpoints import latest_checkpoint
+    from fer_lightning.training.cluster import LaunchError
+
+    init = model.get("init_from")
+    if not init:
+        return
+    if init == "latest":
+        try:
+            latest_checkpoint(synthetic=None if dataset is None else dataset == "synthetic")
+        except FileNotFoundError as err:
+            raise LaunchError(f"model.init_from latest: {err}") from None
+        return
+    _read_checkpoint(init, "model.init_from")
 
 
 def continue_run(loggers: list, facts: dict) -> None:

@@ -8,6 +8,21 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from fer_lightning.errors import UserInputError
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`~fer_lightning.errors.UserInputError` for a name timm does not know,
+    naming the closest ones it does."""
+    base = name.split(".")[0]  # a pretrained tag (resnet50.a1_in1k) is timm's to check
+    if timm.is_model(base):
+        return
+    import difflib
+
+    close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"; the closest timm names: {', '.join(close)}" if close else "; timm.list_models('*resnet*') lists them"
+    raise UserInputError(f"model.backbone {name!r} is not a timm model{hint}")
+
 
 class FrameEncoder(nn.Module):
     """A timm backbone applied to every frame of a clip, returning pooled features.
@@ -39,7 +54,19 @@ class FrameEncoder(nn.Module):
                 raise FileNotFoundError(f"backbone checkpoint not found: {path}")
             kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
             pretrained = True  # timm loads "pretrained" weights from the local file, no network
-        self.model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        check_backbone_name(name)
+        try:
+            self.model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        except (OSError, RuntimeError) as err:
+            if not pretrained or checkpoint_path:
+                raise
+            # no network and a cold cache: the hub's retries end in a long traceback that never
+            # says what to do
+            raise UserInputError(
+                f"model.pretrained=true: timm could not load the ImageNet weights of {name} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}). Where there is no network, fill the cache on a machine that has "
+                f"it (python -c \"import timm; timm.create_model('{name}', pretrained=True)\") and run with "
+                "HF_HUB_OFFLINE=1, or give the weights file as --model.backbone_checkpoint=PATH") from err
         self.num_features: int = self.model.num_features
         cfg = self.model.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255, persistent=False)

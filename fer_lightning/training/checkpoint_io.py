@@ -1,9 +1,11 @@
 """Checkpoints written atomically: a run killed while saving (a SLURM preemption that outlives
 its grace period, an out-of-memory kill) leaves the previous checkpoint intact and only a
-stray ``.tmp`` file beside it, never a truncated ``.ckpt`` that a requeued job would fail on."""
+stray ``.tmp`` file beside it (removed when that checkpoint is next saved), never a truncated
+``.ckpt`` that a requeued job would fail on."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.cloud_io import get_filesystem
@@ -21,4 +23,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)  # object stores: one PUT
         with atomic_path(path, keep_suffix=False) as tmp:
             super().save_checkpoint(checkpoint, str(tmp), storage_options)
+        # a run killed mid-save left its temporary file (as large as the checkpoint): gone once
+        # this name is saved again (only rank zero writes a given checkpoint)
+        final = Path(path)
+        for stale in final.parent.glob(f".{final.stem}.*{final.suffix}.tmp"):
+            stale.unlink(missing_ok=True)
         return None
