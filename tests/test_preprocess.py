@@ -516,3 +516,42 @@ def test_one_store_takes_one_writer_at_a_time(tmp_path):
         holder.wait()
     report = preprocess([tmp_path / "in"], store, PreprocessConfig(), workers=1, progress=False)
     assert report["ok"] == 1
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_portrait_phone_video_is_read_upright_everywhere(feat_data, tiny_checkpoint, tmp_path, degrees):
+    """Pixels stored turned, with a display matrix: every reader shows the frames as a player
+    does, so faces are found, aligned and cropped as in the same video stored upright."""
+    from videos import write_phone_video
+
+    from fer_lightning.inference.predict import predict
+    from fer_lightning.media.video import ReaderCache, display_rotation, iter_frames, open_video
+
+    frames = []
+    for frame in iter_frames(feat_data / "WolfgangLanger_Pexels.mp4"):
+        frames.append(frame)
+        if len(frames) == 24:
+            break
+    write_video(tmp_path / "upright" / "clip.mp4", frames)
+    write_phone_video(tmp_path / "phone" / "clip.mp4", frames, degrees)
+    phone, straight = tmp_path / "phone" / "clip.mp4", tmp_path / "upright" / "clip.mp4"
+    assert display_rotation(phone) == (360 - degrees) % 360 and display_rotation(straight) == 0
+    # the one-pass reader (preprocess, predict, render) and the random-access one (clips, frame sizes)
+    first = next(iter_frames(phone)).astype(float)
+    assert first.shape == frames[0].shape and np.corrcoef(first.ravel(), frames[0].astype(float).ravel())[0, 1] > 0.95
+    assert open_video(phone)[0].shape == frames[0].shape
+    batch = ReaderCache().read(phone, np.array([0, 5]))
+    assert batch.shape == (2, *frames[0].shape)
+    assert np.corrcoef(batch[1].astype(float).ravel(), frames[5].astype(float).ravel())[0, 1] > 0.95
+    # preprocess: the same face crops as from the upright video
+    for name, src in (("phone", phone.parent), ("upright", straight.parent)):
+        preprocess([src], tmp_path / f"store_{name}", PreprocessConfig(), workers=1, progress=False)
+    crops = {name: decord.VideoReader(str(tmp_path / f"store_{name}" / "videos" / "clip.mp4")).get_batch(
+        list(range(24))).asnumpy().astype(float) for name in ("phone", "upright")}
+    assert np.corrcoef(crops["phone"].ravel(), crops["upright"].ravel())[0, 1] > 0.9
+    # predict: the same face boxes, in the upright frame's pixels
+    boxes = {}
+    for name, src in (("phone", phone), ("upright", straight)):
+        predict(tiny_checkpoint, [src], tmp_path / f"pred_{name}", progress=False)
+        boxes[name] = pd.read_csv(tmp_path / f"pred_{name}" / "clip.csv")[["x0", "y0", "x1", "y1"]].to_numpy()
+    assert np.nanmax(np.abs(boxes["phone"] - boxes["upright"])) < 8

@@ -1,4 +1,6 @@
-"""Reading frames with decord: readers opened lazily, per process, in a bounded cache.
+"""Reading frames: decord for random access (readers opened lazily, per process, in a bounded
+cache), PyAV for one pass front to back (:func:`iter_frames`). Both give frames as the video is
+shown: a display-matrix rotation (a phone held upright) is applied (:func:`display_rotation`).
 
 A folder of numbered images (AFEW-VA ships its clips so) reads like a video too: see
 :class:`ImageSequence`. So does a folder of face images numbered by frame with gaps where no
@@ -9,6 +11,7 @@ face was found (ABAW's ``cropped_aligned/<video>/00001.jpg``): its path is given
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from collections import OrderedDict
@@ -177,7 +180,7 @@ class ReaderCache:
             raise VideoReadError(
                 f"{path}: asked for frames {indices.min()}..{indices.max()} but the video has {n} frames"
             )
-        if isinstance(reader, ImageSequence):
+        if isinstance(reader, ImageSequence | UprightReader):
             return reader.read(indices)
         try:
             return reader.get_batch(indices.tolist()).asnumpy()
@@ -199,6 +202,11 @@ def open_video(path: str | Path, num_threads: int = 1):
         raise VideoReadError(f"video file not found: {path}")
     if os.path.getsize(path) == 0:
         raise VideoReadError(f"video file is empty (0 bytes): {path}")
+    if rotation := display_rotation(path):  # a portrait phone video: decord breaks on it
+        reader = UprightReader(path, rotation)
+        if len(reader) == 0:
+            raise VideoReadError(f"video has no frames: {path}")
+        return reader
     _guard_forks()
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
@@ -207,6 +215,83 @@ def open_video(path: str | Path, num_threads: int = 1):
     if len(reader) == 0:
         raise VideoReadError(f"video has no frames: {path}")
     return reader
+
+
+@functools.lru_cache(maxsize=65536)
+def display_rotation(path: str | Path) -> int:
+    """How far (degrees counter-clockwise: 0, 90, 180 or 270) the stored pixels of ``path``
+    must turn to stand as the video is shown: the display matrix a phone writes when it records
+    upright. decord ignores it; every reader here applies it. 0 when there is none, or the file
+    cannot be probed (the reader's own error then names it). Probed once per file and process."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return 0
+            for frame in container.decode(container.streams.video[0]):
+                return int(round((frame.rotation or 0) / 90.0)) % 4 * 90
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader that opens it
+        return 0
+    return 0
+
+
+def upright(frames: np.ndarray, rotation: int) -> np.ndarray:
+    """Frames (..., H, W, C) turned ``rotation`` degrees counter-clockwise (see
+    :func:`display_rotation`), contiguous."""
+    if not rotation:
+        return frames
+    return np.ascontiguousarray(np.rot90(frames, k=rotation // 90, axes=(-3, -2)))
+
+
+class UprightReader:
+    """Random access to a video with a display rotation, by PyAV: decord turns such frames but
+    not its buffers (garbage frames, then a size check failure), so it is not used for them.
+    Frame ``i`` is found by its time (a seek to the keyframe before it, then decoding forward);
+    the frames come out upright. Slower than decord: train from a face store (written upright)
+    for speed. Offers what the project uses of decord's ``VideoReader``, plus ``read``."""
+
+    def __init__(self, path: str, rotation: int) -> None:
+        import av
+
+        self.path, self.rotation = str(path), rotation
+        with av.open(self.path) as container:
+            stream = container.streams.video[0]
+            self._fps = float(stream.average_rate or stream.guessed_rate or 25)
+            self._start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+            self._count = sum(1 for packet in container.demux(stream) if packet.size)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get_avg_fps(self) -> float:
+        return self._fps
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.read(np.array([i]))[0]
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        import av
+
+        wanted = sorted(set(int(i) for i in np.asarray(indices).ravel()))
+        found: dict[int, np.ndarray] = {}
+        try:
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                first = max(0.0, self._start + wanted[0] / self._fps - 1.0)
+                container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    index = round((float(frame.time) - self._start) * self._fps) if frame.time is not None else -1
+                    if index in wanted:
+                        found[index] = upright(frame.to_ndarray(format="rgb24"), self.rotation)
+                    if index >= wanted[-1]:
+                        break
+        except av.error.FFmpegError as err:
+            raise VideoReadError(f"cannot decode frames of {self.path}: {err}") from err
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise VideoReadError(f"cannot decode frames {missing[:5]} of {self.path}")
+        return np.stack([found[int(i)] for i in np.asarray(indices).ravel()])
 
 
 def explain_unreadable(path: str | Path) -> str | None:
@@ -264,6 +349,7 @@ def iter_frames(path: str | Path, times: list[float] | None = None) -> Iterator[
             for frame in container.decode(stream):
                 if times is not None:
                     times.append(float(frame.time) if frame.time is not None else float("nan"))
-                yield frame.to_ndarray(format="rgb24")
+                # as the video is shown: a phone's portrait video is stored turned, with a display matrix
+                yield upright(frame.to_ndarray(format="rgb24"), int(round((frame.rotation or 0) / 90.0)) % 4 * 90)
         except av.error.FFmpegError as err:
             raise VideoReadError(f"cannot decode {path}: {err}") from err
