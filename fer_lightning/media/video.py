@@ -11,11 +11,10 @@ face was found (ABAW's ``cropped_aligned/<video>/00001.jpg``): its path is given
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -217,23 +216,36 @@ def open_video(path: str | Path, num_threads: int = 1):
     return reader
 
 
-@functools.lru_cache(maxsize=65536)
+_ROTATIONS: dict[str, int] = {}  # per process (forked workers inherit it): path -> display rotation
+
+
 def display_rotation(path: str | Path) -> int:
     """How far (degrees counter-clockwise: 0, 90, 180 or 270) the stored pixels of ``path``
     must turn to stand as the video is shown: the display matrix a phone writes when it records
     upright. decord ignores it; every reader here applies it. 0 when there is none, or the file
-    cannot be probed (the reader's own error then names it). Probed once per file and process."""
+    cannot be probed (the reader's own error then names it). Probed once per file and process
+    (about 11 ms: one frame decoded), unless :func:`known_upright` said so first."""
     import av
 
+    key = str(path)
+    if key in _ROTATIONS:
+        return _ROTATIONS[key]
+    rotation = 0
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return 0
-            for frame in container.decode(container.streams.video[0]):
-                return int(round((frame.rotation or 0) / 90.0)) % 4 * 90
+        with av.open(key) as container:
+            if container.streams.video:
+                for frame in container.decode(container.streams.video[0]):
+                    rotation = int(round((frame.rotation or 0) / 90.0)) % 4 * 90
+                    break
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader that opens it
         return 0
-    return 0
+    _ROTATIONS[key] = rotation
+    return rotation
+
+
+def known_upright(paths: Iterable[str | Path]) -> None:
+    """Videos this project wrote itself (a face store's): stored upright, never probed."""
+    _ROTATIONS.update((str(p), 0) for p in paths)
 
 
 def upright(frames: np.ndarray, rotation: int) -> np.ndarray:

@@ -39,5 +39,7 @@ def store_writer(store: str | Path) -> Iterator[None]:
         fh.write(f"pid {os.getpid()} on {os.uname().nodename}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
         yield
+        fh.seek(0)
+        fh.truncate()  # a finished run leaves the store as it found it (an empty lock file)
     finally:
         fh.close()  # closing releases the lock

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_lightning.media.video import known_upright
+
 
 class StoreIndex:
     """What a face store's ``index.csv`` and ``frames.parquet`` say, read once per process (every
@@ -205,6 +207,7 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
         out.append(dataclasses.replace(rec, path=video, num_frames=n, boxes=boxes, has_face=has_face,
                                        values=_fit_rows(rec.values, n, np.nan),
                                        labels=_fit_rows(rec.labels, n, -1), extra=extra))
+    known_upright(r.path for r in out)  # preprocess writes its face videos upright: no probe per video
     return out, left_out
 
 
