@@ -2,9 +2,9 @@
 
 Inside :func:`fake_cuda`, tensors put on ``cuda`` (``.to("cuda")``, ``.cuda()``, a factory with
 ``device="cuda"``, a module moved there) compute on the CPU but carry a device tag: they report
-``device`` ``cuda:0`` and every result computed from them is tagged too. An operation that mixes a
+``device`` ``cuda:0`` (``cuda:N`` when put there) and every result computed from them is tagged too. An operation that mixes a
 tagged tensor with an untagged CPU tensor raises what CUDA raises ("Expected all tensors to be on
-the same device"), except where CUDA allows it (0-dim CPU tensors as scalars, CPU index tensors in
+the same device"), and so does one that mixes ``cuda:0`` with ``cuda:1`` (a per-rank bug), except where CUDA allows it (0-dim CPU tensors as scalars, CPU index tensors in
 ``__getitem__``); ``.numpy()`` of a tagged tensor raises too, as on a GPU.
 
 Unlike ``FakeTensorMode`` the data are real, so data-dependent shapes (``torch.unique``, boolean
@@ -31,18 +31,34 @@ class DeviceMismatch(RuntimeError):
 
 
 class OnCuda(torch.Tensor):
-    """A CPU tensor that says it lives on ``cuda:0``."""
+    """A CPU tensor that says it lives on ``cuda:<index>`` (one subclass per index)."""
+
+    index = 0
+
+
+_ON: dict[int, type] = {0: OnCuda}
+
+
+def _on(index: int) -> type:
+    if index not in _ON:
+        _ON[index] = type(f"OnCuda{index}", (OnCuda,), {"index": index})
+    return _ON[index]
 
 
 def _tagged(x) -> bool:
     return isinstance(x, OnCuda)
 
 
+def _cuda_of(x) -> torch.device:
+    return torch.device("cuda", type(x).index)
+
+
 def _as_device(x, device: torch.device):
     if not isinstance(x, torch.Tensor):
         return x
     if device.type == "cuda":
-        return x if _tagged(x) else _retag(x, OnCuda)
+        cls = _on(device.index or 0)
+        return x if type(x) is cls else _retag(x, cls)
     return _retag(x, torch.Tensor) if _tagged(x) else x
 
 
@@ -58,8 +74,9 @@ def _device_of(value) -> torch.device | None:
     if value is None:
         return None
     if isinstance(value, int):
-        return CUDA
-    return torch.device(value)
+        return torch.device("cuda", value)
+    device = torch.device(value)
+    return torch.device("cuda", device.index or 0) if device.type == "cuda" else device
 
 
 _NEW = {torch.Tensor.new_tensor, torch.Tensor.new_zeros, torch.Tensor.new_ones, torch.Tensor.new_full,
@@ -80,15 +97,15 @@ def _move_target(func, args, kwargs) -> torch.device | None:
     if func is torch.Tensor.cpu:
         return CPU
     if func is torch.Tensor.type_as:
-        return CUDA if _tagged(args[1]) else CPU
+        return _cuda_of(args[1]) if _tagged(args[1]) else CPU
     if "device" in kwargs:
         return _device_of(kwargs["device"])
     if func is torch.Tensor.to:
         for a in args[1:]:
             if _is_device(a):
-                return torch.device(a)
+                return _device_of(a)
             if isinstance(a, torch.Tensor):
-                return CUDA if _tagged(a) else CPU
+                return _cuda_of(a) if _tagged(a) else CPU
     return None
 
 
@@ -103,19 +120,19 @@ class FakeCudaMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         if func == torch.Tensor.device.__get__:
-            return CUDA if _tagged(args[0]) else CPU
+            return _cuda_of(args[0]) if _tagged(args[0]) else CPU
         if func == torch.Tensor.is_cuda.__get__:
             return _tagged(args[0])
         if func in _UNCHECKED:
             return _run(func, args, kwargs)
         if func == torch.Tensor.grad.__get__:  # autograd writes plain tensors: a cuda parameter's grad is cuda
             grad = _run(func, args, kwargs)
-            return _as_device(grad, CUDA) if _tagged(args[0]) else grad
+            return _as_device(grad, _cuda_of(args[0])) if _tagged(args[0]) else grad
         if func in (torch.Tensor.numpy, torch.Tensor.__array__) and _tagged(args[0]):
-            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the "
-                            "tensor to host memory first.")
+            raise TypeError(f"can't convert {_cuda_of(args[0])} device type tensor to numpy. Use Tensor.cpu() to "
+                            "copy the tensor to host memory first.")
         if func in _MOVES:
-            source = CUDA if _tagged(args[0]) else CPU
+            source = _cuda_of(args[0]) if _tagged(args[0]) else CPU
             target = _move_target(func, args, kwargs)
             if func in (torch.Tensor.cuda, torch.Tensor.cpu):
                 func, args, kwargs = torch.Tensor.clone, args[:1], {}
@@ -135,13 +152,19 @@ class FakeCudaMode(TorchFunctionMode):
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if not any(_tagged(t) for t in tensors):
             return _run(func, args, kwargs)
+        devices = {_cuda_of(t) for t in tensors if _tagged(t)}
+        if len(devices) > 1:  # a per-rank bug: one rank's tensors on another rank's GPU
+            found = ", ".join(sorted(map(str, devices)))
+            raise DeviceMismatch(f"Expected all tensors to be on the same device, but found at least two devices, "
+                                 f"{found}! ({getattr(func, '__name__', func)})")
+        device = devices.pop()
         for t in tensors[:1] if func in _ALLOWS_CPU_INDEX else tensors:
             if not _tagged(t) and t.dim() > 0:
                 raise DeviceMismatch(f"Expected all tensors to be on the same device, but found at least two "
-                                     f"devices, cuda:0 and cpu! ({getattr(func, '__name__', func)}: a cpu tensor "
+                                     f"devices, {device} and cpu! ({getattr(func, '__name__', func)}: a cpu tensor "
                                      f"of shape {tuple(t.shape)})")
         out = _run(func, args, kwargs)
-        return tree_map(lambda x: _as_device(x, CUDA), out)
+        return tree_map(lambda x: _as_device(x, device), out)
 
 
 @contextlib.contextmanager

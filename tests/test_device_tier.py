@@ -176,3 +176,59 @@ def test_evaluate_on_the_device_equals_the_cpu(tiny_checkpoint, tmp_path):
     for kind in ("raw", "postprocessed"):
         for name in ("valence", "arousal"):
             assert on_gpu[kind]["test"][name]["ccc"] == pytest.approx(on_cpu[kind]["test"][name]["ccc"], abs=1e-6)
+
+
+def test_the_fake_device_refuses_mixing_two_gpus():
+    with fake_cuda():
+        a, b = torch.ones(3).to("cuda:0"), torch.ones(3).to("cuda:1")
+        assert str(a.device) == "cuda:0" and str(b.device) == "cuda:1" and str((b * 2).device) == "cuda:1"
+        with pytest.raises(DeviceMismatch, match="cuda:0, cuda:1"):
+            a + b  # rank 1's tensor on rank 0's GPU: what a device="cuda" in per-rank code does
+        assert str(torch.zeros(2, device=1).device) == "cuda:1" and str(b.to(a).device) == "cuda:0"
+
+
+@pytest.mark.parametrize("index", [0, 1])  # 1: the second rank's GPU, so nothing may assume cuda:0
+@pytest.mark.parametrize("faceless", ["interpolate", "hold", "model"])
+def test_the_metric_fills_faceless_frames_on_the_device_as_on_the_cpu(faceless, index):
+    rng = np.random.default_rng(1)
+    pred, target = rng.normal(size=(2, 10, 2)), rng.normal(size=(2, 10, 2))
+    face = rng.random((2, 10)) > 0.4
+    face[:, 0] = True  # and a faceless run at the end of each window, filled by hold/interpolate
+    face[:, -3:] = False
+
+    def scored(device) -> list[np.ndarray]:
+        seq = SequenceConcordanceCC(2, faceless=faceless).to(device)
+        seq.update(torch.tensor(pred).float().to(device), torch.tensor(target).float().to(device), ["a", "b"],
+                   torch.arange(10).repeat(2, 1).to(device), torch.ones(2, 10, dtype=torch.bool).to(device),
+                   torch.tensor(face).to(device))
+        out = seq.summary()
+        assert all(v.device == torch.device(device) for v in out.values())
+        return [out[k].cpu().numpy() for k in ("pooled", "per_video", "face_pooled")]
+
+    expected = scored("cpu")
+    with fake_cuda():
+        for got, want in zip(scored(f"cuda:{index}"), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_causal_stream_carries_its_state_on_the_device_over_many_chunks(tiny_causal_checkpoint, index):
+    from fer_lightning.inference.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.models.checkpoint import load_checkpoint_model
+
+    crops = torch.randint(0, 256, (40, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+
+    def stream(device) -> np.ndarray:
+        model, _ = load_checkpoint_model(tiny_causal_checkpoint)
+        model.to(device)
+        s = ModelStream(model, torch.device(device), 1, PredictConfig(chunk=6), 4, Timings(), encode_batch=4)
+        assert s.causal
+        got = {}
+        for i in range(len(crops)):
+            got.update(s.push(i, crops[i].numpy()))
+        got.update(s.finish())
+        return np.stack([got[i] for i in range(len(crops))])
+
+    expected = stream("cpu")  # 40 frames in chunks of 6: the LSTM state crosses six chunk boundaries
+    with fake_cuda():
+        np.testing.assert_allclose(stream(f"cuda:{index}"), expected, rtol=1e-5, atol=1e-6)
