@@ -421,6 +421,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    try:
+        return _run(args)
+    except OSError as err:  # an output folder that is full, read-only or forbidden: one sentence
+        from fer_lightning.io import write_error_sentence
+
+        if (said := write_error_sentence(err)) is None:
+            raise
+        print(f"fer-lightning: {said}", file=sys.stderr)
+        return 1
+
+
+def _run(args: list[str]) -> int:
     if args[0] in TOOLS:
         import importlib
 

@@ -12,6 +12,7 @@ an optional extra: ``pip install 'fer-lightning[onnx]'``).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None, o
             _onnx(net, example, tmp, opset, meta)
         else:
             traced = torch.jit.trace(net, example, check_trace=False)
-            torch.jit.save(traced, str(tmp), _extra_files={"fer_lightning.json": json.dumps(meta)})
+            # saved to memory, then written by Python: torch.jit.save to a full disk aborts the process
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files={"fer_lightning.json": json.dumps(meta)})
+            tmp.write_bytes(buffer.getvalue())
     report = {"path": str(out), "format": fmt, **meta}
     if check:
         report["max_abs_diff"] = parity(net, out, fmt, size)
@@ -61,15 +65,16 @@ def _onnx(net, example, path: Path, opset: int, meta: dict) -> None:
 
     # the TorchScript-based exporter keeps time dynamic through the LSTM; torch.export
     # (dynamo=True) specialised the output's time axis to the example's length
-    torch.onnx.export(net, (example,), str(path), input_names=["frames"], output_names=["outputs"],
+    buffer = io.BytesIO()  # in memory, then written by Python: a full disk is an OSError, not an abort
+    torch.onnx.export(net, (example,), buffer, input_names=["frames"], output_names=["outputs"],
                       dynamic_axes={"frames": {0: "batch", 1: "time"}, "outputs": {0: "batch", 1: "time"}},
                       opset_version=opset, dynamo=False)
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    path.write_bytes(proto.SerializeToString())
 
 
 def parity(net, path: str | Path, fmt: str, size: int, shapes=((1, 1), (2, 7), (3, 16)), seed: int = 0) -> float:

@@ -485,8 +485,11 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
         try:
             entries[name] = predict_video(video, model, data_hp, out_dir, cfg, device, progress, video_id=name)
         except Exception as err:  # one bad video must not stop the others; the report says why
+            from fer_lightning.io import write_error_sentence
             from fer_lightning.media.video import VideoReadError
 
+            if write_error_sentence(err):
+                raise  # a full or read-only --out is no fault of this video: stop, with one sentence
             reason = str(err) if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
             entries[name] = {"video": str(video), "video_id": name, "status": "failed", "reason": reason,
                              "files": entries[name]["files"]}

@@ -11,7 +11,7 @@ from typing import Any
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from fer_lightning.io import atomic_path
+from fer_lightning.io import atomic_path, probe_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -22,7 +22,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "file" not in (protocol if isinstance(protocol, tuple) else (protocol,)):
             return super().save_checkpoint(checkpoint, path, storage_options)  # object stores: one PUT
         with atomic_path(path, keep_suffix=False) as tmp:
-            super().save_checkpoint(checkpoint, str(tmp), storage_options)
+            try:
+                super().save_checkpoint(checkpoint, str(tmp), storage_options)
+            except (OSError, RuntimeError) as err:
+                # torch.save on a full disk says "unexpected pos": name the cause and the file
+                cause = probe_write(Path(path).parent)
+                if cause is None:
+                    raise
+                raise OSError(cause.errno, cause.strerror, str(path)) from err
         # a run killed mid-save left its temporary file (as large as the checkpoint): gone once
         # this name is saved again (only rank zero writes a given checkpoint)
         final = Path(path)
