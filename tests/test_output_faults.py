@@ -43,7 +43,7 @@ def run_on_small_disk(mount: Path, size: str, args: list[str], read_only: bool =
 def said_one_sentence(proc, cause: str) -> None:
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert f"fer-lightning: cannot write " in proc.stderr and cause in proc.stderr, proc.stderr[-3000:]
+    assert "fer-lightning: cannot write " in proc.stderr and cause in proc.stderr, proc.stderr[-3000:]
 
 
 def test_export_and_predict_into_a_full_disk(tiny_checkpoint, feat_data, tmp_path):
