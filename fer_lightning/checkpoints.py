@@ -47,17 +47,31 @@ def latest_checkpoint(runs: str | Path = "runs", prefix: str = "pretrain", synth
 
 def resumable_checkpoint(root: str | Path) -> Path | None:
     """What ``--ckpt_path last`` resumes: the newest ``last.ckpt`` (or Lightning's ``last-vN.ckpt``)
-    anywhere under the run folder ``root``, or a SLURM HPC checkpoint (``hpc_ckpt_<N>.ckpt``) in
-    it if that is newer; None when there is neither.
+    of this run folder's own log versions (``<root>/<logger>/<version>/checkpoints/``, or
+    ``<root>/checkpoints/`` without a logger), or a SLURM HPC checkpoint (``hpc_ckpt_<N>.ckpt``)
+    in ``root`` if that is newer; None when there is none. Run folders nested below ``root``
+    (``slurm-<job>/``, ``sweep-<id>/``) are other runs and are not searched.
 
     Lightning's own ``last`` looks only in the checkpoint folder of the run being started, which
     is a new logger version, so a killed run would silently start again from epoch 0."""
     folder = Path(root)
     if not folder.is_dir():
         return None
-    found = [p for p in folder.rglob("last*.ckpt") if p.name == "last.ckpt" or p.name.startswith("last-v")]
+    found = [p for pattern in ("*/*/checkpoints/last*.ckpt", "checkpoints/last*.ckpt") for p in folder.glob(pattern)
+             if p.name == "last.ckpt" or p.name.startswith("last-v")]
     found += [p for p in folder.glob("hpc_ckpt_*.ckpt")]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def is_newest_in_its_run(path: str | Path, dirpath: str | Path | None) -> bool:
+    """Whether checkpoint ``path`` is at least as new as every checkpoint its run wrote into
+    ``dirpath``: resuming it continues that run; resuming an older one (a best-epoch file) is
+    a branch, which must not overwrite what the run logged after it."""
+    path = Path(path)
+    if dirpath is None or not Path(dirpath).is_dir():
+        return True
+    newest = max((p.stat().st_mtime for p in Path(dirpath).glob("*.ckpt")), default=0.0)
+    return path.stat().st_mtime >= newest - 1.0
 
 
 def resume_facts(path: str | Path) -> dict:

@@ -17,10 +17,10 @@ from fer_lightning.training.loggers import read_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit(cwd: Path, corpus: Path, *extra: str) -> subprocess.CompletedProcess:
-    """``fer-lightning fit`` of the synthetic fine-tuning experiment, tiny and deterministic,
-    with the whole run under ``cwd/run``."""
-    args = ["fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
+def fit(cwd: Path, corpus: Path, *extra: str, subcommand: str = "fit") -> subprocess.CompletedProcess:
+    """``fer-lightning fit`` (or ``subcommand``) of the synthetic fine-tuning experiment, tiny and
+    deterministic, with the whole run under ``cwd/run``."""
+    args = [subcommand, "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
             "--config", str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={corpus}",
             f"--run_root={cwd / 'run'}", "--trainer.max_epochs=3", "--trainer.deterministic=true",
             "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.warmup_steps=2",
@@ -78,6 +78,10 @@ def test_the_documented_resume_of_a_killed_fit_ends_as_the_uninterrupted_run(tin
     with open(cut_dir / "run" / "logs" / "version_0" / "metrics.csv") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("val/ccc_mean")]
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    # validate scores that checkpoint too (Lightning's own "last" found none and scored random weights)
+    scored = fit(cut_dir, tiny_corpus, "--ckpt_path", "last", subcommand="validate")
+    assert scored.returncode == 0 and "--ckpt_path last: scoring" in scored.stdout, scored.stderr[-3000:]
+    assert "No checkpoint will be loaded" not in scored.stderr
 
 
 @pytest.mark.cli
@@ -157,3 +161,31 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file_and_the_next_s
     AtomicCheckpointIO().save_checkpoint({"epoch": 3, "w": torch.ones(4)}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 3 and sorted(p.name for p in tmp_path.iterdir()) == [
         "last.ckpt"]
+
+
+def test_last_means_this_run_folders_own_newest_checkpoint_and_an_older_one_branches(tmp_path):
+    import time
+
+    from fer_lightning.checkpoints import is_newest_in_its_run, resumable_checkpoint
+
+    run = tmp_path / "run"
+    own = run / "logs" / "version_0" / "checkpoints"
+    nested = run / "slurm-77" / "logs" / "version_0" / "checkpoints"  # another run, inside this folder
+    for folder in (own, nested):
+        folder.mkdir(parents=True)
+    (own / "best-epoch=01.ckpt").write_bytes(b"1")
+    time.sleep(1.1)
+    (own / "last.ckpt").write_bytes(b"2")
+    time.sleep(1.1)
+    (nested / "last.ckpt").write_bytes(b"3")  # newer, but not this run's
+    assert resumable_checkpoint(run) == own / "last.ckpt"
+    assert resumable_checkpoint(tmp_path / "nothing") is None
+    assert is_newest_in_its_run(own / "last.ckpt", own)
+    assert not is_newest_in_its_run(own / "best-epoch=01.ckpt", own)  # resuming it starts a new version
+
+
+def test_hub_and_local_backbone_names_are_left_to_timm():
+    from fer_lightning.models.backbone import check_backbone_name
+
+    for name in ("hf-hub:timm/resnet18.a1_in1k", "local-dir:/models/resnet18", "resnet50.a1_in1k"):
+        check_backbone_name(name)

@@ -555,3 +555,33 @@ def test_portrait_phone_video_is_read_upright_everywhere(feat_data, tiny_checkpo
         predict(tiny_checkpoint, [src], tmp_path / f"pred_{name}", progress=False)
         boxes[name] = pd.read_csv(tmp_path / f"pred_{name}" / "clip.csv")[["x0", "y0", "x1", "y1"]].to_numpy()
     assert np.nanmax(np.abs(boxes["phone"] - boxes["upright"])) < 8
+
+
+def test_a_turned_video_with_a_variable_frame_rate_reads_frame_i_as_the_ith_frame_shown(tmp_path):
+    from videos import grey_ramp, write_phone_video
+
+    from fer_lightning.media.video import ReaderCache, iter_frames
+
+    pts = [0, 40, 80, 200, 240, 400, 440, 480, 520, 700]  # dropped frames, as a phone's recording has
+    path = write_phone_video(tmp_path / "vfr.mp4", [f[:, :48] for f in grey_ramp(10)], 90, pts_ms=pts)
+    shown = [f.mean() for f in iter_frames(path)]
+    got = ReaderCache().read(path, np.array([9, 3, 4, 0]))
+    assert len(shown) == 10 and got.shape == (4, 64, 48, 3)
+    np.testing.assert_allclose(got.reshape(4, -1).mean(1), [shown[9], shown[3], shown[4], shown[0]], atol=2)
+    np.testing.assert_allclose(shown, 2 * np.arange(10), atol=2)  # frame i is grey level 2i
+
+
+def test_content_fingerprints_tell_files_and_image_folders_apart(tmp_path):
+    from fer_lightning.media.fingerprint import file_fingerprint
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x" * 300_000)
+    b.write_bytes(b"x" * 150_000 + b"y" + b"x" * 149_999)  # same size, one byte in the middle differs
+    assert file_fingerprint(a) != file_fingerprint(b) and file_fingerprint(a) == file_fingerprint(a)
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i in range(3):
+        (clip / f"{i:05d}.png").write_bytes(bytes([i]) * 100)
+    before = file_fingerprint(clip)
+    (clip / "00002.png").write_bytes(bytes([9]) * 100)  # the last image replaced, same size
+    assert file_fingerprint(clip) != before

@@ -43,14 +43,15 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25,
     return path
 
 
-def write_phone_video(path: str | Path, upright_frames: Iterable[np.ndarray], degrees: int = 90, fps: float = 25) -> Path:
+def write_phone_video(path: str | Path, upright_frames: Iterable[np.ndarray], degrees: int = 90, fps: float = 25,
+                      pts_ms: Sequence[int] | None = None) -> Path:
     """An MP4 as a phone records one held upright: the pixels stored turned, and the track's
     display matrix (``tkhd``) saying to turn them ``degrees`` clockwise (90, 180 or 270) when
-    shown, as FFmpeg's ``rotate`` tag and every player read it."""
+    shown, as FFmpeg's ``rotate`` tag and every player read it; ``pts_ms``: a variable frame rate."""
     import struct
 
     k = {90: 1, 180: 2, 270: 3}[degrees]
-    write_video(path, (np.ascontiguousarray(np.rot90(f, k=k)) for f in upright_frames), fps)
+    write_video(path, (np.ascontiguousarray(np.rot90(f, k=k)) for f in upright_frames), fps, pts_ms=pts_ms)
     one, minus_one, w = 0x00010000, 0xFFFF0000, 0x40000000
     identity = struct.pack(">9I", one, 0, 0, 0, one, 0, 0, 0, w)
     turned = {90: (0, one, 0, minus_one, 0, 0, 0, 0, w), 180: (minus_one, 0, 0, 0, minus_one, 0, 0, 0, w),

@@ -188,12 +188,23 @@ def _cli_classes():
             from fer_lightning.models.backbone import check_backbone_name
 
             check_backbone_name(cfg["model"]["backbone"])  # before the loggers make the run folder
+            root = cfg["trainer"].get("default_root_dir") or "."
             ckpt = cfg.get("ckpt_path")
-            if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
+            if ckpt == "last":  # fit resumes it; validate and test score it (never random weights)
+                found = resumable_checkpoint(root)
+                if found is None:
+                    raise LaunchError(
+                        f"--ckpt_path last: no last.ckpt in the run folder {root}, so there is nothing to "
+                        f"{'resume' if self.subcommand == 'fit' else 'score'}. Give the run's folder (the same "
+                        "--run_root or --trainer.default_root_dir it had), or --ckpt_path PATH to its checkpoint"
+                        + ("; to start afresh, leave --ckpt_path out" if self.subcommand == "fit" else ""))
+                print(f"--ckpt_path last: {'resuming from' if self.subcommand == 'fit' else 'scoring'} {found}",
+                      flush=True)
+                cfg["ckpt_path"] = ckpt = str(found)
+            if ckpt and ckpt not in ("best", "hpc", "registry"):
                 check_checkpoint_fits(ckpt, cfg["model"], "--ckpt_path")
             if self.subcommand != "fit":
                 return
-            check_init_from(cfg["model"], cfg["data"].get("dataset"))
             trainer = cfg["trainer"]
             strategy = trainer.get("strategy")
             strategy = str(getattr(strategy, "class_path", strategy) or "").lower()
@@ -211,23 +222,14 @@ def _cli_classes():
                                   "in eval mode)")
             # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its run folder
             # (log version, best-k bookkeeping) and its W&B run
-            root = cfg["trainer"].get("default_root_dir") or "."
-            ckpt = cfg.get("ckpt_path")
-            if ckpt == "last":
-                found = resumable_checkpoint(root)
-                if found is None:
-                    raise LaunchError(
-                        f"--ckpt_path last: no last.ckpt under the run folder {root}, so there is nothing to resume. "
-                        "Give the killed run's folder (the same --run_root or --trainer.default_root_dir it had), "
-                        "or --ckpt_path PATH to its checkpoint; to start afresh, leave --ckpt_path out")
-                print(f"--ckpt_path last: resuming from {found}", flush=True)
-                cfg["ckpt_path"] = ckpt = str(found)
             if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(root)):
                 check_hpc_owner(hpc)
                 print(f"requeued SLURM job: resuming from {hpc}", flush=True)
                 ckpt = str(hpc)
             if ckpt and Path(ckpt).is_file():
-                continue_run(loggers, resume_facts(ckpt))
+                continue_run(loggers, resume_facts(ckpt), ckpt)
+            elif not ckpt:  # a resumed run keeps its weights: init_from is not read then
+                check_init_from(cfg["model"], cfg["data"].get("dataset"))
 
         def instantiate_trainer(self, **kwargs):
             from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
@@ -339,14 +341,20 @@ def check_init_from(model: dict, dataset: str | None) -> None:
     _read_checkpoint(init, "model.init_from")
 
 
-def continue_run(loggers: list, facts: dict) -> None:
+def continue_run(loggers: list, facts: dict, ckpt: str) -> None:
     """Point the configured loggers of a resumed fit at the run it continues: W&B at the run id
     the checkpoint names, the CSV logger at the log version whose ``checkpoints/`` folder the
     checkpoint's ModelCheckpoint wrote to (so checkpoints, best-k scores and metrics.csv go on
-    where they were, never into a fresh version that starts its bookkeeping from nothing)."""
+    where they were, never into a fresh version that starts its bookkeeping from nothing).
+    A checkpoint older than its run's newest (a best-epoch file) starts a branch: a new log
+    version, so nothing the run logged after it is trimmed away."""
     from pathlib import Path
 
+    from fer_lightning.checkpoints import is_newest_in_its_run
+
     dirpath = Path(facts["dirpath"]) if facts.get("dirpath") else None
+    if dirpath is not None and not is_newest_in_its_run(ckpt, dirpath):
+        dirpath = None
     for logger in loggers:
         path = str(getattr(logger, "class_path", ""))
         args = getattr(logger, "init_args", None)

@@ -28,6 +28,7 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
+from fer_lightning.errors import UserInputError
 from fer_lightning.store.read import (
     attach_store,
     is_face_store,
@@ -382,8 +383,14 @@ class AffectDataModule(L.LightningDataModule):
         return self.datasets[split].records
 
     def has_clips(self, split: str) -> bool:
-        """Whether ``split`` has anything to evaluate (after setup)."""
-        return split in self.datasets and len(self.datasets[split]) > 0
+        """Whether ``split`` has anything to evaluate (after setup): clips, and a valid label."""
+        if split not in self.datasets or len(self.datasets[split]) == 0:
+            return False
+        try:
+            check_labelled(split, self.datasets[split].records)
+        except UserInputError:
+            return False
+        return True
 
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
         ds = self.datasets[split]

@@ -493,6 +493,8 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
             reason = str(err) if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
             entries[name] = {"video": str(video), "video_id": name, "status": "failed", "reason": reason,
                              "files": entries[name]["files"]}
+        if name in earlier:  # files an earlier run wrote for this video stay claimed (its --render mp4)
+            entries[name]["files"] = {**(earlier[name].get("files") or {}), **(entries[name].get("files") or {})}
         if progress:
             print(summary_line(entries[name]), flush=True)
     return save()

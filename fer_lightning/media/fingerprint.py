@@ -13,7 +13,17 @@ BLOCK = 64 * 1024
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """``<size>-<blake2b of the first, middle and last 64 KiB>`` of the file at ``path``."""
+    """``<size>-<blake2b of the first, middle and last 64 KiB>`` of the file at ``path``; for a
+    folder of images (a clip shipped as frames), a hash of its files' names and sizes and of
+    its first and last image."""
+    if os.path.isdir(path):
+        names = sorted(os.listdir(path))
+        digest = hashlib.blake2b(digest_size=16)
+        for name in names:
+            digest.update(f"{name}:{os.path.getsize(os.path.join(path, name))}\n".encode())
+        for name in {names[0], names[-1]} if names else ():
+            digest.update(file_fingerprint(os.path.join(path, name)).encode())
+        return f"dir{len(names)}-{digest.hexdigest()}"
     size = os.path.getsize(path)
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:

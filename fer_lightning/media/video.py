@@ -259,8 +259,8 @@ def upright(frames: np.ndarray, rotation: int) -> np.ndarray:
 class UprightReader:
     """Random access to a video with a display rotation, by PyAV: decord turns such frames but
     not its buffers (garbage frames, then a size check failure), so it is not used for them.
-    Frame ``i`` is found by its time (a seek to the keyframe before it, then decoding forward);
-    the frames come out upright. Slower than decord: train from a face store (written upright)
+    Frame ``i`` is the frame with the ``i``-th presentation time (a seek to the keyframe before
+    it, then decoding forward; variable frame rates too); the frames come out upright. Slower than decord: train from a face store (written upright)
     for speed. Offers what the project uses of decord's ``VideoReader``, plus ``read``."""
 
     def __init__(self, path: str, rotation: int) -> None:
@@ -270,11 +270,12 @@ class UprightReader:
         with av.open(self.path) as container:
             stream = container.streams.video[0]
             self._fps = float(stream.average_rate or stream.guessed_rate or 25)
-            self._start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            self._count = sum(1 for packet in container.demux(stream) if packet.size)
+            self._time_base = stream.time_base
+            # frame i is the i-th presentation time: right for variable frame rates too
+            self._pts = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._pts)
 
     def get_avg_fps(self) -> float:
         return self._fps
@@ -283,18 +284,24 @@ class UprightReader:
         return self.read(np.array([i]))[0]
 
     def read(self, indices: np.ndarray) -> np.ndarray:
+        import bisect
+
         import av
 
         wanted = sorted(set(int(i) for i in np.asarray(indices).ravel()))
+        if wanted and (wanted[0] < 0 or wanted[-1] >= len(self._pts)):
+            raise VideoReadError(f"{self.path}: asked for frames {wanted[0]}..{wanted[-1]} but the video has "
+                                 f"{len(self._pts)} frames")
         found: dict[int, np.ndarray] = {}
         try:
             with av.open(self.path) as container:
                 stream = container.streams.video[0]
-                first = max(0.0, self._start + wanted[0] / self._fps - 1.0)
-                container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
+                container.seek(self._pts[wanted[0]], stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):
-                    index = round((float(frame.time) - self._start) * self._fps) if frame.time is not None else -1
-                    if index in wanted:
+                    if frame.pts is None:
+                        continue
+                    index = bisect.bisect_left(self._pts, frame.pts)
+                    if index < len(self._pts) and self._pts[index] == frame.pts and index in wanted:
                         found[index] = upright(frame.to_ndarray(format="rgb24"), self.rotation)
                     if index >= wanted[-1]:
                         break

@@ -15,7 +15,7 @@ def check_backbone_name(name: str) -> None:
     """Raise :class:`~fer_lightning.errors.UserInputError` for a name timm does not know,
     naming the closest ones it does."""
     base = name.split(".")[0]  # a pretrained tag (resnet50.a1_in1k) is timm's to check
-    if timm.is_model(base):
+    if ":" in name or timm.is_model(base):  # hf-hub:org/model, local-dir:PATH: timm resolves those
         return
     import difflib
 

@@ -5,9 +5,11 @@ video recorded as failed, or the wrong face video under an id). The lock is the 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +27,10 @@ def store_writer(store: str | Path) -> Iterator[None]:
     naming the process that holds it."""
     path = Path(store) / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
+    try:
+        fh = open(path, "a+")
+    except PermissionError:  # another user's lock file in a shared store: a read-only handle locks too
+        fh = open(path)
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -34,12 +39,22 @@ def store_writer(store: str | Path) -> Iterator[None]:
             holder = fh.read().strip() or "another process"
             raise StoreBusyError(f"the face store {store} is being written by {holder}; wait for that preprocess to "
                                  "finish (a rerun then resumes where it stopped), or write into another store") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {os.uname().nodename}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        fh.flush()
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            warnings.warn(f"{store}: this file system offers no locks ({err.strerror}); make sure no other preprocess "
+                          "writes this store at the same time", stacklevel=3)
+            yield
+            return
+        writable = fh.writable()
+        if writable:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {os.uname().nodename}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            fh.flush()
         yield
-        fh.seek(0)
-        fh.truncate()  # a finished run leaves the store as it found it (an empty lock file)
+        if writable:
+            fh.seek(0)
+            fh.truncate()  # a finished run leaves the store as it found it (an empty lock file)
     finally:
         fh.close()  # closing releases the lock

@@ -251,7 +251,12 @@ def _same_source(done: dict, source: Path, fingerprint: str) -> bool:
     record from before fingerprints were kept: the same resolved path)."""
     if done.get("fingerprint"):
         return done["fingerprint"] == fingerprint
-    return Path(done.get("source", "")).resolve() == source.resolve()
+    # a record from before fingerprints, which was also read without the display rotation:
+    # the same path, and a video that was not turned
+    from fer_lightning.media.video import display_rotation
+
+    return Path(done.get("source", "")).resolve() == source.resolve() and \
+        (source.is_dir() or display_rotation(source) == 0)
 
 
 def _finished(store: Path, video_id: str, policy: str, source: Path, fingerprint: str) -> dict | None:
@@ -311,7 +316,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
     # annotation files name a two-person video by its file name, whatever id the store gives it
     pair = cfg.two_person is not None and bool({video_id, source_id(source)} & two_person_ids(cfg.two_person))
     policy = "two_person" if pair else cfg.faces  # what the video's outputs are chosen by
-    fingerprint = file_fingerprint(source) if source.is_file() else ""
+    fingerprint = file_fingerprint(source) if source.exists() else ""
     done = _finished(store, video_id, policy, source, fingerprint)
     if done is not None:
         return entry | {k: done[k] for k in ("fps", "num_frames", "face_frames", "coverage", "outputs")} | {
@@ -574,7 +579,7 @@ def _refuse_other_videos(store: Path, sources: list[tuple[Path, str]]) -> None:
     clashes = []
     for source, vid in sources:
         path = _done_path(store, vid)
-        if not path.is_file() or not source.is_file():
+        if not path.is_file() or not source.exists():
             continue
         done = json.loads(path.read_text())
         if Path(done.get("source", "")).resolve() == source.resolve():
