@@ -17,7 +17,8 @@ from fer_lightning.training.loggers import read_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit(cwd: Path, corpus: Path, *extra: str, subcommand: str = "fit") -> subprocess.CompletedProcess:
+def fit(cwd: Path, corpus: Path, *extra: str, subcommand: str = "fit", env: dict | None = None
+        ) -> subprocess.CompletedProcess:
     """``fer-lightning fit`` (or ``subcommand``) of the synthetic fine-tuning experiment, tiny and
     deterministic, with the whole run under ``cwd/run``."""
     args = [subcommand, "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
@@ -28,7 +29,7 @@ def fit(cwd: Path, corpus: Path, *extra: str, subcommand: str = "fit") -> subpro
             "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
             "--evaluate_after_fit=false", *extra]
     env = dict(os.environ, WANDB_MODE="offline", HF_HUB_OFFLINE="1", WANDB_SILENT="true",
-               PYTHONPATH=str(ROOT / "tests"))
+               PYTHONPATH=str(ROOT / "tests"), **(env or {}))
     env.pop("WANDB_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "fer_lightning.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -129,11 +130,15 @@ def test_user_errors_in_a_fit_are_one_sentence_before_any_run_folder(tiny_corpus
         ([f"--model.init_from={not_a_ckpt}"], "is not a readable PyTorch checkpoint"),
         ([f"--ckpt_path={pretrain}"], "task 'pretrain' there, 'finetune' here (a pretraining checkpoint starts a "
                                       "fine-tuning run with --model.init_from"),
+        (["--data.clip_len=0"], "data.clip_len must be at least 1, got 0"),
+        (["--model.lr=-0.001"], "model.lr must be > 0, got -0.001"),
+        # a compute node without network and with a cold cache: not 90 s of retries and a traceback
+        (["--model.pretrained=true"], "model.pretrained=true: timm could not load the ImageNet weights of test_resnet"),
     ]
     for i, (args, said) in enumerate(cases):
         cwd = tmp_path / f"case{i}"
         cwd.mkdir()
-        proc = fit(cwd, tiny_corpus, *args)
+        proc = fit(cwd, tiny_corpus, *args, env={"HF_HOME": str(tmp_path / "empty_hf_cache")})
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert said in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
         assert not (cwd / "run").exists(), args  # nothing made: no run folder, no W&B run

@@ -199,17 +199,27 @@ class AffectDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if task not in TASKS:
-            raise ValueError(f"data.task must be one of {TASKS}, got {task!r}")
+            raise UserInputError(f"data.task must be one of {TASKS}, got {task!r}")
         if train_reader not in ("chunked", "random"):
-            raise ValueError(f"data.train_reader must be 'chunked' or 'random', got {train_reader!r}")
+            raise UserInputError(f"data.train_reader must be 'chunked' or 'random', got {train_reader!r}")
         if augment_on not in ("loader", "device"):
-            raise ValueError(f"data.augment_on must be 'loader' or 'device', got {augment_on!r}")
+            raise UserInputError(f"data.augment_on must be 'loader' or 'device', got {augment_on!r}")
         if not 0.0 <= eval_overlap < 1.0:
-            raise ValueError(f"data.eval_overlap must be in [0, 1), got {eval_overlap}")
+            raise UserInputError(f"data.eval_overlap must be in [0, 1), got {eval_overlap}")
         if balance_classes and task != "pretrain":
-            raise ValueError("data.balance_classes applies to task: pretrain (emotion classes) only")
+            raise UserInputError("data.balance_classes applies to task: pretrain (emotion classes) only")
+        for name, value, low in (("clip_len", clip_len, 1), ("frame_step", frame_step, 1), ("image_size", image_size, 8),
+                                 ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("chunk_len", chunk_len, 1), ("shuffle_buffer", shuffle_buffer, 1),
+                                 ("train_stride", train_stride or 1, 1), ("prefetch_factor", prefetch_factor or 1, 1),
+                                 ("store_length_tolerance", store_length_tolerance, 0)):
+            if value < low:
+                raise UserInputError(f"data.{name} must be at least {low}, got {value}")
+        if face_margin < 0 or not 0.0 <= held_out_from_train < 1.0:
+            raise UserInputError(f"data.face_margin must be >= 0 (got {face_margin}) and data.held_out_from_train in "
+                                 f"[0, 1) (got {held_out_from_train})")
         if dataset not in list_datasets():
-            raise ValueError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
+            raise UserInputError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
         class_names = resolve_class_names(class_names, dataset, task)
         self.save_hyperparameters()
         self.hparams.class_names = class_names

@@ -93,7 +93,18 @@ class AffectModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if task not in TASKS:
-            raise ValueError(f"model.task must be one of {TASKS}, got {task!r}")
+            raise UserInputError(f"model.task must be one of {TASKS}, got {task!r}")
+        for name, value, ok, what in (
+                ("lr", lr, lr > 0, "> 0"), ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+                ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
+                ("min_lr_ratio", min_lr_ratio, 0 <= min_lr_ratio <= 1, "in [0, 1]"),
+                ("dropout", dropout, 0 <= dropout < 1, "in [0, 1)"),
+                ("backbone_lr_scale", backbone_lr_scale, backbone_lr_scale >= 0, ">= 0"),
+                ("hidden_size", hidden_size, hidden_size >= 1, ">= 1"), ("num_layers", num_layers, num_layers >= 0, ">= 0"),
+                ("unfreeze_backbone_at_epoch", unfreeze_backbone_at_epoch,
+                 unfreeze_backbone_at_epoch is None or unfreeze_backbone_at_epoch >= 0, ">= 0 or null")):
+            if not ok:
+                raise UserInputError(f"model.{name} must be {what}, got {value}")
         self.save_hyperparameters()
         self.task = task
         self.target_names = tuple(target_names)

@@ -58,7 +58,6 @@ class RunWandbLogger(WandbLogger):
         if online and not has_wandb_key():
             raise ValueError("W&B online logging needs an API key: run `wandb login` or set WANDB_API_KEY "
                              "(or leave online: false; offline runs upload later with `wandb sync`)")
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
         if project == "fer-lightning" and os.environ.get("WANDB_PROJECT"):
             project = os.environ["WANDB_PROJECT"]  # a sweep agent's project, or the user's default
         entity = entity or os.environ.get("WANDB_ENTITY") or None
@@ -77,6 +76,8 @@ class RunWandbLogger(WandbLogger):
             from lightning.fabric.loggers.logger import _DummyExperiment
 
             return _DummyExperiment()
+        if self._experiment is None and self._save_dir:  # made with the run, not when the config is read
+            Path(self._save_dir).mkdir(parents=True, exist_ok=True)
         return super().experiment
 
     def finalize(self, status: str) -> None:
