@@ -74,3 +74,10 @@ def test_a_fit_whose_checkpoint_does_not_fit_on_the_disk(tiny_corpus, tmp_path):
     proc = run_on_small_disk(run / "logs", "64k", args)  # the CSV logs fit, a checkpoint does not
     said_one_sentence(proc, "the disk is full")
     assert "checkpoints/" in proc.stderr  # the file it could not write
+
+
+def test_evaluate_into_a_read_only_folder(tiny_checkpoint, tmp_path):
+    proc = run_on_small_disk(tmp_path / "ro", "1m", ["evaluate", "--ckpt", str(tiny_checkpoint), "--out",
+                                                     str(tmp_path / "ro" / "eval"), "--num_workers", "0",
+                                                     "--search.max_delay_s", "0.2"], read_only=True)
+    said_one_sentence(proc, "the file system is read-only")
