@@ -7,3 +7,7 @@ from __future__ import annotations
 
 class UserInputError(ValueError):
     """A file, folder or option the user gave is wrong; the message says how to mend it."""
+
+
+class MissingInputError(UserInputError, FileNotFoundError):
+    """A file or folder the user named (or a command must make first) is not there."""

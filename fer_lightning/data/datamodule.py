@@ -28,7 +28,7 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
-from fer_lightning.errors import UserInputError
+from fer_lightning.errors import MissingInputError, UserInputError
 from fer_lightning.store.read import (
     attach_store,
     is_face_store,
@@ -266,8 +266,13 @@ class AffectDataModule(L.LightningDataModule):
         unlabelled: list[tuple[str, str]] = []  # a partition shipped without labels: reported, not skipped
         # with a face store, its index says what each video holds: no raw video is opened here
         facts = load_index(hp.face_store) if hp.face_store else None
-        with known_videos(facts):
-            records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
+        try:
+            with known_videos(facts):
+                records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
+        except UserInputError:
+            raise
+        except FileNotFoundError as err:  # the corpus is not where data.root says: the adapter says what it sought
+            raise MissingInputError(f"data.root {self.root} ({hp.dataset}): {err}") from err
         self.unlabelled = dict(unlabelled)
         if unlabelled:
             rank_zero_info(f"{len(unlabelled)} videos of {hp.dataset} come without labels and are not used: "
@@ -276,7 +281,7 @@ class AffectDataModule(L.LightningDataModule):
         margin = hp.face_margin
         if hp.face_store:
             if not is_face_store(hp.face_store) and not is_image_folder_store(hp.face_store):
-                raise FileNotFoundError(
+                raise MissingInputError(
                     f"data.face_store: no face-clip store at {hp.face_store} (videos/ with frames.parquet or meta/), "
                     "nor a folder of "
                     "per-video face image folders (ABAW's cropped_aligned); make a store first with "
@@ -284,7 +289,7 @@ class AffectDataModule(L.LightningDataModule):
             records, missing = attach_store(records, hp.face_store, hp.store_length_tolerance, hp.strict)
             records = [labels_on_store_times(r) for r in records]  # labels in time: on each frame's own time
             if records == [] and missing:
-                raise FileNotFoundError(
+                raise MissingInputError(
                     f"none of the {len(missing)} videos of {self.root} is in the face store {hp.face_store}: "
                     f"run `fer-lightning preprocess --input {self.root} --output {hp.face_store}` first")
             margin = 0.0  # store frames are already aligned crops with their own margin
