@@ -74,13 +74,23 @@ def is_newest_in_its_run(path: str | Path, dirpath: str | Path | None) -> bool:
     return path.stat().st_mtime >= newest - 1.0
 
 
+def load_checkpoint_file(path: str | Path) -> dict:
+    """A checkpoint's contents, loaded as data only (``weights_only``: no code runs from the
+    file), its tensors memory-mapped, so that the checks a command makes before it starts do
+    not read a large checkpoint whole."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a file in torch's legacy (non-zip) format cannot be mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def resume_facts(path: str | Path) -> dict:
     """What a run resumed from checkpoint ``path`` must continue: its W&B run id, the folder its
     ModelCheckpoint wrote to (so the resumed run keeps its best-k bookkeeping and log version),
     and where it stopped (epoch, optimizer steps)."""
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint_file(path)
     dirpaths = [state.get("dirpath") for key, state in (ckpt.get("callbacks") or {}).items()
                 if str(key).startswith("ModelCheckpoint") and isinstance(state, dict)]
     loop = (ckpt.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})

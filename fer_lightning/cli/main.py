@@ -289,14 +289,13 @@ def _read_checkpoint(path: str, option: str) -> dict:
     """A checkpoint's contents, or a LaunchError that names the option and says what is wrong."""
     from pathlib import Path
 
-    import torch
-
+    from fer_lightning.checkpoints import load_checkpoint_file
     from fer_lightning.training.cluster import LaunchError
 
     if not Path(path).is_file():
         raise LaunchError(f"{option} {path}: no such file; give the path of a .ckpt written by fer-lightning fit")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = load_checkpoint_file(path)
     except Exception as err:  # noqa: BLE001 - any unreadable file: the same one sentence
         raise LaunchError(f"{option} {path} is not a readable PyTorch checkpoint ({type(err).__name__}); give a .ckpt "
                           "written by fer-lightning fit") from None
