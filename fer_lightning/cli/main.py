@@ -271,6 +271,20 @@ def _cli_classes():
                      "runs/<experiment>/slurm-<job id>, so a requeued job finds its own checkpoint)",
             )
 
+        def _check_data(self, stage: str) -> None:
+            check = getattr(self.datamodule, "check_ready", None)
+            if callable(check):
+                check(stage)
+
+        def before_fit(self) -> None:
+            self._check_data("fit")
+
+        def before_validate(self) -> None:
+            self._check_data("validate")
+
+        def before_test(self) -> None:
+            self._check_data("test")
+
         def after_fit(self) -> None:
             if self.config[self.subcommand].get("evaluate_after_fit") and not self.trainer.fast_dev_run:
                 evaluate_best(self.trainer, self.model, self.datamodule)

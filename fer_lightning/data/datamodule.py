@@ -397,6 +397,20 @@ class AffectDataModule(L.LightningDataModule):
     def split_records(self, split: str) -> list[VideoRecord]:
         return self.datasets[split].records
 
+    def check_ready(self, stage: str) -> None:
+        """Set up now and check that the splits ``stage`` uses have something to learn from or
+        score (:func:`~fer_lightning.corpora.check.check_labelled`): what the CLI calls before a
+        fit, validate or test makes its run folder and W&B run, so a corpus that is not there, a
+        missing face store or a split without a valid label is one sentence and leaves nothing
+        behind. Real corpora only (the synthetic corpus may first be made, once per node) and
+        not with a feature cache (built on the trainer's device)."""
+        if get_preparer(self.hparams.dataset) is not None or self.hparams.feature_cache:
+            return
+        self.setup(stage)
+        for split in {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ()):
+            if split in self.datasets:
+                check_labelled(split, self.datasets[split].records, self.hparams.dataset, self.root)
+
     def has_clips(self, split: str) -> bool:
         """Whether ``split`` has anything to evaluate (after setup): clips, and a valid label."""
         if split not in self.datasets or len(self.datasets[split]) == 0:
