@@ -834,7 +834,12 @@ def test_a_split_without_one_valid_label_is_refused_before_training(tmp_path):
         table.to_csv(path, index=False)
     dm = AffectDataModule(root=str(tmp_path), dataset="manifest", dataset_args={"scale": [0, 100]}, clip_len=4,
                           image_size=32, batch_size=2, num_workers=0)
-    dm.setup("fit")  # evaluation and data check may still read the corpus
+    from fer_lightning.corpora.check import summarize
+
+    skipped = []
+    summary = summarize(load_dataset("manifest", tmp_path, skipped=skipped, scale=(0, 100)), skipped)
+    assert summary["splits_without_labels"] == ["train"] and not summary["ok"]  # what data check prints
+    dm.setup("fit")  # evaluation may still read the corpus
     with pytest.raises(UserInputError, match=r"the 'train' split of manifest .*none of the .* frames .* has a face "
                                              r"and a valid label \(out_of_range"):
         dm.train_dataloader()
