@@ -89,7 +89,7 @@ def test_the_documented_resume_of_a_killed_fit_ends_as_the_uninterrupted_run(tin
 def test_resume_without_a_checkpoint_to_resume_is_refused(tiny_corpus, tmp_path):
     proc = fit(tmp_path, tiny_corpus, "--ckpt_path=last")
     assert proc.returncode == 2
-    assert "--ckpt_path last: no last.ckpt under the run folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--ckpt_path last: no last.ckpt in the run folder" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "logs").exists()  # refused before any run folder or W&B run
 
 
