@@ -71,7 +71,7 @@ def job_log(work: Path, job: str) -> str:
 
 
 def newest(run_root: Path, name: str) -> Path:
-    """A requeued job logs into a new version folder: its checkpoints are the newest."""
+    """The newest file of that name under the run folder (a requeued job's is newer)."""
     return max(run_root.rglob(name), key=lambda p: p.stat().st_mtime)
 
 
