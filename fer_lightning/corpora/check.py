@@ -20,18 +20,22 @@ def labelled_mask(record: VideoRecord) -> np.ndarray:
     return np.zeros(record.num_frames, bool)
 
 
+def has_labels(split: str, records: Sequence[VideoRecord]) -> bool:
+    """Whether ``split`` has a frame to learn from (``train``: a face and a valid label) or to
+    score (evaluation: a valid label; a frame without a face is still scored)."""
+    if split == "train":
+        return any(labelled_mask(r).any() for r in records)
+    return any(labelled_mask(dataclasses.replace(r, has_face=np.ones(r.num_frames, bool))).any() for r in records)
+
+
 def check_labelled(split: str, records: Sequence[VideoRecord], name: str = "the corpus", root: object = "") -> None:
     """Raise :class:`~fer_lightning.errors.UserInputError` for a split that has videos but
     nothing to learn from or score: training needs frames with a face and a valid label (else
     its loss is 0 and the run looks fine), evaluation frames with a valid label (a frame without
     a face is still scored; with no label at all the CCC is undefined)."""
-    if not records:
+    if not records or has_labels(split, records):
         return
     train = split == "train"
-    for r in records:
-        valid = labelled_mask(r) if train else labelled_mask(dataclasses.replace(r, has_face=np.ones(r.num_frames, bool)))
-        if valid.any():
-            return
     why: dict[str, int] = {}
     for r in records:
         for k, v in r.extra.get("label_counts", {}).items():

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
 from fer_lightning.corpora.adapters.common import known_videos
-from fer_lightning.corpora.check import check_labelled, class_frames
+from fer_lightning.corpora.check import check_labelled, class_frames, has_labels
 from fer_lightning.corpora.labels import labels_at_annotation_times, labels_on_store_times
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.splits import carve_held_out
@@ -413,13 +413,8 @@ class AffectDataModule(L.LightningDataModule):
 
     def has_clips(self, split: str) -> bool:
         """Whether ``split`` has anything to evaluate (after setup): clips, and a valid label."""
-        if split not in self.datasets or len(self.datasets[split]) == 0:
-            return False
-        try:
-            check_labelled(split, self.datasets[split].records)
-        except UserInputError:
-            return False
-        return True
+        return split in self.datasets and len(self.datasets[split]) > 0 and \
+            has_labels(split, self.datasets[split].records)
 
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
         ds = self.datasets[split]

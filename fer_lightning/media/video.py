@@ -235,12 +235,17 @@ def display_rotation(path: str | Path) -> int:
         with av.open(key) as container:
             if container.streams.video:
                 for frame in container.decode(container.streams.video[0]):
-                    rotation = int(round((frame.rotation or 0) / 90.0)) % 4 * 90
+                    rotation = _quarter_turns(frame)
                     break
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader that opens it
         return 0
     _ROTATIONS[key] = rotation
     return rotation
+
+
+def _quarter_turns(frame) -> int:
+    """A decoded PyAV frame's display rotation as 0, 90, 180 or 270 degrees counter-clockwise."""
+    return int(round((frame.rotation or 0) / 90.0)) % 4 * 90
 
 
 def known_upright(paths: Iterable[str | Path]) -> None:
@@ -260,8 +265,9 @@ class UprightReader:
     """Random access to a video with a display rotation, by PyAV: decord turns such frames but
     not its buffers (garbage frames, then a size check failure), so it is not used for them.
     Frame ``i`` is the frame with the ``i``-th presentation time (a seek to the keyframe before
-    it, then decoding forward; variable frame rates too); the frames come out upright. Slower than decord: train from a face store (written upright)
-    for speed. Offers what the project uses of decord's ``VideoReader``, plus ``read``."""
+    it, then decoding forward; variable frame rates too); the frames come out upright. Slower
+    than decord: train from a face store (written upright) for speed. Offers what the project
+    uses of decord's ``VideoReader``, plus ``read``."""
 
     def __init__(self, path: str, rotation: int) -> None:
         import av
@@ -270,7 +276,6 @@ class UprightReader:
         with av.open(self.path) as container:
             stream = container.streams.video[0]
             self._fps = float(stream.average_rate or stream.guessed_rate or 25)
-            self._time_base = stream.time_base
             # frame i is the i-th presentation time: right for variable frame rates too
             self._pts = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
 
@@ -369,6 +374,6 @@ def iter_frames(path: str | Path, times: list[float] | None = None) -> Iterator[
                 if times is not None:
                     times.append(float(frame.time) if frame.time is not None else float("nan"))
                 # as the video is shown: a phone's portrait video is stored turned, with a display matrix
-                yield upright(frame.to_ndarray(format="rgb24"), int(round((frame.rotation or 0) / 90.0)) % 4 * 90)
+                yield upright(frame.to_ndarray(format="rgb24"), _quarter_turns(frame))
         except av.error.FFmpegError as err:
             raise VideoReadError(f"cannot decode {path}: {err}") from err
