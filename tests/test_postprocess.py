@@ -107,23 +107,27 @@ def test_a_step_that_does_not_help_on_dev_is_left_out():
 
 
 def test_prediction_files_in_the_challenges_formats(tmp_path):
-    """ABAW: header and one clipped row per frame; label rate: predictions interpolated at the
-    annotation times from the frames' own times (hand-computed)."""
-    from fer_lightning.evaluation.formats import write_abaw_va, write_label_rate
+    """ABAW: header and one clipped row per label row, no row left empty; AVEC: the gold
+    standard's ARFF layout per dimension and a csv per recording, at the annotation times."""
+    from fer_lightning.corpora.adapters.recola import read_gold_standard
+    from fer_lightning.evaluation.formats import write_abaw_va, write_avec_arff, write_label_rate
 
     pred = np.array([[0.5, -0.2], [1.4, 0.1], [-0.3, -1.7]])
     (path,) = write_abaw_va(tmp_path / "abaw", {"vid_left": pred}, ["valence", "arousal"])
     lines = path.read_text().splitlines()
     assert path.name == "vid_left.txt" and lines[0] == "valence,arousal" and len(lines) == 4
     assert lines[2] == "1.000000,0.100000" and lines[3] == "-0.300000,-1.000000"
-    frame_times = np.array([0.0, 0.04, 0.08])
-    written = write_label_rate(tmp_path / "rate", {"rec": (frame_times, pred), "other": (frame_times, pred)},
-                               {"rec": np.array([0.0, 0.02, 0.1])}, ["valence", "arousal"])
-    assert [p.name for p in written] == ["rec.csv"]  # a video without annotation times is left out
+    with pytest.raises(ValueError, match="1 rows have no prediction"):
+        write_abaw_va(tmp_path / "abaw", {"bad": np.array([[0.1, np.nan], [0.2, 0.3]])}, ["valence", "arousal"])
+    times = np.array([0.0, 0.04, 0.08])
+    written = write_label_rate(tmp_path / "rate", {"rec": (times, pred)}, ["valence", "arousal"])
     rows = written[0].read_text().splitlines()
-    assert rows[0] == "instance,time_s,valence,arousal"
-    assert rows[2] == "rec,0.020,0.950000,-0.050000"  # halfway between frames 0 and 1
-    assert rows[3] == "rec,0.100,-0.300000,-1.700000"  # after the last frame: held
+    assert rows[0] == "instance,time_s,valence,arousal" and rows[2] == "rec,0.040,1.400000,0.100000"
+    arff = write_avec_arff(tmp_path / "avec", {"dev_1": (times, pred)}, ["arousal", "valence"])
+    assert [p.relative_to(tmp_path / "avec").as_posix() for p in arff] == ["arousal/dev_1.arff", "valence/dev_1.arff"]
+    t, v = read_gold_standard(arff[1])  # read back as the corpus's own gold standard is read
+    np.testing.assert_allclose(t, times)
+    np.testing.assert_allclose(v, pred[:, 1])
 
 
 def test_a_nearly_constant_prediction_is_not_scaled_up():

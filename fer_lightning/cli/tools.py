@@ -191,6 +191,9 @@ def evaluate_main(argv: Sequence[str]) -> int:
                    help="how a labelled frame without a face is predicted: interpolate (between the nearest face "
                         "frames), hold (the last face frame's) or model (its output on the black frame); "
                         "null: the checkpoint's model.faceless")
+    p.add_argument("--moments", default="population", choices=("population", "sample"),
+                   help="the CCC's moments: population (ABAW, AVEC 2016/2018 GES scorers) or sample (n - 1, "
+                        "AVEC 2018's CES scorer)")
     a = p.parse_args(own)
     if a.faceless not in (None, "interpolate", "hold", "model"):
         fail(p, f"--faceless must be interpolate, hold or model (got {a.faceless!r})")
@@ -206,7 +209,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
     try:
         result = evaluate(a.ckpt, a.split, a.dev_split, layered if configs or overrides else None, a.out, space,
-                          a.device, a.num_workers, precision=a.precision, faceless=a.faceless)
+                          a.device, a.num_workers, precision=a.precision, faceless=a.faceless, moments=a.moments)
     except (ValueError, FileNotFoundError) as err:
         fail(p, str(err))
     print(markdown(result))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fer_lightning.corpora.annotations import annotations_of
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.errors import UserInputError
 
@@ -64,7 +65,9 @@ def class_frames(records: Sequence[VideoRecord], class_names: Sequence[str]) -> 
 def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]],
               unlabelled: Sequence[tuple[str, str]] = (), class_names: Sequence[str] | None = None) -> dict:
     """Per split: videos, frames, labelled and unlabelled frames, why frames lack labels, the
-    videos whose label file's length differs from their frame count (and by how much), and for
+    videos whose label file's length differs from their frame count (and by how much), the
+    annotations the challenge scores and, per video, those that describe a moment before the
+    first or after the last decoded frame (:mod:`fer_lightning.corpora.annotations`), and for
     emotion labels the frames of each class (``class_names``); then every video left out with
     its reason, and the videos of a partition the corpus ships without labels. ``ok`` is false
     when any video was left out or none is usable; an unlabelled partition is how the corpus
@@ -72,7 +75,8 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
     splits: dict[str, dict] = {}
     for r in records:
         s = splits.setdefault(r.split, {"videos": 0, "frames": 0, "labelled_frames": 0, "unlabelled_frames": 0,
-                                        "why_unlabelled": {}, "length_mismatch": {}})
+                                        "why_unlabelled": {}, "length_mismatch": {}, "annotations": 0,
+                                        "annotations_outside_video": {}})
         labelled = labelled_mask(r)
         s["videos"] += 1
         s["frames"] += r.num_frames
@@ -87,6 +91,13 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
             s["why_unlabelled"]["no_face"] = s["why_unlabelled"].get("no_face", 0) + no_face
         if counts.get("length_mismatch"):
             s["length_mismatch"][r.video_id] = -counts["length_mismatch"]
+        if r.values is not None and (ann := annotations_of(r, r.extra.get("value_names", ("valence", "arousal")))):
+            s["annotations"] += int(np.isfinite(ann.values).any(axis=1).sum())
+            before, after = ann.outside(r.num_frames)
+            if before or after:  # scored against the edge frame's prediction: named, so nothing is a surprise
+                s["annotations_outside_video"][r.video_id] = {"before_first_frame": before, "after_last_frame": after}
+            if not ann.timed and len(ann.values) > r.num_frames:
+                s["length_mismatch"][r.video_id] = len(ann.values) - r.num_frames
     if class_names is not None:
         for split, s in splits.items():
             s["class_frames"] = class_frames([r for r in records if r.split == split], class_names)

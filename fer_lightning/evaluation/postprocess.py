@@ -56,12 +56,23 @@ def face_coverage(seqs: Mapping[str, VideoTrace]) -> float:
     return faces / scored if scored else float("nan")
 
 
-def ccc(pred: np.ndarray, true: np.ndarray) -> float:
-    """The project's CCC (:func:`fer_lightning.metrics.functional.ccc`; imported on first use,
-    so that the search space and the tools' ``--help`` need no torch)."""
-    from fer_lightning.metrics.functional import ccc as shared
+MOMENTS = {"population": 0, "sample": 1}  # ddof: ABAW and AVEC GES scorers / AVEC 2018's CES scorer
 
-    return shared(pred, true)
+
+def ccc(pred: np.ndarray, true: np.ndarray, ddof: int = 0) -> float:
+    """The project's CCC (:func:`fer_lightning.metrics.functional.ccc`; imported on first use,
+    so that the search space and the tools' ``--help`` need no torch), from population moments;
+    ``ddof=1``: variances and covariance divided by n - 1, as AVEC 2018's CES scorer does."""
+    if ddof == 0:
+        from fer_lightning.metrics.functional import ccc as shared
+
+        return shared(pred, true)
+    p, t = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if len(p) < 2:
+        return float("nan")
+    cov = ((p - p.mean()) * (t - t.mean())).sum() / (len(p) - ddof)
+    denom = p.var(ddof=ddof) + t.var(ddof=ddof) + (p.mean() - t.mean()) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
 
 
 def pearson(pred: np.ndarray, true: np.ndarray) -> float:
@@ -242,9 +253,10 @@ class PostProcessor:
         return {name: asdict(steps) for name, steps in zip(self.names, self.dims, strict=True)}
 
 
-def scores(seqs: Mapping[str, VideoTrace], names: Iterable[str]) -> dict:
+def scores(seqs: Mapping[str, VideoTrace], names: Iterable[str], ddof: int = 0) -> dict:
     """Per dimension: pooled CCC, Pearson and RMSE over all scored frames; the mean and each
-    video's CCC; and the same three figures per subject (its videos pooled)."""
+    video's CCC; and the same three figures per subject (its videos pooled). ``ddof``: the
+    CCC's moments (0: population, 1: n - 1; see :data:`MOMENTS`)."""
     names = list(names)
     out: dict = {}
     subjects = sorted({s.subject for s in seqs.values()})
@@ -254,15 +266,15 @@ def scores(seqs: Mapping[str, VideoTrace], names: Iterable[str]) -> dict:
         per_seq = {}
         for vid, s in seqs.items():
             keep = s.mask & np.isfinite(s.true[:, d])
-            if np.isfinite(value := ccc(s.pred[keep, d], s.true[keep, d])):  # nan: under 2 frames
+            if np.isfinite(value := ccc(s.pred[keep, d], s.true[keep, d], ddof)):  # nan: under 2 frames
                 per_seq[vid] = value
         per_subject = {}
         for subj in subjects:
             mine = {vid: s for vid, s in seqs.items() if s.subject == subj}
             sp, st = _pooled(mine, d, preds)
             if len(sp) >= 2:
-                per_subject[subj] = {"ccc": ccc(sp, st), "pearson": pearson(sp, st), "rmse": rmse(sp, st), "frames": len(sp)}
-        out[name] = {"ccc": ccc(p, t), "pearson": pearson(p, t), "rmse": rmse(p, t), "frames": int(len(p)),
+                per_subject[subj] = {"ccc": ccc(sp, st, ddof), "pearson": pearson(sp, st), "rmse": rmse(sp, st), "frames": len(sp)}
+        out[name] = {"ccc": ccc(p, t, ddof), "pearson": pearson(p, t), "rmse": rmse(p, t), "frames": int(len(p)),
                      "seq_ccc_mean": float(np.mean(list(per_seq.values()))) if per_seq else float("nan"),
                      "per_sequence": per_seq, "per_subject": per_subject}
     return out

@@ -34,7 +34,14 @@ import numpy as np
 import torch
 
 from fer_lightning.evaluation.collect import FrameCollector
+from fer_lightning.evaluation.final import (
+    Annotations,
+    FramePredictions,
+    final_predictions,
+    videos_without_face,
+)
 from fer_lightning.evaluation.postprocess import (
+    MOMENTS,
     PostProcessor,
     SearchSpace,
     VideoTrace,
@@ -57,17 +64,16 @@ def data_settings(data: dict) -> dict:
 
 
 @torch.no_grad()
-def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True,
-                  precision: str = "32-true", faceless: str = "interpolate") -> dict[str, VideoTrace]:
-    """Per-frame predictions (every frame; those without a face filled by ``faceless``),
-    targets, scored frames and face frames of every video of ``split``; the model runs at
-    ``precision`` (a trainer precision name: ``bf16-mixed`` autocasts)."""
+def predict_frames(model, datamodule, split: str, device: torch.device, progress: bool = True,
+                   precision: str = "32-true") -> dict[str, FramePredictions]:
+    """The model's outputs on the frames of every video of ``split`` (overlapping windows
+    averaged per frame), as it made them; ``precision``: a trainer precision name
+    (``bf16-mixed`` autocasts)."""
     from tqdm.auto import tqdm
 
     from fer_lightning.inference.predict import inference_autocast
 
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
-    records = {r.video_id: r for r in datamodule.split_records(split)}
     frames = FrameCollector()
     model.to(device).eval()
     for batch in tqdm(loader, desc=f"predict {split}", unit="batch", disable=not progress):
@@ -76,28 +82,67 @@ def predict_split(model, datamodule, split: str, device: torch.device, progress:
             preds = model.predict_batch(inputs)
         frames.add(batch["video_id"], batch["frame_index"].numpy(), batch["labelled"].numpy(),
                    preds.float().cpu().numpy(), batch["targets"].numpy(), batch["has_face"].numpy())
-    out = {}
-    for vid, (_, mask, pred, true, face) in frames.stitched(faceless).items():
-        true = true.astype(np.float64)
-        true[~mask] = np.nan
-        rec = records[vid]
-        out[vid] = VideoTrace(pred=pred, true=true, mask=mask, fps=float(rec.fps), subject=str(rec.subject),
-                              has_face=face)
-    return out
+    return {vid: FramePredictions(index=index, pred=pred, has_face=face)
+            for vid, (index, _, pred, _, face) in frames.stitched("model").items()}
+
+
+def split_annotations(datamodule, split: str, names: list[str]) -> tuple[dict[str, Annotations], dict[str, str]]:
+    """Every video of ``split``: its annotations as the challenge scores them, and its subject."""
+    from fer_lightning.corpora.annotations import annotations_of
+
+    records = datamodule.split_records(split)
+    found = {r.video_id: annotations_of(r, names) for r in records}
+    return {vid: a for vid, a in found.items() if a is not None}, {r.video_id: str(r.subject) for r in records}
+
+
+def predict_split(model, datamodule, split: str, device: torch.device, progress: bool = True,
+                  precision: str = "32-true", faceless: str = "interpolate") -> dict[str, VideoTrace]:
+    """The raw final predictions of every annotation of ``split`` with their labels
+    (:func:`~fer_lightning.evaluation.final.final_predictions` without post-processing)."""
+    names = list(model.target_names)
+    annotations, subjects = split_annotations(datamodule, split, names)
+    return final_predictions(predict_frames(model, datamodule, split, device, progress, precision), annotations,
+                             faceless, subjects=subjects)
+
+
+def annotation_facts(frames: dict[str, FramePredictions], annotations: dict[str, Annotations],
+                     final: dict[str, VideoTrace], names: list[str]) -> dict:
+    """What a report says of a split's annotations: how many are scored per dimension, those that
+    describe a moment outside the decoded video (predicted by the edge frame), and the videos
+    without any face (predicted by the model's output on black frames)."""
+    before = after = 0
+    outside = {}
+    for vid, a in annotations.items():
+        if vid in frames:
+            b, e = a.outside(int(frames[vid].index.max()) + 1 if len(frames[vid].index) else 0)
+            before, after = before + b, after + e
+            if b or e:
+                outside[vid] = {"before_first_frame": b, "after_last_frame": e}
+    scored = {n: int(sum(np.isfinite(t.true[:, d]).sum() for t in final.values())) for d, n in enumerate(names)}
+    return {"annotations": int(sum(len(t.true) for t in final.values())), "scored": scored,
+            "before_first_frame": before, "after_last_frame": after, "outside_video": outside,
+            "videos_without_face": videos_without_face({v: f for v, f in frames.items() if v in final}),
+            "videos_without_annotations": sorted(set(frames) - set(final))}
 
 
 def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
              data: Callable[[dict], dict] | None = None, out: str | Path | None = None,
              space: SearchSpace | None = None, device: str = "auto", num_workers: int | None = None,
-             progress: bool = True, precision: str = "32-true", faceless: str | None = None) -> dict:
+             progress: bool = True, precision: str = "32-true", faceless: str | None = None,
+             moments: str = "population") -> dict:
     """Evaluate ``ckpt`` on ``split`` (see the module docs); returns what evaluation.json holds.
     ``data`` turns the checkpoint's data settings into those used (the command line layers
     experiment files and overrides on them); None: the checkpoint's own. ``faceless``: how
-    frames without a face are predicted (None: as the checkpoint's model scores them)."""
+    frames without a face are predicted (None: as the checkpoint's model scores them).
+    ``moments``: the CCC's moments, ``population`` (ABAW, AVEC GES) or ``sample`` (n - 1, AVEC
+    2018's CES scorer)."""
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.inference.predict import resolve_device
     from fer_lightning.models.checkpoint import load_checkpoint_model
 
+    if moments not in MOMENTS:
+        raise ValueError(f"moments must be one of {tuple(MOMENTS)}, not {moments!r}")
+    ddof = MOMENTS[moments]
     model, ckpt_data = load_checkpoint_model(ckpt)
     if not model.objective.continuous:
         raise ValueError(f"{ckpt} is a {model.task} checkpoint (emotion classes); evaluate scores continuous "
@@ -112,61 +157,76 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
     run_on = resolve_device(device)
     names = list(model.target_names)
     faceless = faceless or model.objective.faceless
-    dev = predict_split(model, dm, dev_split, run_on, progress, precision, faceless)
-    test = dev if split == dev_split else predict_split(model, dm, split, run_on, progress, precision, faceless)
-    post = PostProcessor.fit(dev, names, space)
-    final = {dev_split: post.apply(dev), split: post.apply(test)}
+    frames = {dev_split: predict_frames(model, dm, dev_split, run_on, progress, precision)}
+    frames[split] = frames[dev_split] if split == dev_split else predict_frames(model, dm, split, run_on, progress,
+                                                                                precision)
+    annotations, subjects = {}, {}
+    for s in {split, dev_split}:
+        annotations[s], subjects[s] = split_annotations(dm, s, names)
+
+    def final_of(s: str, post: PostProcessor | None = None, upto: str = "scale") -> dict[str, VideoTrace]:
+        return final_predictions(frames[s], annotations[s], faceless, post, subjects[s], upto=upto)
+
+    raw = {s: final_of(s) for s in (dev_split, split)}
+    post = PostProcessor.fit(raw[dev_split], names, space)
+    final = {s: final_of(s, post) for s in (dev_split, split)}
+
+    def step_scores(s: str) -> dict:
+        """Pooled CCC per dimension after each post-processing step in turn."""
+        steps = {"raw": {n: v["ccc"] for n, v in scores(raw[s], names, ddof).items()}}
+        for step in ("delay", "smoothing", "bias", "scale"):
+            steps[step] = {n: v["ccc"] for n, v in scores(final_of(s, post, step), names, ddof).items()}
+        return steps
+
     result = {
         "checkpoint": str(ckpt), "split": split, "dev_split": dev_split, "targets": names, "precision": precision,
         "data": {k: args.get(k) for k in ("root", "dataset", "dataset_args", "face_store", "clip_len", "image_size")},
-        "videos": {split: len(test), dev_split: len(dev)},
+        "videos": {split: len(final[split]), dev_split: len(final[dev_split])},
         "skipped_videos": dm.skip_reasons,
-        "scoring": {"frames": "every labelled frame (corpora annotated in time: at their annotation times)",
-                    "faceless": faceless,
-                    "face_coverage": {dev_split: face_coverage(dev), split: face_coverage(test)}},
-        "raw": {dev_split: scores(dev, names), split: scores(test, names)},
-        "postprocessed": {dev_split: scores(final[dev_split], names), split: scores(final[split], names)},
+        "scoring": {"frames": "every annotation, as the challenge scores it (one per label row, or per annotation "
+                              "time), with the prediction written in the files",
+                    "moments": moments, "faceless": faceless,
+                    "face_coverage": {dev_split: face_coverage(raw[dev_split]), split: face_coverage(raw[split])},
+                    "annotations": {s: annotation_facts(frames[s], annotations[s], final[s], names)
+                                    for s in (dev_split, split)}},
+        "raw": {s: scores(raw[s], names, ddof) for s in (dev_split, split)},
+        "postprocessed": {s: scores(final[s], names, ddof) for s in (dev_split, split)},
         "face_frames_only": {
-            "raw": {dev_split: scores(face_frames_only(dev), names), split: scores(face_frames_only(test), names)},
-            "postprocessed": {k: scores(face_frames_only(v), names) for k, v in final.items()}},
+            "raw": {s: scores(face_frames_only(raw[s]), names, ddof) for s in (dev_split, split)},
+            "postprocessed": {s: scores(face_frames_only(final[s]), names, ddof) for s in (dev_split, split)}},
         "postprocess": post.as_dict(),
-        "steps": {split: _step_scores(post, test, names), dev_split: _step_scores(post, dev, names)},
+        "steps": {s: step_scores(s) for s in (split, dev_split)},
     }
     if split == dev_split:
         result["warning"] = (f"post-processing was fitted on {dev_split} and scored on it too: its gains are "
                              "optimistic; evaluate another split for a fair figure")
     out = Path(out) if out else Path(ckpt).parent / f"evaluate-{Path(ckpt).stem}-{split}"
     out.mkdir(parents=True, exist_ok=True)
-    predictions = write_prediction_files(post.apply(test), dm.split_records(split), out, names)
-    result["files"] = write_outputs(result, post, test, out, names, predictions)
+    predictions = write_prediction_files(final[split], annotations[split], out, names)
+    result["files"] = write_outputs(result, post, final[split], out, names, predictions)
     return result
 
 
-def write_prediction_files(final: dict[str, VideoTrace], records, out: Path, names: list[str]) -> dict:
-    """The scored split's final (post-processed) per-frame predictions in the challenges'
-    formats (:mod:`fer_lightning.evaluation.formats`): ABAW's per-frame txt files always, and
-    per-recording files at the annotation times for a corpus annotated in time."""
-    from fer_lightning.evaluation.formats import write_abaw_va, write_label_rate
+def write_prediction_files(final: dict[str, VideoTrace], annotations: dict[str, Annotations], out: Path,
+                           names: list[str]) -> dict:
+    """The scored split's final predictions (those scored) in the challenges' formats
+    (:mod:`fer_lightning.evaluation.formats`): per-frame corpora as ABAW's per-video txt files
+    (a row per label row); corpora annotated in time at their annotation times, as AVEC's
+    per-dimension ARFF files and as one csv per recording."""
+    from fer_lightning.evaluation.formats import write_abaw_va, write_avec_arff, write_label_rate
 
-    by_id = {r.video_id: r for r in records}
-    files = {"predictions_abaw": str(out / "predictions_abaw")}
-    write_abaw_va(out / "predictions_abaw", {vid: s.pred for vid, s in final.items()}, names)
-    timed = {vid: r.extra["timed_labels"].columns[0][0] for vid, r in by_id.items() if "timed_labels" in r.extra}
+    per_frame = {vid: t.pred for vid, t in final.items() if not annotations[vid].timed}
+    timed = {vid: (annotations[vid].time, t.pred) for vid, t in final.items() if annotations[vid].timed}
+    files = {}
+    if per_frame:
+        write_abaw_va(out / "predictions_abaw", per_frame, names)
+        files["predictions_abaw"] = str(out / "predictions_abaw")
     if timed:
-        frame_times = {vid: np.asarray(by_id[vid].extra.get("frame_times", np.arange(len(s.pred)) / s.fps))
-                       for vid, s in final.items()}
-        write_label_rate(out / "predictions_label_rate", {vid: (frame_times[vid], s.pred) for vid, s in final.items()},
-                         timed, names)
+        write_label_rate(out / "predictions_label_rate", timed, names)
+        write_avec_arff(out / "predictions_avec", timed, names)
         files["predictions_label_rate"] = str(out / "predictions_label_rate")
+        files["predictions_avec"] = str(out / "predictions_avec")
     return files
-
-
-def _step_scores(post: PostProcessor, seqs: dict[str, VideoTrace], names: list[str]) -> dict:
-    """Pooled CCC per dimension after each post-processing step in turn."""
-    out = {"raw": {n: v["ccc"] for n, v in scores(seqs, names).items()}}
-    for step in ("delay", "smoothing", "bias", "scale"):
-        out[step] = {n: v["ccc"] for n, v in scores(post.apply(seqs, upto=step), names).items()}
-    return out
 
 
 def markdown(result: dict) -> str:
@@ -212,8 +272,9 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace], out: Path, names: list[str],
+def write_outputs(result: dict, post: PostProcessor, final: dict[str, VideoTrace], out: Path, names: list[str],
                   more_files: dict | None = None) -> dict:
+    """The report (json, markdown) and its plots; ``final``: the scored split's final predictions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,10 +323,9 @@ def write_outputs(result: dict, post: PostProcessor, test: dict[str, VideoTrace]
     with atomic_path(files["subjects_plot"]) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    final = post.apply(test)
-    videos = {vid: (np.arange(len(s.mask)), s.mask, final[vid].pred, np.nan_to_num(s.true), s.has_face)
-              for vid, s in test.items()}
-    fps = next(iter(test.values())).fps if test else None
+    videos = {vid: (np.arange(len(s.mask)), s.mask, s.pred, np.nan_to_num(s.true), s.has_face)
+              for vid, s in final.items()}
+    fps = next(iter(final.values())).fps if final else None
     plot_traces(videos, names, Path(files["traces_plot"]), num_videos=1, fps=fps)
     write_text_atomic(files["markdown"], markdown(result))
     write_text_atomic(files["json"], json.dumps(result | {"files": files}, indent=1, default=float) + "\n")

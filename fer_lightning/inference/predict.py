@@ -352,6 +352,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": str(out_dir / f"{vid}.csv"), "png": str(out_dir / f"{vid}.png")}
     values = np.stack([res.outputs[i] for i in range(n)])
+    on_black = values.copy()  # the model's outputs as made, black frames included
     has = np.asarray(res.has_face, bool)
     if cfg.faceless == "none" or not has.any():
         values[~has] = np.nan  # no face: no value unless asked for one
@@ -366,7 +367,9 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
         from fer_lightning.evaluation.formats import write_abaw_va
 
         files["abaw"] = str(out_dir / "abaw" / f"{vid}.txt")
-        write_abaw_va(out_dir / "abaw", {vid: np.nan_to_num(values)}, names)
+        # ABAW scores every frame: a video without any face gets the model's own outputs on its
+        # black frames (nothing to fill from), and the report says so
+        write_abaw_va(out_dir / "abaw", {vid: np.where(np.isfinite(values), values, on_black)}, names)
     timings.other += time.perf_counter() - t0
     if cfg.render:
         t0 = time.perf_counter()
@@ -377,7 +380,8 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
         timings.other += time.perf_counter() - t0
     wall = time.perf_counter() - start
     duration = n / fps
-    notes = [] if has.any() else ["no face found in any frame: every row has has_face 0 and no values"]
+    notes = [] if has.any() else ["no face found in any frame: every row has has_face 0 and no values"
+                                  + ("; the ABAW file holds the model's outputs on black frames" if cfg.abaw else "")]
     return {"video": str(path), "video_id": vid, "status": "ok", "frames": n, "fps": fps,
             "face_frames": int(has.sum()), "coverage": float(has.mean()), "causal": stream.causal,
             "crop": mode, "files": files, "notes": notes, "seconds": {k: round(v, 3) for k, v in asdict(timings).items()}

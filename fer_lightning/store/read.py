@@ -202,6 +202,8 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
         extra = dict(rec.extra)
         if times is not None and np.isfinite(times).any():  # each decoded frame's own time (variable rates too)
             extra["frame_times"] = times
+        if rec.values is not None and n < len(rec.values) and "label_rows" not in extra:
+            extra["label_rows"] = rec.values  # annotations of frames the store lacks: still scored
         if n != rec.num_frames:
             extra["frame_count_note"] = f"corpus {rec.num_frames} frames, face store {n}: labels fitted to the store"
         out.append(dataclasses.replace(rec, path=video, num_frames=n, boxes=boxes, has_face=has_face,

@@ -109,7 +109,7 @@ def load_affwild2(
                 counts = LabelCounts()
                 values = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, invalid=INVALID,
                                        counts=counts)
-                values = match_length(values, n, vid, length_tolerance, counts)
+                rows, values = values, match_length(values, n, vid, length_tolerance, counts)
             except (FileNotFoundError, ValueError, LabelLengthError, VideoReadError) as err:
                 if skipped is not None:
                     skipped.append((vid, str(err)))
@@ -118,6 +118,8 @@ def load_affwild2(
             records.append(whole_frame_record(vid, video, subject=vid, split=split, values=values, fps=fps,
                                               num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
                                               value_names=list(targets)))
+            if len(rows) > n:  # rows past the decoded frames are still annotations the challenge scores
+                records[-1].extra["label_rows"] = rows
     if val_from_train > 0:
         train = [r for r in records if r.split == "train"]
         assign = subject_splits([r.subject for r in train], (1 - val_from_train, val_from_train, 0.0), seed)

@@ -1,0 +1,173 @@
+"""What is reported is what is written: evaluate's files, read back by scorers written here the
+way the challenges' own are (ABAW's pooled concordance_cc2 over label files with -5 markers,
+AVEC's per-recording CCC over ARFF files), give the report's figures; every annotation is
+scored, whatever the label delay, including those past the decoded video."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_lightning.cli.main import main
+
+
+def field_ccc(x: np.ndarray, y: np.ndarray, ddof: int = 0) -> float:
+    """The organisers' formula (ABAW ``concordance_cc2``, AVEC ``cccCalc``), written out."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    n = x.shape[0]
+    sxy = np.sum((x - x.mean()) * (y - y.mean())) / (n - ddof)
+    return float(2 * sxy / (np.var(x, ddof=ddof) + np.var(y, ddof=ddof) + (x.mean() - y.mean()) ** 2))
+
+
+def read_arff_rows(path: Path) -> list[list[str]]:
+    """The data rows of an ARFF file, split on commas (no quoting rules needed for ours)."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().lower() == "@data")
+    return [line.split(",") for line in lines[start + 1:] if line.strip() and not line.startswith("%")]
+
+
+def evaluate(ckpt: Path, out: Path, *extra: str) -> dict:
+    assert main(["evaluate", "--ckpt", str(ckpt), "--out", str(out), "--num_workers", "0",
+                 "--search.max_delay_s", "0.4", *extra]) == 0
+    return json.loads((out / "evaluation.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def abaw_layout(tiny_corpus, tmp_path_factory) -> Path:
+    """The synthetic face videos laid out as Aff-Wild2 ships: per-frame label files with -5 for
+    a frame not annotated, one of them with a single valid dimension on some frames and 2 rows
+    more than its video decodes."""
+    index = pd.read_csv(tiny_corpus / "index.csv")
+    root = tmp_path_factory.mktemp("abaw")
+    ann = root / "annotations" / "VA_Estimation_Challenge"
+    for row in index.itertuples():
+        shutil.copy(tiny_corpus / row.path, root / f"{row.video_id}.mp4")
+        labels = pd.read_csv(tiny_corpus / "annotations" / "VA" / f"{row.video_id}.txt")
+        if row.split == "test":
+            labels.loc[10:14, "valence"] = -5  # arousal alone is annotated: scored for arousal
+            labels.loc[20:22] = -5
+            labels = pd.concat([labels, pd.DataFrame({"valence": [0.3, 0.2], "arousal": [-0.1, 0.0]})])
+        folder = ann / ("Validation_Set" if row.split == "test" else "Train_Set")
+        folder.mkdir(parents=True, exist_ok=True)
+        labels.to_csv(folder / f"{row.video_id}.txt", index=False, float_format="%.6f")
+    return root
+
+
+def test_abaw_files_scored_as_the_organisers_score_them_give_the_report(tiny_checkpoint, abaw_layout, tmp_path):
+    result = evaluate(tiny_checkpoint, tmp_path / "eval", f"--data.root={abaw_layout}", "--data.dataset=affwild2",
+                      "--data.dataset_args", json.dumps({"val_from_train": 0.5}))
+    labels_dir = abaw_layout / "annotations" / "VA_Estimation_Challenge" / "Validation_Set"
+    written = sorted((tmp_path / "eval" / "predictions_abaw").glob("*.txt"))
+    assert [p.stem for p in written] == sorted(p.stem for p in labels_dir.glob("*.txt")) == ["synth_002"]
+    assert result["scoring"]["annotations"]["test"]["after_last_frame"] == 2
+    pooled: dict[str, list] = {"valence": [[], []], "arousal": [[], []]}
+    for path in written:
+        pred = pd.read_csv(path)
+        true = pd.read_csv(labels_dir / path.name)
+        assert list(pred.columns) == ["valence", "arousal"] and len(pred) == len(true) == 77  # every label row
+        assert pred.notna().all().all() and (pred.abs() <= 1).all().all()
+        assert ((true.valence == -5) & (true.arousal != -5)).sum() >= 5  # one valid dimension: still scored
+        for name in pooled:
+            keep = true[name] != -5
+            pooled[name][0].append(pred[name][keep].to_numpy())
+            pooled[name][1].append(true[name][keep].to_numpy())
+    report = result["postprocessed"]["test"]
+    for name, (p, t) in pooled.items():
+        p, t = np.concatenate(p), np.concatenate(t)
+        assert report[name]["frames"] == len(t) and len(t) > 40
+        assert report[name]["ccc"] == pytest.approx(field_ccc(p, t), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def timed_layout(tiny_corpus, tmp_path_factory) -> Path:
+    """The synthetic videos (3 s at 25 fps) as a user's corpus annotated in time: 50 Hz
+    annotations (denser than the frames) running 0.8 s past each video's end, arousal missing on
+    some rows."""
+    index = pd.read_csv(tiny_corpus / "index.csv")
+    root = tmp_path_factory.mktemp("timed")
+    rows = []
+    for k, row in enumerate(index.itertuples()):
+        t = np.round(np.arange(0, 3.8, 0.02), 2)
+        labels = pd.DataFrame({"time": t, "valence": np.sin(1.7 * t + k), "arousal": 0.8 * np.cos(2.3 * t - k)})
+        labels.loc[30:39, "arousal"] = np.nan
+        labels.to_csv(root / f"{row.video_id}.csv", index=False, float_format="%.6f")
+        shutil.copy(tiny_corpus / row.path, root / f"{row.video_id}.mp4")
+        rows.append({"video": f"{row.video_id}.mp4", "subject": row.subject, "labels": f"{row.video_id}.csv",
+                     "split": row.split})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+def test_avec_files_hold_every_annotation_whatever_the_delay_and_score_as_reported(tiny_checkpoint, timed_layout,
+                                                                                tmp_path):
+    results = {}
+    for delay in (0.0, 0.5):
+        out = tmp_path / f"eval{delay}"
+        results[delay] = result = evaluate(tiny_checkpoint, out, f"--data.root={timed_layout}",
+                                           "--data.dataset=manifest", "--data.dataset_args",
+                                           json.dumps({"delay": delay}))
+        (recording,) = [p.stem for p in (out / "predictions_avec" / "valence").glob("*.arff")]
+        true = pd.read_csv(timed_layout / f"{recording}.csv")
+        facts = result["scoring"]["annotations"]["test"]
+        # 25 fps, 75 frames: annotation t describes t - delay; half a frame beyond the edges is outside
+        assert facts["before_first_frame"] == int((true.time - delay < -0.02 - 1e-9).sum())
+        assert facts["after_last_frame"] == int((true.time - delay > 2.96 + 0.02 + 1e-9).sum()) > 0
+        for name in ("valence", "arousal"):
+            rows = read_arff_rows(out / "predictions_avec" / name / f"{recording}.arff")
+            assert len(rows) == len(true)  # every annotation, those outside the video too
+            np.testing.assert_allclose([float(r[1]) for r in rows], true.time, atol=1e-6)
+            assert {r[0] for r in rows} == {f"'{recording}'"}
+            pred = np.array([float(r[2]) for r in rows])
+            keep = true[name].notna().to_numpy()
+            s = result["postprocessed"]["test"][name]
+            assert s["frames"] == keep.sum()
+            assert s["ccc"] == pytest.approx(field_ccc(pred[keep], true[name][keep]), abs=1e-6)
+            assert s["per_sequence"][recording] == pytest.approx(field_ccc(pred[keep], true[name][keep]), abs=1e-6)
+            csv = pd.read_csv(out / "predictions_label_rate" / f"{recording}.csv")
+            np.testing.assert_allclose(csv[name], pred, atol=1e-6)
+    # a delay sweep compares runs scored on the same annotations
+    for name in ("valence", "arousal"):
+        assert results[0.0]["raw"]["test"][name]["frames"] == results[0.5]["raw"]["test"][name]["frames"]
+    assert results[0.5]["scoring"]["annotations"]["test"]["before_first_frame"] > 0
+
+
+def test_the_final_predictions_are_clipped_before_they_are_scored(tmp_path):
+    # a scale correction fitted far above 1 pushes predictions past the label range: the file
+    # holds the clipped values, and the reported CCC is theirs
+    from fer_lightning.evaluation.final import Annotations, FramePredictions, final_predictions
+    from fer_lightning.evaluation.formats import write_abaw_va
+    from fer_lightning.evaluation.postprocess import DimensionSteps, PostProcessor, scores
+
+    rng = np.random.default_rng(0)
+    n = 200
+    true = np.clip(np.cumsum(rng.normal(0, 0.1, (n, 2)), axis=0) / 3, -1, 1)
+    frames = {"v": FramePredictions(np.arange(n), 0.03 * true + 0.001 * rng.normal(size=(n, 2)), np.ones(n, bool))}
+    annotations = {"v": Annotations(true, np.arange(n, dtype=float), np.arange(n) / 25.0, 25.0)}
+    post = PostProcessor(["valence", "arousal"], [DimensionSteps(scale=59.0), DimensionSteps(scale=59.0)])
+    final = final_predictions(frames, annotations, "interpolate", post)
+    assert np.abs(final["v"].pred).max() == 1.0 and (np.abs(final["v"].pred) == 1.0).sum() > 10
+    (path,) = write_abaw_va(tmp_path, {v: t.pred for v, t in final.items()}, ["valence", "arousal"])
+    written = pd.read_csv(path).to_numpy()
+    reported = scores(final, ["valence", "arousal"])
+    gaps = []
+    for d, name in enumerate(("valence", "arousal")):
+        assert reported[name]["ccc"] == pytest.approx(field_ccc(written[:, d], true[:, d]), abs=1e-6)
+        unclipped = 59.0 * frames["v"].pred[:, d]  # what a report of the unclipped outputs gave
+        gaps.append(abs(field_ccc(unclipped, true[:, d]) - reported[name]["ccc"]))
+    assert max(gaps) > 1e-3, gaps
+
+
+def test_sample_moments_are_avec_2018_ces(tmp_path):
+    from fer_lightning.evaluation.postprocess import ccc
+
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=10)
+    p = t + 0.5 * rng.normal(size=10)
+    assert ccc(p, t, ddof=1) == pytest.approx(field_ccc(p, t, ddof=1), abs=1e-12)
+    assert ccc(p, t) == pytest.approx(field_ccc(p, t), abs=1e-12)
+    assert abs(ccc(p, t, ddof=1) - ccc(p, t)) > 1e-4  # a short recording: the two conventions differ
