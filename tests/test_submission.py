@@ -171,3 +171,110 @@ def test_sample_moments_are_avec_2018_ces(tmp_path):
     assert ccc(p, t, ddof=1) == pytest.approx(field_ccc(p, t, ddof=1), abs=1e-12)
     assert ccc(p, t) == pytest.approx(field_ccc(p, t), abs=1e-12)
     assert abs(ccc(p, t, ddof=1) - ccc(p, t)) > 1e-4  # a short recording: the two conventions differ
+
+
+@pytest.fixture(scope="module")
+def abaw_test_set(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """The ABAW test set as the organisers ship it: cropped_aligned/<video>/00001.jpg (no image
+    where their detector found no face; _left/_right folders for the two persons of a video) and
+    the sample file listing every frame of every video, in their order, with an empty value."""
+    import cv2
+
+    from fer_lightning.media.video import iter_frames
+
+    index = pd.read_csv(tiny_corpus / "index.csv").set_index("video_id")
+    root = tmp_path_factory.mktemp("abaw_test")
+    crops = root / "cropped_aligned"
+    faceless = set(range(30, 40))
+    for folder, source in (("synth_002", "synth_002"), ("synth_005_left", "synth_005"), ("synth_005_right", "synth_005")):
+        (crops / folder).mkdir(parents=True)
+        for i, frame in enumerate(iter_frames(tiny_corpus / index.loc[source, "path"])):
+            if i not in faceless:
+                half = frame[:, : frame.shape[1] // 2] if folder.endswith("_left") else frame
+                cv2.imwrite(str(crops / folder / f"{i + 1:05d}.jpg"), cv2.cvtColor(
+                    cv2.resize(half, (112, 112)), cv2.COLOR_RGB2BGR))
+    rows = ["image_location,valence,arousal"]
+    for video, count in (("synth_005_left", 75), ("synth_002", 75), ("synth_005_right", 75), ("synth_009", 20)):
+        rows += [f"{video}/{i:05d}.jpg," for i in range(1, count + 1)]
+    (root / "CVPR_6th_ABAW_VA_test_set_sample.txt").write_text("\n".join(rows) + "\n")
+    return root / "CVPR_6th_ABAW_VA_test_set_sample.txt", crops
+
+
+def test_submit_fills_the_organisers_sample_row_for_row(tiny_checkpoint, abaw_test_set, tmp_path, capsys):
+    sample, crops = abaw_test_set
+    out = tmp_path / "va.txt"
+    assert main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(sample), "--faces", str(crops),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert "1 videos absent from --faces" in capsys.readouterr().err
+    given = sample.read_text().splitlines()
+    written = out.read_text().splitlines()
+    assert written[0] == given[0] == "image_location,valence,arousal" and len(written) == len(given) == 1 + 245
+    values = []
+    for g, w in zip(given[1:], written[1:], strict=True):
+        location, v, a = w.split(",")
+        assert location + "," == g  # the sample's rows, in its order
+        values.append((float(v), float(a)))
+    values = np.array(values)
+    assert np.isfinite(values).all() and np.abs(values).max() <= 1  # every row valued, on the label range
+    report = json.loads(out.with_name("va.txt.json").read_text())
+    assert report["rows"] == 245 and report["videos"] == 4
+    assert report["videos_not_in_faces"] == ["synth_009"] and report["videos_without_face"] == ["synth_009"]
+    assert report["rows_with_face"] == 3 * (75 - 10)
+    # the two persons of one video are predicted apart (they are different crops)
+    left, right = values[0:75], values[150:225]
+    assert np.abs(left - right).max() > 1e-4
+    # the faceless frames of a video: between its face frames' predictions (interpolate)
+    synth_002 = values[75:150]
+    for d in range(2):
+        np.testing.assert_allclose(synth_002[30:40, d], np.interp(np.arange(30, 40), [29, 40], synth_002[[29, 40], d]),
+                                   atol=2e-6)
+
+
+def test_submit_applies_the_post_processing_evaluate_fitted(tiny_checkpoint, abaw_test_set, tmp_path):
+    from fer_lightning.evaluation.postprocess import DimensionSteps, PostProcessor
+
+    sample, crops = abaw_test_set
+    fitted = PostProcessor(["valence", "arousal"], [DimensionSteps(bias=0.25), DimensionSteps(scale=3.0, scale_centre=0.1)])
+    (tmp_path / "evaluation.json").write_text(json.dumps({"postprocess": fitted.as_dict()}))
+    raw, post = tmp_path / "raw.txt", tmp_path / "post.txt"
+    for out, extra in ((raw, []), (post, ["--postprocess", str(tmp_path / "evaluation.json")])):
+        assert main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(sample), "--faces", str(crops),
+                     "--out", str(out), "--device", "cpu", *extra]) == 0
+    r = pd.read_csv(raw)[["valence", "arousal"]].to_numpy()
+    p = pd.read_csv(post)[["valence", "arousal"]].to_numpy()
+    np.testing.assert_allclose(p[:, 0], np.clip(r[:, 0] + 0.25, -1, 1), atol=2e-6)  # hand-computed steps
+    np.testing.assert_allclose(p[:, 1], np.clip((r[:, 1] - 0.1) * 3.0 + 0.1, -1, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("location,valence,arousal\nsynth_002/00001.jpg,\n", "not image_location,valence,arousal"),
+    ("image_location,valence,arousal\nsynth_002/00001.jpg,\nsynth_002.jpg,\n", "line 3: 'synth_002.jpg' is not"),
+    ("image_location,valence,arousal\nsynth_002/00001.jpg,\nsynth_002/00001.jpg,\n", "line 3: synth_002/00001.jpg is listed twice"),
+])
+def test_submit_names_the_line_of_a_sample_it_cannot_read(tiny_checkpoint, abaw_test_set, tmp_path, capsys, text, says):
+    (tmp_path / "sample.txt").write_text(text)
+    with pytest.raises(SystemExit) as err:
+        main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(tmp_path / "sample.txt"),
+              "--faces", str(abaw_test_set[1]), "--out", str(tmp_path / "out.txt")])
+    assert err.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_submit_from_raw_videos_writes_the_store_first(tiny_checkpoint, tiny_corpus, tmp_path):
+    # an unlabelled test set as raw videos: preprocess runs into --faces, then the same file
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("synth_002", "synth_005"):
+        shutil.copy(tiny_corpus / "videos" / f"{name}.mp4", videos)
+    sample = tmp_path / "sample.txt"
+    sample.write_text("image_location,valence,arousal\n" + "".join(
+        f"{v}/{i:05d}.jpg,\n" for v in ("synth_005", "synth_002") for i in range(1, 76)) + "synth_002/00077.jpg,\n")
+    out = tmp_path / "va.txt"
+    assert main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(sample), "--faces", str(tmp_path / "faces"),
+                 "--videos", str(videos), "--out", str(out), "--device", "cpu", "--workers", "1"]) == 0
+    assert (tmp_path / "faces" / "index.csv").is_file()
+    table = pd.read_csv(out)
+    assert len(table) == 151 and table[["valence", "arousal"]].notna().all().all()
+    report = json.loads(out.with_name("va.txt.json").read_text())
+    assert report["rows_past_the_last_frame"] == {"synth_002": 1}  # frame 77 of a 75-frame video: held, counted
+    assert report["rows_with_face"] > 0  # what the detector found on the drawn faces

@@ -38,6 +38,8 @@ TOOLS = {
                 "per-frame valence/arousal for any video or folder: CSV, plot, optional annotated MP4"),
     "evaluate": ("fer_lightning.cli.tools", "evaluate_main", "score a checkpoint: CCC, Pearson, RMSE per "
                  "dimension, video and subject, raw and AVEC post-processed"),
+    "submit": ("fer_lightning.cli.tools", "submit_main",
+               "the ABAW test-set file (image_location,valence,arousal) filled from a checkpoint"),
     "export": ("fer_lightning.cli.tools", "export_main",
                "export a checkpoint as ONNX (dynamic batch and time) or TorchScript, checked for parity"),
     "sweep": ("fer_lightning.cli.sweep", "main", "run a W&B sweep here, offline, with W&B's sweep engine"),

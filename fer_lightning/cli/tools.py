@@ -218,6 +218,47 @@ def evaluate_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def submit_main(argv: Sequence[str]) -> int:
+    """``fer-lightning submit``: the ABAW valence-arousal test-set file from a checkpoint."""
+    from fer_lightning.inference.settings import PRECISIONS
+
+    p = tool_parser("fer-lightning submit", _doc("fer_lightning.inference", "submit.py"))
+    p.add_argument("--ckpt", required=True, help="a valence-arousal fine-tuning checkpoint")
+    p.add_argument("--sample", required=True, help="the organisers' test-set sample file (image_location,valence,arousal)")
+    p.add_argument("--faces", required=True, help="cropped_aligned folder or face store (written there with --videos)")
+    p.add_argument("--out", required=True, help="the filled file to write (its report: OUT.json)")
+    p.add_argument("--videos", type=str | None, default=None,
+                   help="raw videos (a folder, e.g. the ABAW folder): preprocess them into --faces first")
+    p.add_argument("--postprocess", type=str | None, default=None,
+                   help="an evaluation.json whose fitted post-processing to apply (null: raw outputs)")
+    p.add_argument("--faceless", type=str | None, default=None,
+                   help="frames without a face: interpolate, hold or model (null: the checkpoint's model.faceless)")
+    p.add_argument("--fps", type=float, default=30.0,
+                   help="frame rate of cropped_aligned frames (post-processing steps are in seconds)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="32-true", choices=PRECISIONS, help="the model's precision")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="preprocess processes (with --videos)")
+    a = p.parse_args(list(argv))
+    if a.faceless not in (None, "interpolate", "hold", "model"):
+        fail(p, f"--faceless must be interpolate, hold or model (got {a.faceless!r})")
+    if a.fps <= 0:
+        fail(p, "--fps must be positive")
+    from fer_lightning.inference.submit import submit
+
+    try:
+        report = submit(a.ckpt, a.sample, a.faces, a.out, a.videos, a.postprocess, a.faceless, a.fps, a.device,
+                        a.precision, a.workers)
+    except (ValueError, FileNotFoundError) as err:  # UserInputError is a ValueError: one sentence, status 2
+        fail(p, str(err))
+    print(f"wrote {report['rows']} rows of {report['videos']} videos to {report['file']} (report: {report['file']}.json)")
+    for key, what in (("videos_without_face", "videos without any face (the model's outputs on black frames)"),
+                      ("videos_not_in_faces", "videos absent from --faces (predicted as faceless)"),
+                      ("rows_past_the_last_frame", "videos with rows past their last frame (the last frame's value)")):
+        if report[key]:
+            print(f"{len(report[key])} {what}: {', '.join(list(report[key])[:10])}", file=sys.stderr)
+    return 0
+
+
 def split_experiment_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(experiment files given with --config, --data./--model./--trainer. overrides, the rest)."""
     configs, overrides, own = [], [], []

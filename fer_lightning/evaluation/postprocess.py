@@ -252,6 +252,17 @@ class PostProcessor:
     def as_dict(self) -> dict:
         return {name: asdict(steps) for name, steps in zip(self.names, self.dims, strict=True)}
 
+    @classmethod
+    def from_dict(cls, fitted: Mapping[str, Mapping], names: Iterable[str]) -> PostProcessor:
+        """The post-processing :meth:`as_dict` wrote (``evaluation.json``'s ``postprocess``), for
+        the dimensions ``names``; an error names a dimension it lacks."""
+        names = list(names)
+        missing = [n for n in names if n not in fitted]
+        if missing:
+            raise ValueError(f"the post-processing holds no steps for {missing} (it has {sorted(fitted)})")
+        known = set(DimensionSteps.__dataclass_fields__)
+        return cls(names, [DimensionSteps(**{k: v for k, v in fitted[n].items() if k in known}) for n in names])
+
 
 def scores(seqs: Mapping[str, VideoTrace], names: Iterable[str], ddof: int = 0) -> dict:
     """Per dimension: pooled CCC, Pearson and RMSE over all scored frames; the mean and each
