@@ -95,8 +95,8 @@ def test_root_help_lists_every_subcommand_and_no_tool_help_imports_torch(tmp_pat
 import contextlib, io, json, sys
 from fer_lightning.cli.main import LIGHTNING, TOOLS, main
 out = {}
-for argv in ([], ["synth"], ["preprocess"], ["data", "check"], ["predict"], ["evaluate"], ["export"], ["sweep"],
-             ["ablation"]):
+for argv in ([], ["synth"], ["preprocess"], ["data", "check"], ["predict"], ["evaluate"], ["submit"], ["export"],
+             ["sweep"], ["ablation"]):
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         try:
@@ -114,15 +114,16 @@ print(json.dumps(out))
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.splitlines()[-1])
     names = got.pop("names")
-    assert set(names) == {"fit", "validate", "test", "synth", "preprocess", "data", "predict", "evaluate", "export",
-                          "sweep", "ablation"}
+    assert set(names) == {"fit", "validate", "test", "synth", "preprocess", "data", "predict", "evaluate", "submit",
+                          "export", "sweep", "ablation"}
     root = got.pop("root")
     assert root["code"] == 0 and all(f"  {n} " in root["text"] for n in names)
     for tool, res in got.items():
         assert res["code"] == 0 and res["heavy"] == [], (tool, res["heavy"])
         assert "--config" in res["text"] and "default:" in res["text"], tool
     assert "default: 5" in got["preprocess"]["text"]  # --detect_every, from PreprocessConfig
-    assert "search.max_delay_s" in got["evaluate"]["text"]
+    assert "search.max_delay_s" in got["evaluate"]["text"] and "population" in got["evaluate"]["text"]
+    assert "image_location,valence,arousal" in got["submit"]["text"]
 
 
 def test_lightnings_predict_is_not_offered_and_an_unknown_subcommand_is_named(tmp_path):
