@@ -349,3 +349,32 @@ def test_sequence_ccc_scores_every_labelled_frame_and_the_face_frames_apart():
     raw.update(torch.tensor(preds), torch.tensor(target), [f"v{i}" for i in range(4)],
                torch.arange(30).expand(4, -1), torch.tensor(labelled), torch.tensor(face))
     np.testing.assert_allclose(raw.compute_pooled().numpy(), np_ccc(preds[labelled], target[labelled]), rtol=1e-10)
+
+
+def test_sequence_ccc_scores_annotations_where_a_table_is_set():
+    # each annotation at the frame position it describes: between frames (denser than the
+    # frames), before the first frame (a label delay) and past the last one (held there), each
+    # dimension where it is valid; a video seen in part keeps its frames
+    rng = np.random.default_rng(3)
+    n, windows = 12, 4
+    preds = torch.tensor(rng.normal(size=(1, n, 2)))
+    metric = SequenceConcordanceCC(2, faceless="model")
+    for start in range(0, n, windows):
+        sl = slice(start, start + windows)
+        metric.update(preds[:, sl], torch.zeros(1, windows, 2, dtype=torch.float64), ["a"],
+                      torch.arange(start, start + windows)[None], torch.ones(1, windows, dtype=torch.bool))
+    partial = torch.tensor(rng.normal(size=(1, 4, 2)))
+    partial_true = torch.tensor(rng.normal(size=(1, 4, 2)))
+    metric.update(partial, partial_true, ["b"], torch.arange(4)[None], torch.ones(1, 4, dtype=torch.bool))
+    position = np.array([-3.0, -0.2, 0.0, 0.5, 1.25, 4.0, 7.5, 11.0, 11.4, 14.0])
+    values = rng.normal(size=(len(position), 2))
+    values[3, 0] = np.nan  # arousal alone
+    metric.set_annotations({"a": (n, position, values), "b": (10, np.zeros(1), np.zeros((1, 2)))})
+    got = metric.summary()["pooled"].numpy()
+    p = preds[0].numpy()
+    at = np.stack([np.interp(np.clip(position, 0, n - 1), np.arange(n), p[:, d]) for d in range(2)], axis=1)
+    for d in range(2):
+        keep = np.isfinite(values[:, d])
+        pred = np.concatenate([at[keep, d], partial[0, :, d].numpy()])  # b: 4 of 10 frames seen, scored on them
+        true = np.concatenate([values[keep, d], partial_true[0, :, d].numpy()])
+        assert got[d] == pytest.approx(float(np_ccc(pred, true)), abs=1e-12)

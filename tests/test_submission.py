@@ -278,3 +278,24 @@ def test_submit_from_raw_videos_writes_the_store_first(tiny_checkpoint, tiny_cor
     report = json.loads(out.with_name("va.txt.json").read_text())
     assert report["rows_past_the_last_frame"] == {"synth_002": 1}  # frame 77 of a 75-frame video: held, counted
     assert report["rows_with_face"] > 0  # what the detector found on the drawn faces
+
+
+def test_validation_during_training_scores_the_annotations_evaluate_scores(tiny_checkpoint, timed_layout, tmp_path):
+    # what a delay sweep ranks runs by (val/ccc_mean) counts the same annotations whatever the
+    # delay: the first `delay` seconds and the rows past the video, predicted at the edge frames
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.inference.evaluate import data_settings
+    from fer_lightning.models.checkpoint import load_checkpoint_model
+
+    model, data = load_checkpoint_model(tiny_checkpoint)
+    settings = {**data, "root": str(timed_layout), "dataset": "manifest", "dataset_args": {"delay": 0.5}}
+    result = evaluate(tiny_checkpoint, tmp_path / "eval", f"--data.root={timed_layout}", "--data.dataset=manifest",
+                      "--data.dataset_args", json.dumps({"delay": 0.5}), "--split", "val")
+    assert result["scoring"]["annotations"]["val"]["before_first_frame"] > 0
+    dm = AffectDataModule(**data_settings(settings))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (logged,) = trainer.validate(model, datamodule=dm, verbose=False)
+    for name in ("valence", "arousal"):
+        assert logged[f"val/ccc_{name}"] == pytest.approx(result["raw"]["val"][name]["ccc"], abs=1e-5)

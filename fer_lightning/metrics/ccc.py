@@ -107,6 +107,21 @@ class SequenceConcordanceCC(Metric):
         self.faceless = faceless
         for name in ("keys", "windows", "frames", "preds", "target", "flags"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._annotations: dict[int, tuple[int, Tensor, Tensor]] = {}
+
+    def set_annotations(self, table: dict[str, tuple[int, object, object]] | None) -> None:
+        """Score annotations rather than frames, as the challenges do: ``video_id -> (frames in
+        the video, position (M,), values (M, D))``, the fields of
+        :class:`fer_lightning.evaluation.final.Annotations` (the fractional frame each annotation
+        describes, after the label delay; its labels, NaN where a dimension is not annotated). A
+        video whose every frame was seen is then scored on its annotations: each predicted at its
+        position, interpolated between the frames around it, held at the first or last frame
+        beyond them, each dimension where it is valid. A video seen in part (a sanity check, a
+        ``limit_val_batches``) keeps its frames. Not a state: every rank sets the same table."""
+        self._annotations = {
+            video_key(vid): (int(n), torch.as_tensor(pos, dtype=torch.float64).reshape(-1),
+                             torch.as_tensor(values, dtype=torch.float64).reshape(len(pos), -1))
+            for vid, (n, pos, values) in (table or {}).items()}
 
     def update(
         self,
@@ -151,18 +166,63 @@ class SequenceConcordanceCC(Metric):
                                           dim_zero_cat(self.target), dim_zero_cat(self.flags))
         scored, face = (flags & 1) > 0, (flags & 2) > 0
         p = fill_faceless(rows[:, 0], rows[:, 1], p, face, self.faceless)
+        if self._annotations:
+            return self._at_annotations(rows, p, t, face, scored)
         return rows[scored], p[scored], t[scored], face[scored]
+
+    def _at_annotations(self, rows: Tensor, p: Tensor, t: Tensor, face: Tensor, scored: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The stitched frames turned into annotation rows, video by video (see
+        :meth:`set_annotations`); rows are (video key, annotation number)."""
+        out: list[tuple[Tensor, ...]] = []
+        keys, counts = torch.unique_consecutive(rows[:, 0], return_counts=True)  # rows are sorted by video
+        start = 0
+        for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+            part = slice(start, start + count)
+            start += count
+            ann = self._annotations.get(key)
+            frames = rows[part, 1]
+            if ann is None or ann[0] != count or int(frames[0]) != 0 or int(frames[-1]) != count - 1:
+                keep = scored[part]
+                out.append((rows[part][keep], p[part][keep], t[part][keep], face[part][keep]))
+                continue
+            _, pos, values = ann
+            pos = pos.to(p.device).clamp(0, count - 1)
+            lo = pos.floor().to(torch.int64)
+            hi = (lo + 1).clamp(max=count - 1)
+            w = (pos - lo)[:, None]
+            pred = (1 - w) * p[part][lo] + w * p[part][hi]
+            values = values.to(p.device)
+            valid = torch.isfinite(values).any(dim=1)
+            number = torch.arange(len(pos), device=p.device)
+            out.append((torch.stack([torch.full_like(number, key), number], 1)[valid], pred[valid], values[valid],
+                        face[part][pos.round().to(torch.int64)][valid]))
+        if not out:
+            return rows[:0], p[:0], t[:0], face[:0]
+        return tuple(torch.cat(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]
 
     def _unique_frames(self, face_only: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """Rows, preds and targets of the scored frames (only those with a face: ``face_only``)."""
         rows, p, t, face = self._scored_frames()
         return (rows[face], p[face], t[face]) if face_only else (rows, p, t)
 
+    def _ccc(self, p: Tensor, t: Tensor, groups: Tensor | None = None, num_groups: int | None = None) -> Tensor:
+        """:func:`concordance_cc`, each dimension over the rows where its label is valid (an
+        annotation may carry one dimension only: NaN in the other)."""
+        if bool(torch.isfinite(t).all()):
+            return concordance_cc(p, t, groups=groups, num_groups=num_groups, zero_division=self.zero_division)
+        cols = []
+        for d in range(t.shape[1]):
+            m = torch.isfinite(t[:, d])
+            cols.append(concordance_cc(p[m, d:d + 1], t[m, d:d + 1], groups=None if groups is None else groups[m],
+                                       num_groups=num_groups, zero_division=self.zero_division))
+        return torch.cat(cols, dim=-1)
+
     def _per_video(self, rows: Tensor, p: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         if rows.shape[0] == 0:
             return rows[:, 0], torch.empty(0, self.num_outputs, dtype=torch.float64, device=rows.device)
         groups, g = torch.unique(rows[:, 0], return_inverse=True)
-        return groups, concordance_cc(p, t, groups=g, num_groups=groups.numel(), zero_division=self.zero_division)
+        return groups, self._ccc(p, t, g, groups.numel())
 
     def _mean_of_videos(self, per_seq: Tensor) -> Tensor:
         return _defined(per_seq.nanmean(0) if per_seq.shape[0] else per_seq.sum(0) * float("nan"), self.zero_division)
@@ -174,10 +234,9 @@ class SequenceConcordanceCC(Metric):
         with self._gathered():
             rows, p, t, face = self._scored_frames()
         coverage = face.to(torch.float64).mean() if face.numel() else torch.tensor(float("nan"), device=self.device)
-        return {"pooled": _defined(concordance_cc(p, t, zero_division=self.zero_division), self.zero_division),
+        return {"pooled": _defined(self._ccc(p, t), self.zero_division),
                 "per_video": self._mean_of_videos(self._per_video(rows, p, t)[1]),
-                "face_pooled": _defined(concordance_cc(p[face], t[face], zero_division=self.zero_division),
-                                        self.zero_division),
+                "face_pooled": _defined(self._ccc(p[face], t[face]), self.zero_division),
                 "face_coverage": _defined(coverage, self.zero_division)}
 
     def _gathered(self):
@@ -191,7 +250,7 @@ class SequenceConcordanceCC(Metric):
         on the same data seen once, but immune to DistributedSampler padding and window overlap."""
         with self._gathered():
             _, p, t = self._unique_frames(face_only)
-        return _defined(concordance_cc(p, t, zero_division=self.zero_division), self.zero_division)
+        return _defined(self._ccc(p, t), self.zero_division)
 
     def compute_per_sequence(self, face_only: bool = False) -> tuple[Tensor, Tensor]:
         """Video keys (G,) and their CCC (G, D), after deduplication (``nan`` for a video with

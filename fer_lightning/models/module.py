@@ -279,6 +279,37 @@ class AffectModule(L.LightningModule):
         for metric in m.values():
             metric.reset()
 
+    def _score_annotations(self, stage: str) -> None:
+        """Have the epoch's CCC score each annotation of the split as the challenges do (its
+        described moment, the label delay included; rows past the decoded video; one valid
+        dimension), the rule ``evaluate`` follows
+        (:meth:`~fer_lightning.metrics.ccc.SequenceConcordanceCC.set_annotations`)."""
+        metrics = self.metrics[stage]
+        metric = metrics["ccc"] if self.objective.continuous and "ccc" in metrics else None
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if metric is None or not hasattr(metric, "set_annotations") or dm is None:
+            return
+        split = {"val": "val", "test": "test"}[stage]
+        records = getattr(getattr(dm, "datasets", {}).get(split), "records", None)
+        if not records:
+            return
+        tables = self.__dict__.setdefault("_annotation_tables", {})  # per datamodule and split, made once
+        key = (id(dm), split)
+        if key not in tables:
+            from fer_lightning.corpora.annotations import annotations_of
+
+            tables[key] = {}
+            for r in records:
+                if r.values is not None and (a := annotations_of(r, list(self.target_names))) is not None:
+                    tables[key][r.video_id] = (r.num_frames, a.position, a.values)
+        metric.set_annotations(tables[key])
+
+    def on_validation_epoch_start(self) -> None:
+        self._score_annotations("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._score_annotations("test")
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         return self._eval_step(batch, "val")
 
