@@ -171,6 +171,14 @@ def test_predict_can_fill_the_faceless_frames_and_write_abaw_files(feat_data, ti
     assert abaw[0] == "valence,arousal" and len(abaw) == len(rows) + 1
     np.testing.assert_allclose(np.loadtxt(abaw[1:], delimiter=","), np.clip(rows[["valence", "arousal"]], -1, 1),
                                atol=1e-5)
+    # a video without any face: every row still valued (the model's outputs on its black
+    # frames, as evaluate and submit predict it), never silent zeros, and the report says so
+    assert main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(feat_data / "no_face.mp4"), "--out",
+                 str(out), "--faceless", "interpolate", "--abaw", "--quiet"]) == 0
+    values = np.loadtxt((out / "abaw" / "no_face.txt").read_text().splitlines()[1:], delimiter=",")
+    assert np.isfinite(values).all() and (values != 0).all()
+    (entry,) = [e for e in json.loads((out / "predict_report.json").read_text())["videos"] if e["video_id"] == "no_face"]
+    assert "the ABAW file holds the model's outputs on black frames" in entry["notes"][0]
 
 
 def test_a_folder_goes_on_past_bad_videos_and_lists_them(feat_data, tiny_causal_checkpoint, tmp_path, capsys):

@@ -108,9 +108,11 @@ def test_avec_files_hold_every_annotation_whatever_the_delay_and_score_as_report
     results = {}
     for delay in (0.0, 0.5):
         out = tmp_path / f"eval{delay}"
+        ddof = 1 if delay else 0  # the delayed run reports AVEC 2018 CES's n-1 moments
         results[delay] = result = evaluate(tiny_checkpoint, out, f"--data.root={timed_layout}",
                                            "--data.dataset=manifest", "--data.dataset_args",
-                                           json.dumps({"delay": delay}))
+                                           json.dumps({"delay": delay}), "--moments",
+                                           "sample" if ddof else "population")
         (recording,) = [p.stem for p in (out / "predictions_avec" / "valence").glob("*.arff")]
         true = pd.read_csv(timed_layout / f"{recording}.csv")
         facts = result["scoring"]["annotations"]["test"]
@@ -126,14 +128,16 @@ def test_avec_files_hold_every_annotation_whatever_the_delay_and_score_as_report
             keep = true[name].notna().to_numpy()
             s = result["postprocessed"]["test"][name]
             assert s["frames"] == keep.sum()
-            assert s["ccc"] == pytest.approx(field_ccc(pred[keep], true[name][keep]), abs=1e-6)
-            assert s["per_sequence"][recording] == pytest.approx(field_ccc(pred[keep], true[name][keep]), abs=1e-6)
+            assert s["ccc"] == pytest.approx(field_ccc(pred[keep], true[name][keep], ddof), abs=1e-6)
+            assert s["per_sequence"][recording] == pytest.approx(field_ccc(pred[keep], true[name][keep], ddof),
+                                                                 abs=1e-6)
             csv = pd.read_csv(out / "predictions_label_rate" / f"{recording}.csv")
             np.testing.assert_allclose(csv[name], pred, atol=1e-6)
     # a delay sweep compares runs scored on the same annotations
     for name in ("valence", "arousal"):
         assert results[0.0]["raw"]["test"][name]["frames"] == results[0.5]["raw"]["test"][name]["frames"]
     assert results[0.5]["scoring"]["annotations"]["test"]["before_first_frame"] > 0
+    assert results[0.5]["scoring"]["moments"] == "sample"
 
 
 def test_the_final_predictions_are_clipped_before_they_are_scored(tmp_path):
@@ -299,3 +303,60 @@ def test_validation_during_training_scores_the_annotations_evaluate_scores(tiny_
     (logged,) = trainer.validate(model, datamodule=dm, verbose=False)
     for name in ("valence", "arousal"):
         assert logged[f"val/ccc_{name}"] == pytest.approx(result["raw"]["val"][name]["ccc"], abs=1e-5)
+
+
+def test_two_annotation_files_of_one_grid_stay_one_grid_and_other_grids_keep_their_rows(tmp_path):
+    from fer_lightning.corpora.annotations import annotations_of
+    from fer_lightning.corpora.labels import TimedLabels
+    from fer_lightning.corpora.records import VideoRecord
+    from fer_lightning.evaluation.formats import write_avec_arff
+
+    def record(columns) -> VideoRecord:
+        n = 50
+        rec = VideoRecord("rec", tmp_path / "rec.mp4", "s", "test", 25.0, n, np.ones(n, bool), np.zeros((n, 4)),
+                          values=np.zeros((n, 2)), extra={"value_names": ["arousal", "valence"]})
+        rec.extra["timed_labels"] = TimedLabels(columns)
+        return rec
+
+    t = np.arange(0, 2, 0.04)
+    same = annotations_of(record([(t, np.sin(t)), (t + 1e-9, np.cos(t))]), ["arousal", "valence"])
+    assert len(same.time) == len(t) and np.isfinite(same.values).all() and same.rate == pytest.approx(25.0)
+    slow = np.arange(0, 2, 0.1)
+    mixed = annotations_of(record([(t, np.sin(t)), (slow, np.cos(slow))]), ["arousal", "valence"])
+    assert [int(mixed.rows_of(d).sum()) for d in range(2)] == [len(t), len(slow)]
+    a, v = write_avec_arff(tmp_path / "avec", {"rec": (mixed.time, np.nan_to_num(mixed.values))},
+                           ["arousal", "valence"], {"rec": mixed.annotated})
+    assert len(read_arff_rows(a)) == len(t) and len(read_arff_rows(v)) == len(slow)  # each its own gold standard
+
+
+def test_a_model_output_that_is_not_a_number_stops_before_anything_is_scored():
+    from fer_lightning.evaluation.final import Annotations, FramePredictions, final_predictions
+
+    pred = np.zeros((5, 2))
+    pred[3, 1] = np.nan
+    frames = {"v": FramePredictions(np.arange(5), pred, np.ones(5, bool))}
+    with pytest.raises(ValueError, match="v: the model's output is not a number on 1 frames .first: frame 3"):
+        final_predictions(frames, {"v": Annotations(np.zeros((5, 2)), np.arange(5.0), np.arange(5) / 25, 25.0)},
+                          "interpolate")
+
+
+def test_submit_takes_sample_rows_in_any_order_and_refuses_a_report_without_post_processing(
+        tiny_checkpoint, abaw_test_set, tmp_path, capsys):
+    sample, crops = abaw_test_set
+    order = [5, 1, 3, 2, 9, 7]  # out of order and with gaps: each row still gets its own frame's value
+    shuffled = tmp_path / "sample.txt"
+    shuffled.write_text("image_location,valence,arousal\n" + "".join(f"synth_002/{i:05d}.jpg,\n" for i in order))
+    full = tmp_path / "full.txt"
+    full.write_text("image_location,valence,arousal\n" + "".join(f"synth_002/{i:05d}.jpg,\n" for i in range(1, 10)))
+    for path in (shuffled, full):
+        assert main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(path), "--faces", str(crops),
+                     "--out", str(path.with_suffix(".out")), "--device", "cpu"]) == 0
+    got = pd.read_csv(shuffled.with_suffix(".out")).set_index("image_location")
+    want = pd.read_csv(full.with_suffix(".out")).set_index("image_location")
+    assert list(got.index) == [f"synth_002/{i:05d}.jpg" for i in order]
+    pd.testing.assert_frame_equal(got, want.loc[got.index])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:  # submit's own report has no fitted steps
+        main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(full), "--faces", str(crops),
+              "--out", str(tmp_path / "x.txt"), "--postprocess", str(full.with_suffix(".out.json"))])
+    assert err.value.code == 2 and "holds no fitted post-processing" in capsys.readouterr().err

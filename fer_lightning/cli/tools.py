@@ -256,6 +256,8 @@ def submit_main(argv: Sequence[str]) -> int:
                       ("rows_past_the_last_frame", "videos with rows past their last frame (the last frame's value)")):
         if report[key]:
             print(f"{len(report[key])} {what}: {', '.join(list(report[key])[:10])}", file=sys.stderr)
+    for note in report["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

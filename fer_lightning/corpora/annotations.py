@@ -52,16 +52,24 @@ def annotations_of(record: VideoRecord, names: Sequence[str]) -> Annotations | N
         return None
     cols = _columns(record, names)
     fps = float(record.fps)
+    if not fps > 0:
+        raise ValueError(f"{record.video_id}: frame rate {record.fps}: annotations cannot be put on its frames")
     timed = record.extra.get("timed_labels")
     if timed is not None:
-        columns = [timed.columns[c] for c in cols]
-        times = np.unique(np.concatenate([np.asarray(t, np.float64) for t, _ in columns]))
+        # to the microsecond: two files of one 40 ms grid that differ in the 9th digit are one grid
+        columns = [(np.round(np.asarray(t, np.float64), 6), np.asarray(v, np.float64))
+                   for t, v in (timed.columns[c] for c in cols)]
+        times = np.unique(np.concatenate([t for t, _ in columns]))
         values = np.full((len(times), len(columns)), np.nan)
+        annotated = np.zeros((len(times), len(columns)), bool)
         for d, (t, v) in enumerate(columns):
-            values[np.searchsorted(times, np.asarray(t, np.float64)), d] = v
+            values[np.searchsorted(times, t), d] = v
+            annotated[np.searchsorted(times, t), d] = True
         position = _frame_position(times - timed.delay, frame_times(record), fps)
-        rate = 1.0 / float(np.median(np.diff(times))) if len(times) > 1 else fps
-        return Annotations(values=values, position=position, time=times, rate=rate, timed=True)
+        # annotations per second over the span (an irregular merge of two grids included)
+        rate = (len(times) - 1) / float(times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else fps
+        return Annotations(values=values, position=position, time=times, rate=rate, timed=True,
+                           annotated=None if annotated.all() else annotated)
     rows = np.asarray(record.extra.get("label_rows", record.values), np.float64)[:, cols]
     if len(rows) < record.num_frames:  # a label file short of the video: its last frames are unlabelled
         rows = np.concatenate([rows, np.full((record.num_frames - len(rows), len(cols)), np.nan)])

@@ -48,6 +48,11 @@ class Annotations:
     time: np.ndarray
     rate: float
     timed: bool = False
+    annotated: np.ndarray | None = None  # (M, D): the row is on that dimension's own grid (None: all are)
+
+    def rows_of(self, d: int) -> np.ndarray:
+        """The rows dimension ``d`` annotates (what its own gold-standard file lists)."""
+        return np.ones(len(self.time), bool) if self.annotated is None else self.annotated[:, d]
 
     def outside(self, num_frames: int) -> tuple[int, int]:
         """Annotations that describe a moment before the first frame, and after the last of
@@ -95,6 +100,11 @@ def final_predictions(frames: Mapping[str, FramePredictions], annotations: Mappi
     ones), applied up to step ``upto``; its output is clipped again."""
     subjects = subjects or {}
     low, high = label_range
+    for vid in sorted(frames):
+        bad = ~np.isfinite(np.asarray(frames[vid].pred, np.float64)).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{vid}: the model's output is not a number on {int(bad.sum())} frames (first: frame "
+                             f"{int(np.asarray(frames[vid].index)[bad][0])}); nothing is scored or written")
     traces = {vid: at_annotations(frames[vid], annotations[vid], faceless, subjects.get(vid, ""))
               for vid in sorted(frames) if vid in annotations}
     traces = {vid: replace(t, pred=np.clip(t.pred, low, high)) for vid, t in traces.items()}

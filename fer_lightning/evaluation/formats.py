@@ -56,18 +56,20 @@ def write_label_rate(out_dir: str | Path, predictions: Mapping[str, tuple[np.nda
 
 
 def write_avec_arff(out_dir: str | Path, predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                    names: Sequence[str]) -> list[Path]:
+                    names: Sequence[str], rows: Mapping[str, np.ndarray] | None = None) -> list[Path]:
     """``predictions`` as :func:`write_label_rate` takes them, laid out as AVEC's gold standard:
     ``<name>/<id>.arff`` per dimension and recording, attributes ``Instance_name`` (string),
-    ``frameTime`` (seconds) and ``GoldStandard``, one row per annotation time."""
+    ``frameTime`` (seconds) and ``GoldStandard``, one row per annotation time. ``rows``: id ->
+    (M, D) which rows each dimension's own gold standard lists (None: every row)."""
     out_dir = Path(out_dir)
     written = []
     for d, name in enumerate(names):
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         for vid, (times, pred) in sorted(predictions.items()):
+            keep = np.ones(len(times), bool) if rows is None or rows.get(vid) is None else rows[vid][:, d]
             lines = ["@relation GoldStandard", "", "@attribute Instance_name string", "@attribute frameTime numeric",
                      "@attribute GoldStandard numeric", "", "@data", ""]
-            lines += [f"'{vid}',{t:.6f},{row[d]:.6f}" for t, row in zip(times, pred, strict=True)]
+            lines += [f"'{vid}',{t:.6f},{row[d]:.6f}" for t, row in zip(times[keep], pred[keep], strict=True)]
             write_text_atomic(out_dir / name / f"{vid}.arff", "\n".join(lines) + "\n")
             written.append(out_dir / name / f"{vid}.arff")
     return written

@@ -122,7 +122,8 @@ def annotation_facts(frames: dict[str, FramePredictions], annotations: dict[str,
     return {"annotations": int(sum(len(t.true) for t in final.values())), "scored": scored,
             "before_first_frame": before, "after_last_frame": after, "outside_video": outside,
             "videos_without_face": videos_without_face({v: f for v, f in frames.items() if v in final}),
-            "videos_without_annotations": sorted(set(frames) - set(final))}
+            "videos_without_annotations": sorted(set(frames) - set(final)),
+            "videos_without_predictions": sorted(set(annotations) - set(frames))}
 
 
 def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
@@ -223,7 +224,8 @@ def write_prediction_files(final: dict[str, VideoTrace], annotations: dict[str, 
         files["predictions_abaw"] = str(out / "predictions_abaw")
     if timed:
         write_label_rate(out / "predictions_label_rate", timed, names)
-        write_avec_arff(out / "predictions_avec", timed, names)
+        write_avec_arff(out / "predictions_avec", timed, names,
+                        {vid: annotations[vid].annotated for vid in timed})
         files["predictions_label_rate"] = str(out / "predictions_label_rate")
         files["predictions_avec"] = str(out / "predictions_avec")
     return files
@@ -236,9 +238,10 @@ def markdown(result: dict) -> str:
     if "warning" in result:
         lines += [f"> {result['warning']}", ""]
     scoring = result["scoring"]
-    lines += [f"Every labelled frame is scored; {scoring['face_coverage'][split]:.1%} of them show a face, the "
+    lines += [f"Every annotation is scored; {scoring['face_coverage'][split]:.1%} of them show a face, the "
               f"others are predicted by `{scoring['faceless']}` from the face frames around them. The last column "
               "scores the face frames alone.", "",
+              *_annotation_lines(scoring["annotations"][split], scoring.get("moments", "population")),
               "| dimension | scoring | CCC | CCC per video (mean) | Pearson r | RMSE | frames | CCC (face frames only) |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name in result["targets"]:
@@ -270,6 +273,22 @@ def markdown(result: dict) -> str:
         lines += ["", f"Skipped videos: {len(result['skipped_videos'])} ("
                   + "; ".join(f"{k}: {v}" for k, v in list(result["skipped_videos"].items())[:10]) + ")"]
     return "\n".join(lines) + "\n"
+
+
+def _annotation_lines(facts: dict, moments: str) -> list[str]:
+    """The report's sentence on which annotations were scored and which need a second look."""
+    text = (f"{facts['annotations']} annotations, each scored where its dimension is valid "
+            f"({', '.join(f'{n} {k}' for n, k in facts['scored'].items())}; CCC from {moments} moments)")
+    if facts["before_first_frame"] or facts["after_last_frame"]:
+        text += (f"; {facts['before_first_frame']} describe a moment before the first frame and "
+                 f"{facts['after_last_frame']} one after the last decoded frame (predicted by that edge frame)")
+    if facts.get("videos_without_predictions"):
+        text += (f"; {len(facts['videos_without_predictions'])} annotated videos got no prediction (no evaluation "
+                 f"window) and are not scored: {', '.join(facts['videos_without_predictions'][:10])}")
+    if facts["videos_without_face"]:
+        text += (f"; {len(facts['videos_without_face'])} videos show no face at all (predicted by the model's "
+                 f"outputs on black frames): {', '.join(facts['videos_without_face'][:10])}")
+    return [text + ".", ""]
 
 
 def write_outputs(result: dict, post: PostProcessor, final: dict[str, VideoTrace], out: Path, names: list[str],

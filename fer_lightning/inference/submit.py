@@ -227,7 +227,6 @@ def submit(ckpt: str | Path, sample_path: str | Path, faces: str | Path, out: st
     returns the report."""
     from tqdm.auto import tqdm
 
-    from fer_lightning.evaluation.postprocess import PostProcessor
     from fer_lightning.inference.predict import resolve_device
     from fer_lightning.inference.settings import PredictConfig
     from fer_lightning.models.checkpoint import load_checkpoint_model
@@ -238,10 +237,10 @@ def submit(ckpt: str | Path, sample_path: str | Path, faces: str | Path, out: st
     if names != ["valence", "arousal"]:
         raise UserInputError(f"--ckpt {ckpt}: the ABAW file needs a valence-arousal model; this one predicts "
                              f"{names or model.task + ' classes'}")
-    post = None
+    post, notes = None, []
     if postprocess is not None:
-        report = json.loads(Path(postprocess).read_text())
-        post = PostProcessor.from_dict(report["postprocess"], names)
+        post, note = fitted_postprocessing(postprocess, names, ckpt)
+        notes += [note] if note else []
     if videos is not None:
         write_store(videos, faces, sample, workers, progress)
     source = open_faces(faces, fps)
@@ -262,16 +261,19 @@ def submit(ckpt: str | Path, sample_path: str | Path, faces: str | Path, out: st
             rate = source.fps(video) if source.has(video) else fps
             if source.has(video):
                 frames[video] = predict_faces(model, data_hp, source, video, count, run_on, cfg, bar)
-            else:  # the organisers found no face in it: every frame black
+            if not source.has(video) or len(frames[video].index) == 0:  # no face found in it: every frame black
+                if video not in absent:
+                    absent.append(video)
                 frames[video] = predict_faces(model, data_hp, _NoFaces(), video, count, run_on, cfg, bar)
-            annotations[video] = Annotations(values=np.full((len(wanted), len(names)), np.nan),
-                                             position=wanted.astype(np.float64), time=wanted / rate, rate=rate)
+            # every frame of the video in order, whatever order or gaps the sample lists them in:
+            # post-processing's delay and smoothing run over consecutive frames
+            n = len(frames[video].index)
+            annotations[video] = Annotations(values=np.full((n, len(names)), np.nan), position=np.arange(n, dtype=float),
+                                             time=np.arange(n) / rate, rate=rate)
     final = final_predictions(frames, annotations, faceless, post)
     lines = [",".join(HEADER)]
-    cursor = {v: 0 for v in by_video}
-    for location, video, _ in sample.rows:
-        row = final[video].pred[cursor[video]]
-        cursor[video] += 1
+    for location, video, frame in sample.rows:
+        row = final[video].pred[min(frame, len(final[video].pred) - 1)]  # past the last frame: held, counted
         lines.append(f"{location},{row[0]:.6f},{row[1]:.6f}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,14 +283,41 @@ def submit(ckpt: str | Path, sample_path: str | Path, faces: str | Path, out: st
         "checkpoint": str(ckpt), "sample": str(sample_path), "faces": str(faces), "file": str(out),
         "rows": len(sample.rows), "videos": len(by_video), "faceless": faceless,
         "postprocess": post.as_dict() if post is not None else None, "postprocess_from": str(postprocess or ""),
-        "rows_with_face": int(sum(frames[v].has_face[np.minimum(by_video[v], len(frames[v].has_face) - 1)].sum()
-                                  for v in by_video if len(frames[v].has_face))),
+        "rows_with_face": int(sum(frames[v].has_face[f[f < len(frames[v].has_face)]].sum() for v, f in by_video.items())),
         "videos_without_face": videos_without_face(frames),
         "videos_not_in_faces": absent,
         "rows_past_the_last_frame": {v: k for v, k in beyond.items() if k},
+        "notes": notes,
     }
     write_text_atomic(out.with_name(out.name + ".json"), json.dumps(report, indent=1) + "\n")
     return report
+
+
+def fitted_postprocessing(path: str | Path, names: list[str], ckpt: str | Path):
+    """The post-processing an ``evaluate`` report fitted (its ``postprocess``), and a note when
+    that report scored another checkpoint; an error says what the file lacks."""
+    from fer_lightning.evaluation.postprocess import PostProcessor
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"--postprocess: no such file {path} (an evaluation.json written by evaluate)")
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserInputError(f"--postprocess {path}: not JSON ({err})") from err
+    fitted = report.get("postprocess") if isinstance(report, dict) else None
+    if not isinstance(fitted, dict):
+        raise UserInputError(f"--postprocess {path}: holds no fitted post-processing (the evaluation.json that "
+                             "`fer-lightning evaluate` writes has it)")
+    try:
+        post = PostProcessor.from_dict(fitted, names)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"--postprocess {path}: {err}") from err
+    other = report.get("checkpoint")
+    note = None
+    if other and Path(other).resolve() != Path(ckpt).resolve():
+        note = f"the post-processing was fitted for {other}, not for {ckpt}"
+    return post, note
 
 
 class _NoFaces:

@@ -98,10 +98,11 @@ class SequenceConcordanceCC(Metric):
     full_state_update = False
 
     def __init__(self, num_outputs: int = 1, zero_division: float = 0.0, faceless: str = "interpolate",
-                 **kwargs) -> None:
+                 label_range: tuple[float, float] = (-1.0, 1.0), **kwargs) -> None:
         super().__init__(**kwargs)
         if faceless not in FACELESS:
             raise ValueError(f"faceless must be one of {FACELESS}, got {faceless!r}")
+        self.label_range = label_range
         self.num_outputs = num_outputs
         self.zero_division = zero_division
         self.faceless = faceless
@@ -116,7 +117,8 @@ class SequenceConcordanceCC(Metric):
         describes, after the label delay; its labels, NaN where a dimension is not annotated). A
         video whose every frame was seen is then scored on its annotations: each predicted at its
         position, interpolated between the frames around it, held at the first or last frame
-        beyond them, each dimension where it is valid. A video seen in part (a sanity check, a
+        beyond them, clipped to ``label_range`` (as ``evaluate``'s files are), each dimension
+        where it is valid. A video seen in part (a sanity check, a
         ``limit_val_batches``) keeps its frames. Not a state: every rank sets the same table."""
         self._annotations = {
             video_key(vid): (int(n), torch.as_tensor(pos, dtype=torch.float64).reshape(-1),
@@ -191,12 +193,12 @@ class SequenceConcordanceCC(Metric):
             lo = pos.floor().to(torch.int64)
             hi = (lo + 1).clamp(max=count - 1)
             w = (pos - lo)[:, None]
-            pred = (1 - w) * p[part][lo] + w * p[part][hi]
+            pred = ((1 - w) * p[part][lo] + w * p[part][hi]).clamp(*self.label_range)
             values = values.to(p.device)
             valid = torch.isfinite(values).any(dim=1)
             number = torch.arange(len(pos), device=p.device)
             out.append((torch.stack([torch.full_like(number, key), number], 1)[valid], pred[valid], values[valid],
-                        face[part][pos.round().to(torch.int64)][valid]))
+                        face[part][torch.ceil(pos - 0.5).to(torch.int64)][valid]))  # a tie: the earlier frame
         if not out:
             return rows[:0], p[:0], t[:0], face[:0]
         return tuple(torch.cat(parts) for parts in zip(*out, strict=True))  # type: ignore[return-value]

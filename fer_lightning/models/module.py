@@ -293,8 +293,8 @@ class AffectModule(L.LightningModule):
         records = getattr(getattr(dm, "datasets", {}).get(split), "records", None)
         if not records:
             return
-        tables = self.__dict__.setdefault("_annotation_tables", {})  # per datamodule and split, made once
-        key = (id(dm), split)
+        tables = dm.__dict__.setdefault("_annotation_tables", {})  # the datamodule's, per split and targets
+        key = (split, tuple(self.target_names))
         if key not in tables:
             from fer_lightning.corpora.annotations import annotations_of
 
