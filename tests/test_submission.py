@@ -360,3 +360,18 @@ def test_submit_takes_sample_rows_in_any_order_and_refuses_a_report_without_post
         main(["submit", "--ckpt", str(tiny_checkpoint), "--sample", str(full), "--faces", str(crops),
               "--out", str(tmp_path / "x.txt"), "--postprocess", str(full.with_suffix(".out.json"))])
     assert err.value.code == 2 and "holds no fitted post-processing" in capsys.readouterr().err
+
+
+def test_a_video_without_any_face_is_scored_from_its_black_frames_and_named_in_the_report():
+    from fer_lightning.evaluation.final import Annotations, FramePredictions, final_predictions
+    from fer_lightning.inference.evaluate import _annotation_lines, annotation_facts
+
+    rng = np.random.default_rng(2)
+    frames = {"seen": FramePredictions(np.arange(6), rng.normal(size=(6, 2)) / 3, np.ones(6, bool)),
+              "dark": FramePredictions(np.arange(6), np.full((6, 2), 0.2), np.zeros(6, bool))}
+    annotations = {v: Annotations(rng.uniform(-1, 1, (8, 2)), np.arange(8.0), np.arange(8) / 25, 25.0) for v in frames}
+    final = final_predictions(frames, annotations, "interpolate")
+    np.testing.assert_allclose(final["dark"].pred, 0.2)  # the model's outputs as made: never zeros
+    facts = annotation_facts(frames, annotations, final, ["valence", "arousal"])
+    assert facts["videos_without_face"] == ["dark"] and facts["after_last_frame"] == 4 and facts["annotations"] == 16
+    assert "1 videos show no face at all" in _annotation_lines(facts, "population")[0]
