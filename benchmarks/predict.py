@@ -42,8 +42,8 @@ def causal_step_ms(backbone: str, size: int, repeats: int) -> float:
     state, times = None, []
     for i in range(repeats + 3):
         start = time.perf_counter()
-        feats, state = net.temporal.lstm(net.encoder(crop), state)
-        net.head(feats)
+        feats, state = net.forward_temporal(net.forward_features(crop), state)
+        net.forward_head(feats)
         if i >= 3:
             times.append(time.perf_counter() - start)
     return 1000 * sorted(times)[len(times) // 2]

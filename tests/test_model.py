@@ -125,3 +125,29 @@ def test_backbone_loads_a_torchvision_weights_file(tmp_path):
     for name, tensor in source.state_dict().items():
         if not name.startswith("fc."):
             torch.testing.assert_close(loaded[name], tensor)
+
+
+def test_the_network_runs_in_three_stages_and_a_causal_one_streams_in_chunks():
+    # timm's shape: forward = forward_head(forward_temporal(forward_features(x))); a causal net
+    # run chunk by chunk with its state carried gives the whole clip's outputs
+    import torch
+
+    from fer_lightning.models.affect_net import AffectNet
+
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (2, 9, 3, 32, 32), dtype=torch.uint8)
+    for bidirectional, layers in ((True, 1), (False, 2), (True, 0)):
+        net = AffectNet(2, backbone="test_resnet", hidden_size=8, num_layers=layers, bidirectional=bidirectional).eval()
+        assert net.is_causal == (not bidirectional or layers == 0)
+        with torch.no_grad():
+            whole = net(frames)
+            feats = net.forward_features(frames)
+            assert feats.shape == (2, 9, net.num_features)
+            staged = net.forward_head(net.forward_temporal(feats)[0])
+            torch.testing.assert_close(staged, whole)
+            if net.is_causal:
+                state, parts = None, []
+                for lo in range(0, 9, 4):
+                    out, state = net.forward_temporal(feats[:, lo:lo + 4], state)
+                    parts.append(net.forward_head(out))
+                torch.testing.assert_close(torch.cat(parts, 1), whole, rtol=1e-5, atol=1e-6)

@@ -99,8 +99,8 @@ def test_causal_streaming_equals_the_whole_sequence_and_never_looks_ahead(tiny_c
 
     def run(clips, state):
         with torch.no_grad():
-            feats, state = net.temporal.lstm(net.encoder(torch.from_numpy(clips)), state)
-            return net.head(feats).numpy(), state
+            feats, state = net.forward_temporal(net.forward_features(torch.from_numpy(clips)), state)
+            return net.forward_head(feats).numpy(), state
 
     def stream(x):
         runner, out = CausalRunner(run, chunk=5), {}

@@ -28,7 +28,8 @@ from fer_lightning.faces.detect import crop_face
 from fer_lightning.io import write_text_atomic
 
 EncoderLoader = Callable[[Path], tuple[torch.nn.Module, str]]
-"""checkpoint -> (frozen face feature extractor in eval mode, its backbone name)."""
+"""checkpoint -> (the network with its frozen face feature extractor, in eval mode, and its
+backbone name); the cache calls its ``forward_features`` and reads its ``num_features``."""
 
 
 def cache_key(checkpoint: str | Path, backbone: str, image_size: int, margin: float) -> str:
@@ -53,21 +54,21 @@ def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, 
 
     from fer_lightning.media.video import ReaderCache
 
-    encoder, backbone = load_encoder(checkpoint)
+    net, backbone = load_encoder(checkpoint)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder.to(device)
+    net.to(device)
     key = cache_key(checkpoint, backbone, image_size, margin)
     folder = Path(cache_root) / key
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "cache.json", json.dumps(
         {"checkpoint": str(checkpoint), "backbone": backbone, "image_size": image_size, "margin": margin,
-         "dim": encoder.num_features, "dtype": "float16"}, indent=1) + "\n")
+         "dim": net.num_features, "dtype": "float16"}, indent=1) + "\n")
     readers = ReaderCache(max_open=1)
     todo = [r for r in records if not _complete(folder / f"{r.video_id}.npy", r.num_frames)]
     bar = tqdm(total=sum(r.num_frames for r in todo), unit="frame", desc="feature cache", disable=not progress)
     for rec in todo:
-        feats = np.zeros((rec.num_frames, encoder.num_features), np.float16)
+        feats = np.zeros((rec.num_frames, net.num_features), np.float16)
         margin_rec = rec.extra.get("face_margin", margin)
         for lo in range(0, rec.num_frames, chunk):
             idx = np.arange(lo, min(lo + chunk, rec.num_frames))
@@ -77,7 +78,7 @@ def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, 
                 crops = np.stack([crop_face(f, b, image_size, margin_rec) for f, b in zip(frames, rec.boxes[faces],
                                                                                           strict=True)])
                 x = torch.from_numpy(crops).permute(0, 3, 1, 2)[None].to(device)  # (1, n, 3, S, S) uint8
-                feats[faces] = encoder(x)[0].float().cpu().numpy().astype(np.float16)
+                feats[faces] = net.forward_features(x)[0].float().cpu().numpy().astype(np.float16)
             bar.update(len(idx))
         tmp = folder / f".{rec.video_id}.{os.getpid()}.tmp.npy"
         np.save(tmp, feats)

@@ -169,7 +169,7 @@ class ModelStream:
         self.frame_step = max(1, frame_step)
         self.encode_batch = encode_batch
         self.probabilities = not model.objective.continuous
-        self.causal = not model.hparams.bidirectional or model.hparams.num_layers == 0
+        self.causal = model.net.is_causal
         length = cfg.window or clip_len
         stride = max(1, round(length * (1 - cfg.overlap)))
         self.runners: dict[int, object] = {}
@@ -190,7 +190,7 @@ class ModelStream:
         start = time.perf_counter()
         x = torch.from_numpy(np.ascontiguousarray(np.stack([c for _, c in self._crops]).transpose(0, 3, 1, 2)))
         with self.autocast():
-            feats = self.model.net.encoder(x.to(self.device, non_blocking=True)[None])[0]
+            feats = self.model.net.forward_features(x.to(self.device, non_blocking=True)[None])[0]
         self.timings.model += time.perf_counter() - start
         out = []
         for (index, _), f in zip(self._crops, feats, strict=True):
@@ -209,7 +209,7 @@ class ModelStream:
         start = time.perf_counter()
         net = self.model.net
         with self.autocast():
-            out = self._outputs(net.head(net.temporal(feats)))
+            out = self._outputs(net.forward_head(net.forward_temporal(feats)[0]))
         self.timings.model += time.perf_counter() - start
         return out
 
@@ -218,9 +218,8 @@ class ModelStream:
         start = time.perf_counter()
         net = self.model.net
         with self.autocast():
-            if net.temporal.lstm is not None:
-                feats, state = net.temporal.lstm(feats, state)
-            out = self._outputs(net.head(feats))
+            feats, state = net.forward_temporal(feats, state)
+            out = self._outputs(net.forward_head(feats))
         self.timings.model += time.perf_counter() - start
         return out, state
 

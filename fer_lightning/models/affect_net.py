@@ -9,7 +9,12 @@ from fer_lightning.models.temporal import TemporalLSTM
 
 
 class AffectNet(nn.Module):
-    """Video clip in, one prediction per frame out.
+    """Video clip in, one prediction per frame out, in three stages as timm shapes a model:
+    :meth:`forward_features` (frames -> per-frame features, the face encoder),
+    :meth:`forward_temporal` (features -> temporal features, with a state to carry between the
+    chunks of a stream), :meth:`forward_head` (-> outputs). ``is_causal`` says whether a frame's
+    output depends on earlier frames only, so that the net can run over a stream chunk by chunk.
+    Training, predict, the feature cache and export use these and nothing else.
 
     Args:
         num_outputs: D regression outputs (arousal, valence, ...) or C class logits.
@@ -37,6 +42,28 @@ class AffectNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.temporal.output_size, num_outputs)
 
+    @property
+    def num_features(self) -> int:
+        """Per-frame feature size of :meth:`forward_features`."""
+        return self.encoder.num_features
+
+    @property
+    def is_causal(self) -> bool:
+        return self.temporal.is_causal
+
+    def forward_features(self, frames: Tensor) -> Tensor:
+        """(B, T, 3, H, W) uint8 face crops -> (B, T, F) per-frame features."""
+        return self.encoder(frames)
+
+    def forward_temporal(self, features: Tensor, state=None) -> tuple[Tensor, object]:
+        """(B, T, F) features (and the state after the previous chunk of a causal stream) ->
+        (B, T, H) and the state after this chunk."""
+        return self.temporal(features, state)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """(B, T, H) temporal features -> (B, T, num_outputs)."""
+        return self.head(self.dropout(features))
+
     def forward(self, frames: Tensor) -> Tensor:
         """(B, T, 3, H, W) uint8 -> (B, T, num_outputs)."""
-        return self.head(self.dropout(self.temporal(self.encoder(frames))))
+        return self.forward_head(self.forward_temporal(self.forward_features(frames))[0])

@@ -206,8 +206,8 @@ class AffectModule(L.LightningModule):
 
     @staticmethod
     def load_frozen_encoder(checkpoint: str | Path) -> tuple[nn.Module, str]:
-        """The frozen face feature extractor of a pretraining checkpoint and its backbone name:
-        how a datamodule with ``feature_cache`` computes its features."""
+        """The network with the frozen face feature extractor of a pretraining checkpoint, and
+        its backbone name: how a datamodule with ``feature_cache`` computes its features."""
         return load_encoder(checkpoint)
 
     def configure_callbacks(self) -> list[L.Callback]:
@@ -243,7 +243,7 @@ class AffectModule(L.LightningModule):
             # under autocast the LSTM gets what the backbone would have handed it (bf16): oneDNN's
             # LSTM on CPUs without AVX-512 has no primitive for float32 input with bf16 weights
             dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else net.head.weight.dtype
-            return net.head(net.dropout(net.temporal(features.to(dtype))))
+            return net.forward_head(net.forward_temporal(features.to(dtype))[0])
         return self(batch["frames"])
 
     def loss(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:

@@ -35,8 +35,14 @@ class TemporalLSTM(nn.Module):
         )
         self.output_size = hidden_size * (2 if bidirectional else 1) if num_layers > 0 else input_size
 
-    def forward(self, features: Tensor) -> Tensor:
+    @property
+    def is_causal(self) -> bool:
+        """Whether each output depends on the current and earlier frames only (streamable)."""
+        return self.lstm is None or not self.lstm.bidirectional
+
+    def forward(self, features: Tensor, state=None) -> tuple[Tensor, object]:
+        """(B, T, F) features and the state after an earlier chunk (None: a clip's start) ->
+        (B, T, output_size) and the state after this chunk (None without an LSTM)."""
         if self.lstm is None:
-            return features
-        out, _ = self.lstm(features)
-        return out
+            return features, None
+        return self.lstm(features, state)

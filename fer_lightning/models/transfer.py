@@ -58,8 +58,9 @@ def load_parts(net: nn.Module, checkpoint: str | Path, parts: tuple[str, ...] = 
 
 
 def load_encoder(checkpoint: str | Path):
-    """The frozen face feature extractor of a pretraining checkpoint, in eval mode, and its
-    backbone name (read from the checkpoint's hyper-parameters)."""
+    """A network holding the frozen face feature extractor of a pretraining checkpoint (its
+    ``forward_features``; no temporal model), in eval mode, and its backbone name (read from
+    the checkpoint's hyper-parameters)."""
     from fer_lightning.models.affect_net import AffectNet  # imports timm
 
     hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
@@ -68,4 +69,4 @@ def load_encoder(checkpoint: str | Path):
         raise ValueError(f"{checkpoint} names no backbone in its hyper-parameters; is it an AffectModule checkpoint?")
     net = AffectNet(1, backbone=backbone, hidden_size=8, num_layers=0)
     load_parts(net, checkpoint, ("encoder",))
-    return net.encoder.eval(), backbone
+    return net.eval(), backbone
