@@ -63,7 +63,7 @@ slurm-submit: setup  ## submit an experiment to SLURM with an sbatch template (r
 	@command -v sbatch >/dev/null || { echo "sbatch not found: run make slurm-submit on a SLURM login node"; exit 2; }
 	@test -n "$(CONFIG)" || { echo "usage: make slurm-submit CONFIG=experiments/<experiment>.yaml [TEMPLATE=...] [SBATCH=...] [ARGS=...]"; exit 2; }
 	@mkdir -p runs/slurm
-	$(if $(findstring synthetic,$(CONFIG)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
+	$(if $(findstring synthetic,$(CONFIG)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true)
 	sbatch $(SBATCH) $(TEMPLATE) $(CONFIG) $(ARGS)
 	@echo "Job log: runs/slurm/<job name>-<job id>.out; run folder: runs/<experiment>/slurm-<job id>"
 
@@ -73,7 +73,7 @@ AGENTS ?= 1
 sweep: setup  ## create a W&B sweep on wandb.ai (needs `wandb login`) and start AGENTS agents here
 	@$(BIN)/python -c "import sys; from fer_lightning.training.loggers import has_wandb_key; sys.exit(not has_wandb_key())" \
 		|| { echo "make sweep runs on wandb.ai: log in first (.venv/bin/wandb login), or run offline: make sweep-local"; exit 2; }
-	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
+	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true)
 	@set -e; id=$$(WANDB_MODE=online $(BIN)/wandb sweep --project $(or $(WANDB_PROJECT),fer-lightning) $(if $(WANDB_ENTITY),--entity $(WANDB_ENTITY)) $(SWEEP) 2>&1 | tee /dev/stderr \
 		| sed -n 's/.*wandb agent \([^ ]*\).*/\1/p' | tail -1); \
 	test -n "$$id" || { echo "wandb sweep printed no sweep id"; exit 1; }; \
@@ -86,7 +86,7 @@ sweep sweep-local: export FER_DATA_ROOT := $(ROOT)
 endif
 
 sweep-local: setup  ## the same sweep offline: W&B's sweep engine suggests RUNS configurations, run here one by one
-	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
+	$(if $(findstring synthetic,$(SWEEP)),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true)
 	$(BIN)/fer-lightning sweep $(SWEEP) --runs $(or $(RUNS),4) $(if $(ARGS),-- $(ARGS))
 
 demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tune from it, CCC table + plot
@@ -94,12 +94,12 @@ demo: setup  ## the two-stage method on the synthetic corpus: pretrain, fine-tun
 	$(MAKE) --no-print-directory finetune
 
 pretrain: setup  ## stage 1: emotion classes (synthetic default; DATASET=emotion_manifest ROOT=... for real data)
-	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
+	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true)
 	$(BIN)/fer-lightning fit --config $(PRETRAIN_CONFIG) $(DATA_ARGS) $(ARGS)
 	@echo "Checkpoints, metrics and config: the run folder above. Next: make finetune (loads its best checkpoint)"
 
 finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretraining (DATASET=recola ROOT=...)
-	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing)
+	$(if $(SYNTHETIC),$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true)
 	@if [ -n "$(SYNTHETIC)" ] && ! ls runs/pretrain_synthetic/logs/*/checkpoints/finished.json >/dev/null 2>&1; then \
 		echo "no finished synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning fit --config $(FINETUNE_CONFIG) --model.init_from=latest $(DATA_ARGS) $(ARGS)

@@ -28,7 +28,7 @@ py=python3
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") | tee "$out/gpu.txt"
 nproc | tee -a "$out/gpu.txt"
 # the fine-tuning experiment on the GPU, to its table (fit log: $out/gpu_fit.log)
-timeout 120 "$py" -m fer_lightning.cli synth --out /tmp/gpu_synth --videos 12 --seconds 10 --skip_existing \
+timeout 120 "$py" -m fer_lightning.cli synth --out /tmp/gpu_synth --videos 12 --seconds 10 --skip_existing true \
   > "$out/gpu_fit.log" 2>&1
 timeout 150 "$py" -m fer_lightning.cli fit --config experiments/finetune_synthetic.yaml \
   --config experiments/presets/gpu_bf16.yaml --data.root=/tmp/gpu_synth --run_root=/tmp/gpu_fit \

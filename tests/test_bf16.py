@@ -107,7 +107,7 @@ def test_bf16_evaluate_and_predict_agree_with_32_bit(tiny_corpus, tmp_path, feat
 
     out = tmp_path / "pred"
     assert main(["predict", "--ckpt", str(ckpt), "--input", str(feat_data / "face_noface.mov"), "--out", str(out),
-                 "--precision", "bf16-mixed", "--quiet"]) == 0
+                 "--precision", "bf16-mixed", "--quiet", "true"]) == 0
     import pandas as pd
 
     rows = pd.read_csv(out / "face_noface.csv")

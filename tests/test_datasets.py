@@ -367,8 +367,11 @@ def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_p
     p5 = load_dataset("emotion_manifest", tmp_path, manifest="probs.parquet")[0]
     assert p5.labels[8] == 2 and p5.labels[10] == -1
 
+    with pytest.raises(ValueError, match="data.class_names: set the emotion classes of your emotion_manifest"):
+        AffectDataModule(root=str(tmp_path), dataset="emotion_manifest", task="pretrain")  # no silent default
     dm = AffectDataModule(root=str(tmp_path), dataset="emotion_manifest", task="pretrain", clip_len=6, image_size=32,
-                          batch_size=2, num_workers=0, augment=False, dataset_args={"split_fractions": [1, 0, 0]})
+                          batch_size=2, num_workers=0, augment=False, dataset_args={"split_fractions": [1, 0, 0]},
+                          class_names=list(EMOTIONS))
     dm.setup()
     item = dm.datasets["train"][0]
     rec = next(r for r in dm.split_records("train") if r.video_id == item["video_id"])
@@ -449,7 +452,7 @@ def test_class_balanced_pretraining_sees_a_rare_class_as_often_as_a_common_one(t
     def sad_share(balance):
         dm = AffectDataModule(root=str(tmp_path), dataset="emotion_manifest", task="pretrain", clip_len=8,
                               image_size=16, batch_size=4, num_workers=0, augment=False, train_reader=reader,
-                              windows_per_video=40, balance_classes=balance, seed=1)
+                              windows_per_video=40, balance_classes=balance, seed=1, class_names=list(EMOTIONS))
         dm.setup()
         labels = torch.cat([b["targets"].reshape(-1) for b in dm.train_dataloader()])
         labels = labels[labels >= 0]

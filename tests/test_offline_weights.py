@@ -41,7 +41,7 @@ from fer_lightning.cli.main import main
 assert main(["evaluate", "--ckpt", {str(ckpt)!r}, "--out", {str(tmp_path / "eval")!r}, "--num_workers", "0",
              "--search.max_delay_s", "0.2"]) == 0
 assert main(["predict", "--ckpt", {str(ckpt)!r}, "--input", {str(feat_data / "face_noface.mov")!r},
-             "--out", {str(tmp_path / "pred")!r}, "--quiet"]) == 0
+             "--out", {str(tmp_path / "pred")!r}, "--quiet", "true"]) == 0
 assert main(["export", "--ckpt", {str(ckpt)!r}, "--format", "torchscript", "--out", {str(tmp_path / "m.pt")!r}]) == 0
 """
     proc = subprocess.run(offline_command(script), env=env, capture_output=True, text=True, timeout=900)

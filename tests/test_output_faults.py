@@ -53,7 +53,7 @@ def test_export_and_predict_into_a_full_disk(tiny_checkpoint, feat_data, tmp_pat
                                               "--out", str(out / "model.bin")])
         said_one_sentence(proc, "the disk is full")
     proc = run_on_small_disk(out, "16k", ["predict", "--ckpt", str(tiny_checkpoint), "--input",
-                                          str(feat_data / "no_face.mp4"), "--out", str(out / "pred"), "--quiet"])
+                                          str(feat_data / "no_face.mp4"), "--out", str(out / "pred"), "--quiet", "true"])
     said_one_sentence(proc, "the disk is full")
 
 

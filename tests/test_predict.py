@@ -119,7 +119,7 @@ def test_predict_marks_frames_without_a_face_and_matches_preprocessing(feat_data
     video = feat_data / "face_noface.mov"
     out = tmp_path / "pred"
     assert main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out),
-                 "--render", "--quiet"]) == 0
+                 "--render", "true", "--quiet", "true"]) == 0
     rows = pd.read_csv(out / "face_noface.csv")
     assert list(rows.columns) == ["frame_index", "time_s", "has_face", "track_id", "x0", "y0", "x1", "y1",
                                   "valence", "arousal"]
@@ -155,10 +155,10 @@ def test_predict_can_fill_the_faceless_frames_and_write_abaw_files(feat_data, ti
     video = feat_data / "face_noface.mov"
     out = tmp_path / "pred"
     with pytest.raises(SystemExit) as err:
-        main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out), "--abaw"])
+        main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out), "--abaw", "true"])
     assert err.value.code == 2 and "set --faceless interpolate" in capsys.readouterr().err
     assert main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out),
-                 "--faceless", "interpolate", "--abaw", "--quiet"]) == 0
+                 "--faceless", "interpolate", "--abaw", "true", "--quiet", "true"]) == 0
     rows = pd.read_csv(out / "face_noface.csv")
     face = rows.has_face.to_numpy(bool)
     assert face.any() and not face.all() and rows[["valence", "arousal"]].notna().all().all()
@@ -174,7 +174,7 @@ def test_predict_can_fill_the_faceless_frames_and_write_abaw_files(feat_data, ti
     # a video without any face: every row still valued (the model's outputs on its black
     # frames, as evaluate and submit predict it), never silent zeros, and the report says so
     assert main(["predict", "--ckpt", str(tiny_checkpoint), "--input", str(feat_data / "no_face.mp4"), "--out",
-                 str(out), "--faceless", "interpolate", "--abaw", "--quiet"]) == 0
+                 str(out), "--faceless", "interpolate", "--abaw", "true", "--quiet", "true"]) == 0
     values = np.loadtxt((out / "abaw" / "no_face.txt").read_text().splitlines()[1:], delimiter=",")
     assert np.isfinite(values).all() and (values != 0).all()
     (entry,) = [e for e in json.loads((out / "predict_report.json").read_text())["videos"] if e["video_id"] == "no_face"]
@@ -191,7 +191,7 @@ def test_a_folder_goes_on_past_bad_videos_and_lists_them(feat_data, tiny_causal_
     (folder / "sub" / "a_no_face.mp4").write_bytes((feat_data / "no_face.mp4").read_bytes())
     out = tmp_path / "pred"
     assert main(["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(folder), "--out", str(out),
-                 "--quiet"]) == 1
+                 "--quiet", "true"]) == 1
     printed = capsys.readouterr().out
     assert "2 of 4 videos predicted" in printed and "2 failed" in printed
     assert "b_corrupt.mp4" in printed and "c_empty.mp4: video file is empty" in printed
@@ -224,7 +224,7 @@ def test_a_face_video_gets_values_on_every_frame_and_a_pretraining_model_gives_p
     ckpt = train_tiny_checkpoint(tiny_corpus, tmp_path / "pretrain.ckpt", task="pretrain")
     video = feat_data / "single_face.mp4"
     out = tmp_path / "pred"
-    assert main(["predict", "--ckpt", str(ckpt), "--input", str(video), "--out", str(out), "--quiet"]) == 0
+    assert main(["predict", "--ckpt", str(ckpt), "--input", str(video), "--out", str(out), "--quiet", "true"]) == 0
     rows = pd.read_csv(out / "single_face.csv")
     model, _ = load_checkpoint_model(ckpt)
     probs = [f"p_{c}" for c in model.class_names]
@@ -242,7 +242,7 @@ def test_predict_never_replaces_a_file_it_did_not_write_and_keeps_clashing_input
     (tmp_path / "b" / "x.mp4").write_bytes((feat_data / "noface_face.mov").read_bytes())
     out = tmp_path / "pred"
     args = ["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(tmp_path / "a" / "x.mp4"),
-            str(tmp_path / "b" / "x.mp4"), "--out", str(out), "--quiet"]
+            str(tmp_path / "b" / "x.mp4"), "--out", str(out), "--quiet", "true"]
     assert main(args) == 0
     csvs = sorted(out.glob("*.csv"))
     assert len(csvs) == 2 and "2 of 2 videos predicted" in capsys.readouterr().out
@@ -255,7 +255,7 @@ def test_predict_never_replaces_a_file_it_did_not_write_and_keeps_clashing_input
     (mine / "x.csv").write_text("my own numbers\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "--ckpt", str(tiny_causal_checkpoint), "--input", str(tmp_path / "a" / "x.mp4"),
-              "--out", str(mine), "--quiet"])
+              "--out", str(mine), "--quiet", "true"])
     assert exit_info.value.code == 2
     assert "already holds 1 files that predict would replace and did not write" in capsys.readouterr().err
     assert (mine / "x.csv").read_text() == "my own numbers\n" and not (mine / "x.png").exists()

@@ -137,7 +137,7 @@ def test_cli_exit_code_reflects_failures(tmp_path, feat_data):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and "1 ok, 1 failed" in proc.stdout and "bad.mp4" in proc.stdout
-    proc = subprocess.run(cmd + ["--allow_failures"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(cmd + ["--allow_failures", "true"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0
 
 

@@ -7,7 +7,7 @@ Each run's best checkpoint (by validation CCC) is tested on the held-out subject
 ``results.csv`` (one row per run), ``summary.md`` (mean +- sd per condition) and
 ``ablation.png`` beside them, and prints the summary.
 
-    fer-lightning ablation [--config experiments/ablation_pretrain.yaml] [--seeds [0,1,2]]
+    fer-lightning ablation [--config experiments/ablation_pretrain.yaml] [--seeds 0 1 2]
                            [--init_from latest] [--out runs/ablation_pretrain] [--trainer.max_epochs=4]
 """
 

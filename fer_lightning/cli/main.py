@@ -2,12 +2,14 @@
 the project's tools, all in one dialect (``--config FILE``, ``--key value``, ``--section.key
 value``; ``--help`` shows defaults).
 
-    fer-lightning fit|validate|test --config experiments/....yaml [--config PRESET] [--model.lr=...]
+    fer-lightning fit --config experiments/finetune_synthetic.yaml [--config experiments/presets/debug.yaml] [--model.lr=3e-4]
+    fer-lightning validate --config experiments/finetune_synthetic.yaml --ckpt_path CKPT
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
     fer-lightning preprocess --input PATH... --output STORE [--detect_every K --faces all --workers W]
     fer-lightning data check --dataset NAME --root DIR [--dataset_args JSON --face_store STORE]
     fer-lightning predict --ckpt CKPT --input VIDEO_OR_FOLDER --out DIR [--render true]
     fer-lightning evaluate --ckpt CKPT [--config EXPERIMENT --config PRESET --data.root DIR --split test]
+    fer-lightning submit --ckpt CKPT --sample ABAW_SAMPLE --faces CROPPED_ALIGNED --out FILE [--postprocess JSON_FILE]
     fer-lightning export --ckpt CKPT [--format onnx|torchscript --out PATH]
     fer-lightning sweep SWEEP_FILE [--runs N] [-- fit overrides]
     fer-lightning ablation [--config EXPERIMENT --seeds 0 1 2] [-- fit overrides]

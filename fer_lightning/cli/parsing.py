@@ -1,10 +1,13 @@
 """One dialect for every ``fer-lightning`` tool: jsonargparse parsers (the library LightningCLI
 is built on) with ``--config FILE`` and ``--key value`` / ``--section.key value`` options whose
-defaults and help come from the tools' own dataclasses, shown by ``--help``."""
+defaults and help come from the tools' own dataclasses, shown by ``--help``. Booleans take a
+value (``--render true``), as LightningCLI's do and W&B sweep agents pass them; fixed choices are
+``Literal`` types, so the parser names the allowed values."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from typing import Any, TypeVar
 
@@ -21,18 +24,21 @@ def tool_parser(prog: str, description: str | None, config_help: str | None = No
     class Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
         """Defaults and types in the option list; the description as written."""
 
-    parser = ArgumentParser(prog=prog, description=description, formatter_class=Formatter)
+    parser = ArgumentParser(prog=prog, description=plain_text(description), formatter_class=Formatter)
     parser.add_argument("--config", action=ActionConfigFile,
                         help=config_help or "a YAML file with any of the options below (repeatable; later files "
                                             "and flags override earlier ones)")
     return parser
 
 
-def yes_no():
-    """The action for a boolean switch: ``--flag`` / ``--no_flag``."""
-    from jsonargparse import ActionYesNo
-
-    return ActionYesNo
+def plain_text(doc: str | None) -> str | None:
+    """A docstring as help prints it: Sphinx roles (``:func:`~a.b.c```) become the name they
+    show (``c``), double backquotes single ones."""
+    if doc is None:
+        return None
+    doc = re.sub(r":(?:func|mod|class|meth|data|attr|obj):`~[\w.]*?\.?(\w+)`", r"`\1`", doc)
+    doc = re.sub(r":(?:func|mod|class|meth|data|attr|obj):`([\w.]+)`", r"`\1`", doc)
+    return doc.replace("``", "`")
 
 
 def fail(parser, message: str) -> None:

@@ -9,8 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from fer_lightning.cli.parsing import dataclass_from, fail, tool_parser, yes_no
+from fer_lightning.cli.parsing import dataclass_from, fail, tool_parser
 
 
 def synth_main(argv: Sequence[str]) -> int:
@@ -22,7 +23,7 @@ def synth_main(argv: Sequence[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_class_arguments(SynthConfig, None)
     p.add_argument("--workers", type=int | None, default=None, help="processes (null: all cores)")
-    p.add_argument("--skip_existing", action=yes_no(), default=False, help="do nothing if OUT/index.csv exists")
+    p.add_argument("--skip_existing", type=bool, default=False, help="do nothing if OUT/index.csv exists")
     a = p.parse_args(list(argv))
     if a.skip_existing and (Path(a.out) / "index.csv").exists():
         print(f"synthetic corpus already at {a.out} (index.csv present); nothing to do")
@@ -49,7 +50,7 @@ def preprocess_main(argv: Sequence[str]) -> int:
     p.add_argument("--output", required=True, help="store folder (created; reruns resume)")
     p.add_class_arguments(PreprocessConfig, None)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes over videos")
-    p.add_argument("--allow_failures", action=yes_no(), default=False, help="exit 0 even when some videos failed")
+    p.add_argument("--allow_failures", type=bool, default=False, help="exit 0 even when some videos failed")
     a = p.parse_args(list(argv))
     cfg = dataclass_from(PreprocessConfig, a)
     if cfg.detect_every < 1 or cfg.size < 16 or cfg.size % 2 or cfg.smooth < 1:
@@ -119,7 +120,7 @@ def data_main(argv: Sequence[str]) -> int:
 
 def predict_main(argv: Sequence[str]) -> int:
     """``fer-lightning predict``: per-frame affect for any video or folder."""
-    from fer_lightning.inference.settings import PRECISIONS, PredictConfig
+    from fer_lightning.inference.settings import PredictConfig
 
     p = tool_parser("fer-lightning predict", _doc("fer_lightning.inference", "predict.py"))
     p.add_argument("--ckpt", required=True, help="a training checkpoint (fine-tuning: valence/arousal; "
@@ -127,20 +128,16 @@ def predict_main(argv: Sequence[str]) -> int:
     p.add_argument("--input", nargs="+", required=True, help="video files, folders, or .txt/.csv manifests")
     p.add_argument("--out", required=True, help="output folder")
     p.add_class_arguments(PredictConfig, None, skip={"render", "abaw"})
-    p.add_argument("--render", action=yes_no(), default=PredictConfig.render,
+    p.add_argument("--render", type=bool, default=PredictConfig.render,
                    help="also write an annotated MP4 per video")
-    p.add_argument("--abaw", action=yes_no(), default=PredictConfig.abaw,
+    p.add_argument("--abaw", type=bool, default=PredictConfig.abaw,
                    help="also write abaw/<video>.txt in ABAW's valence-arousal format (a row for every frame; "
                         "needs --faceless other than none)")
-    p.add_argument("--quiet", action=yes_no(), default=False, help="no progress bars")
+    p.add_argument("--quiet", type=bool, default=False, help="no progress bars")
     a = p.parse_args(list(argv))
     cfg = dataclass_from(PredictConfig, a)
     if cfg.detect_every < 1 or cfg.batch_size < 1 or (cfg.window is not None and cfg.window < 1):
         fail(p, "--detect_every, --batch_size and --window must be >= 1")
-    if cfg.crop not in (None, "aligned", "box") or cfg.precision not in PRECISIONS:
-        fail(p, f"--crop must be aligned or box; --precision one of {', '.join(PRECISIONS)}")
-    if cfg.faceless not in ("none", "interpolate", "hold", "model"):
-        fail(p, f"--faceless must be none, interpolate, hold or model (got {cfg.faceless!r})")
     if cfg.abaw and cfg.faceless == "none":
         fail(p, "--abaw writes a row for every frame, as ABAW scores every frame: set --faceless interpolate "
                 "(or hold, model) to predict the frames without a face")
@@ -170,7 +167,7 @@ EXPERIMENT_SECTIONS = ("--data.", "--model.", "--trainer.", "--seed_everything",
 def evaluate_main(argv: Sequence[str]) -> int:
     """``fer-lightning evaluate``: score a fine-tuned checkpoint the way affect papers report it."""
     from fer_lightning.evaluation.postprocess import SearchSpace
-    from fer_lightning.inference.settings import PRECISIONS
+    from fer_lightning.inference.settings import Precision
 
     argv = list(argv)
     configs, overrides, own = split_experiment_args(argv)
@@ -178,25 +175,23 @@ def evaluate_main(argv: Sequence[str]) -> int:
                     config_help="an experiment file or preset whose data: section to use, layered exactly as "
                                 "`fit --config` layers them (repeatable); --data.KEY=VALUE overrides single fields")
     p.add_argument("--ckpt", required=True, help="a fine-tuning checkpoint (best-*.ckpt, last.ckpt)")
-    p.add_argument("--split", default="test", choices=("val", "test"), help="the split scored")
-    p.add_argument("--dev_split", default="val", choices=("val", "test"),
+    p.add_argument("--split", type=Literal["val", "test"], default="test", help="the split scored")
+    p.add_argument("--dev_split", type=Literal["val", "test"], default="val",
                    help="the split post-processing is fitted on")
     p.add_argument("--out", type=str | None, default=None, help="report folder (null: beside the checkpoint)")
     p.add_class_arguments(SearchSpace, "search")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", default="32-true", choices=PRECISIONS,
+    p.add_argument("--precision", type=Precision, default="32-true",
                    help="the model's precision (bf16-mixed: autocast, as in training)")
     p.add_argument("--num_workers", type=int | None, default=None, help="DataLoader workers (null: the checkpoint's)")
-    p.add_argument("--faceless", type=str | None, default=None,
+    p.add_argument("--faceless", type=Literal["interpolate", "hold", "model"] | None, default=None,
                    help="how a labelled frame without a face is predicted: interpolate (between the nearest face "
                         "frames), hold (the last face frame's) or model (its output on the black frame); "
                         "null: the checkpoint's model.faceless")
-    p.add_argument("--moments", default="population", choices=("population", "sample"),
+    p.add_argument("--moments", type=Literal["population", "sample"], default="population",
                    help="the CCC's moments: population (ABAW, AVEC 2016/2018 GES scorers) or sample (n - 1, "
                         "AVEC 2018's CES scorer)")
     a = p.parse_args(own)
-    if a.faceless not in (None, "interpolate", "hold", "model"):
-        fail(p, f"--faceless must be interpolate, hold or model (got {a.faceless!r})")
     space = dataclass_from(SearchSpace, a, "search")
     if space.max_delay_s < space.min_delay_s:
         fail(p, "--search.max_delay_s must not be below --search.min_delay_s")
@@ -220,7 +215,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
 def submit_main(argv: Sequence[str]) -> int:
     """``fer-lightning submit``: the ABAW valence-arousal test-set file from a checkpoint."""
-    from fer_lightning.inference.settings import PRECISIONS
+    from fer_lightning.inference.settings import Precision
 
     p = tool_parser("fer-lightning submit", _doc("fer_lightning.inference", "submit.py"))
     p.add_argument("--ckpt", required=True, help="a valence-arousal fine-tuning checkpoint")
@@ -231,16 +226,14 @@ def submit_main(argv: Sequence[str]) -> int:
                    help="raw videos (a folder, e.g. the ABAW folder): preprocess them into --faces first")
     p.add_argument("--postprocess", type=str | None, default=None,
                    help="an evaluation.json whose fitted post-processing to apply (null: raw outputs)")
-    p.add_argument("--faceless", type=str | None, default=None,
+    p.add_argument("--faceless", type=Literal["interpolate", "hold", "model"] | None, default=None,
                    help="frames without a face: interpolate, hold or model (null: the checkpoint's model.faceless)")
     p.add_argument("--fps", type=float, default=30.0,
                    help="frame rate of cropped_aligned frames (post-processing steps are in seconds)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--precision", default="32-true", choices=PRECISIONS, help="the model's precision")
+    p.add_argument("--precision", type=Precision, default="32-true", help="the model's precision")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="preprocess processes (with --videos)")
     a = p.parse_args(list(argv))
-    if a.faceless not in (None, "interpolate", "hold", "model"):
-        fail(p, f"--faceless must be interpolate, hold or model (got {a.faceless!r})")
     if a.fps <= 0:
         fail(p, "--fps must be positive")
     from fer_lightning.inference.submit import submit
@@ -290,13 +283,13 @@ def export_main(argv: Sequence[str]) -> int:
     """``fer-lightning export``: a checkpoint as ONNX or TorchScript, checked for parity."""
     p = tool_parser("fer-lightning export", _doc("fer_lightning.inference", "export.py"))
     p.add_argument("--ckpt", required=True, help="a training checkpoint (best-*.ckpt, last.ckpt)")
-    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="what to write")
+    p.add_argument("--format", type=Literal["onnx", "torchscript"], default="onnx", help="what to write")
     p.add_argument("--out", type=str | None, default=None,
                    help="output file (null: beside the checkpoint, .onnx / .pt)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--image_size", type=int | None, default=None,
                    help="crop size (null: the checkpoint's data.image_size)")
-    p.add_argument("--check", action=yes_no(), default=True, help="compare the export with PyTorch on random clips")
+    p.add_argument("--check", type=bool, default=True, help="compare the export with PyTorch on random clips")
     a = p.parse_args(list(argv))
     from fer_lightning.inference.export import export
 
@@ -318,4 +311,4 @@ def _doc(package: str, module_file: str) -> str:
 
     spec = importlib.util.find_spec(package)
     path = Path(next(iter(spec.submodule_search_locations))) / module_file
-    return ast.get_docstring(ast.parse(path.read_text())) or ""
+    return ast.get_docstring(ast.parse(path.read_text())) or ""  # tool_parser makes it plain text

@@ -168,7 +168,7 @@ class AffectDataModule(L.LightningDataModule):
         dataset: str = "synthetic",
         task: str = "finetune",
         target_names: Sequence[str] = ("valence", "arousal"),
-        class_names: Sequence[str] | None = EMOTIONS,
+        class_names: Sequence[str] | None = None,
         clip_len: int = 16,
         frame_step: int = 1,
         train_stride: int | None = None,

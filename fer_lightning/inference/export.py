@@ -85,7 +85,7 @@ def parity(net, path: str | Path, fmt: str, size: int, shapes=((1, 1), (2, 7), (
             import onnxruntime as ort
         except ImportError as err:
             raise ImportError("the parity check needs onnxruntime: pip install 'fer-lightning[onnx]' "
-                              "(or export with --no_check)") from err
+                              "(or export with --check false)") from err
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
         def run(x):

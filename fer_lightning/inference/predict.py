@@ -1,6 +1,6 @@
 """``fer-lightning predict``: per-frame affect for any video, or every video of a folder.
 
-    fer-lightning predict --ckpt runs/.../best.ckpt --input VIDEO_OR_FOLDER --out DIR [--render]
+    fer-lightning predict --ckpt runs/.../best.ckpt --input VIDEO_OR_FOLDER --out DIR [--render true]
 
 Each video is decoded once, front to back (PyAV). Faces are detected, tracked, smoothed and
 cropped by preprocessing's own code (:class:`~fer_lightning.faces.stream.StreamingTracker`,
@@ -20,9 +20,10 @@ Per video, in ``--out``:
 * ``<video>.csv`` (``<video>``: the file name without suffix, or its path with ``__`` for
   ``/`` where two inputs share a name, as the face store names them): frame_index, time_s, has_face, track_id, x0, y0, x1, y1 (the face box in
   frame pixels), then one column per output (valence, arousal; or p_<emotion> class
-  probabilities for a pretraining model), empty where there is no face;
+  probabilities for a pretraining model), empty where there is no face unless ``--faceless``
+  fills those frames (``has_face`` says which they are either way);
 * ``<video>.png``: the traces over time, no-face stretches greyed;
-* with ``--render``, ``<video>.mp4``: the video with the face box and a valence/arousal gauge.
+* with ``--render true``, ``<video>.mp4``: the video with the face box and a valence/arousal gauge.
 
 Memory stays bounded whatever the video's length: the tracker holds a few frames, the model a
 window and a batch of crops; only the per-frame numbers are kept (for the plot). One bad video

@@ -4,9 +4,11 @@ reads them (``--help``, defaults) without importing torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 """Precisions a trained model runs at (trainer names; the mixed ones autocast)."""
+PRECISIONS = get_args(Precision)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class PredictConfig:
     detect_every: int = 5
     smooth: int = 5
     min_face_size: int = 40
-    crop: str | None = None
+    crop: Literal["aligned", "box"] | None = None
     margin: float | None = None
     window: int | None = None
     overlap: float = 0.5
@@ -46,6 +48,6 @@ class PredictConfig:
     chunk: int = 32
     render: bool = False
     device: str = "auto"
-    precision: str = "32-true"
-    faceless: str = "none"
+    precision: Precision = "32-true"
+    faceless: Literal["none", "interpolate", "hold", "model"] = "none"
     abaw: bool = False

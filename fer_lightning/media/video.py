@@ -1,5 +1,6 @@
 """Reading frames: decord for random access (readers opened lazily, per process, in a bounded
-cache), PyAV for one pass front to back (:func:`iter_frames`). Both give frames as the video is
+cache; PyAV instead for a video with a display rotation, which decord decodes wrongly:
+:class:`UprightReader`), PyAV for one pass front to back (:func:`iter_frames`). Both give frames as the video is
 shown: a display-matrix rotation (a phone held upright) is applied (:func:`display_rotation`).
 
 A folder of numbered images (AFEW-VA ships its clips so) reads like a video too: see

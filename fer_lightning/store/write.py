@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing import TimeoutError as PoolTimeout
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class PreprocessConfig:
     min_face_size: int = 40
     crf: int = 18
     gop: int = 16
-    faces: str = "main"
+    faces: Literal["main", "all"] = "main"
     min_track_seconds: float = 1.0
     max_track_writers: int = 8
     two_person: str | None = None
