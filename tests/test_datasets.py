@@ -325,7 +325,9 @@ def test_afewva_splits_by_actor(tmp_path):
 
 
 def test_afewva_clips_go_through_preprocess_into_the_store(afewva_root, tmp_path):
-    from fer_lightning.store.write import PreprocessConfig, find_videos, preprocess
+    from fer_lightning.media.discover import find_videos
+    from fer_lightning.store.settings import PreprocessConfig
+    from fer_lightning.store.write import preprocess
 
     assert [p.name for p in find_videos([afewva_root])] == ["001", "002", "003", "004"]
     report = preprocess([afewva_root / "002", afewva_root / "003"], tmp_path / "store", PreprocessConfig(),

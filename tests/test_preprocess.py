@@ -17,7 +17,9 @@ import pytest
 import torch
 from videos import write_video
 
-from fer_lightning.store.write import PreprocessConfig, find_videos, preprocess
+from fer_lightning.media.discover import find_videos
+from fer_lightning.store.settings import PreprocessConfig
+from fer_lightning.store.write import preprocess
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,11 @@ def all_lines() -> list[tuple[str, str]]:
 def arguments(cmd: str) -> list[str]:
     """The argv a usage line stands for (see the module docs)."""
     args: list[str] = []
-    for tok in shlex.split(cmd)[1:]:
+    try:
+        tokens = shlex.split(cmd)[1:]
+    except ValueError:  # prose with an apostrophe (a layout table's description), not a command
+        tokens = cmd.split()[1:]
+    for tok in tokens:
         if tok.startswith("[") and tok[1:2] in ("-", ""):
             tok = tok[1:]  # `[--option`: an optional part begins
         while tok.endswith("]") and tok.count("]") > tok.count("["):

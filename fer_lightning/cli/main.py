@@ -124,7 +124,12 @@ def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence
         args = ["--config", str(first)] + [a for c in configs for a in ("--config", c)] + list(overrides)
         cli = ParseOnly(AffectModule, AffectDataModule, args=args, run=False, save_config_callback=None,
                         seed_everything_default=False)
-        return cli.config["data"].as_dict()
+        data = cli.config["data"].as_dict()
+    from fer_lightning.data.datamodule import resolve_class_names
+
+    # as fit resolves them before it builds anything (a finetune run: the default list, unused)
+    data["class_names"] = list(resolve_class_names(data.get("class_names"), data.get("dataset"), data.get("task")))
+    return data
 
 
 def _cli_classes():

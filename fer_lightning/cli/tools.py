@@ -42,7 +42,7 @@ def synth_main(argv: Sequence[str]) -> int:
 
 def preprocess_main(argv: Sequence[str]) -> int:
     """``fer-lightning preprocess``: raw videos -> face-clip store."""
-    from fer_lightning.store.write import PreprocessConfig
+    from fer_lightning.store.settings import PreprocessConfig
 
     p = tool_parser("fer-lightning preprocess", "Detect, track, align and crop faces from raw video into a face-clip "
                     "store (one H.264 face video and one metadata CSV per face; reruns resume).")

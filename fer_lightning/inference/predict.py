@@ -237,7 +237,7 @@ def crop_settings(data_hp: dict, cfg: PredictConfig) -> tuple[str, float, int]:
         return mode, cfg.margin, size
     if mode == "box":
         return mode, float(data_hp.get("face_margin", 0.2)), size
-    from fer_lightning.store.write import PreprocessConfig
+    from fer_lightning.store.settings import PreprocessConfig
 
     margin = PreprocessConfig.margin
     if store and (report := Path(store) / "report.json").is_file():
@@ -302,8 +302,8 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     from tqdm.auto import tqdm
 
     from fer_lightning.faces.detect import crop_face, face_crop
-    from fer_lightning.media.video import VideoReadError, open_video
-    from fer_lightning.store.write import _count_frames, source_id
+    from fer_lightning.media.video import VideoReadError, count_frames, open_video
+    from fer_lightning.store.ids import source_id
 
     cfg = cfg or PredictConfig()
     device = device or torch.device("cpu")
@@ -321,7 +321,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     res = VideoResult()
     black = np.zeros((size, size, 3), np.uint8)
     previous = None
-    bar = tqdm(total=_count_frames(path) or None, unit="frame", desc=path.name, disable=not progress, leave=False)
+    bar = tqdm(total=count_frames(path) or None, unit="frame", desc=path.name, disable=not progress, leave=False)
     try:
         for f, frame, faces in tracked_frames(path, cfg, times, timings):
             t0 = time.perf_counter()
@@ -451,9 +451,9 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
     """Predict every video of ``inputs`` (files, folders, manifests); a bad video is recorded,
     never fatal. Writes ``predict_report.json`` (this run's ``videos``, and ``earlier_videos``:
     those of earlier runs into the same folder, whose files a rerun may replace); returns it."""
+    from fer_lightning.media.discover import find_sources
     from fer_lightning.models.checkpoint import load_checkpoint_model
     from fer_lightning.store.ids import video_ids
-    from fer_lightning.store.write import find_sources
 
     cfg = cfg or PredictConfig()
     model, data_hp = load_checkpoint_model(ckpt)  # ValueError: missing or foreign checkpoint

@@ -180,7 +180,8 @@ def open_faces(faces: str | Path, fps: float):
 def write_store(videos: str | Path, faces: str | Path, sample: SampleFile, workers: int, progress: bool) -> None:
     """Preprocess the raw ``videos`` into the store ``faces``, the sample's two-person videos
     (those it names ``_left``/``_right``) with both persons."""
-    from fer_lightning.store.write import PreprocessConfig, preprocess
+    from fer_lightning.store.settings import PreprocessConfig
+    from fer_lightning.store.write import preprocess
 
     pairs = sorted({v.rsplit("_", 1)[0] for v in sample.videos() if v.endswith(("_left", "_right"))})
     cfg = PreprocessConfig()

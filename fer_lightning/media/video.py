@@ -378,3 +378,23 @@ def iter_frames(path: str | Path, times: list[float] | None = None) -> Iterator[
                 yield upright(frame.to_ndarray(format="rgb24"), _quarter_turns(frame))
         except av.error.FFmpegError as err:
             raise VideoReadError(f"cannot decode {path}: {err}") from err
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames the container lists (0 when unknown or unreadable), without decoding: what a
+    progress bar's total needs. An image folder counts its images."""
+    import av
+
+    path = Path(path)
+    if is_image_sequence(path):
+        return len(ImageSequence(path))
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.frames:
+                return int(s.frames)
+            if s.duration and s.average_rate:
+                return int(float(s.duration * s.time_base) * float(s.average_rate))
+    except Exception:  # a reader reports unreadable files properly; a count is only a hint
+        pass
+    return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 SEPARATOR = "__"
 
@@ -67,3 +67,8 @@ def video_ids(rels: Sequence[str], known: Sequence[str | None] | None = None,
             out[rel] = vid
             taken[vid] = rel
     return [out[rel] for rel in rels]
+
+
+def source_id(path: Path) -> str:
+    """A source's id in the store: the file name without suffix, or the folder's name."""
+    return path.name if path.is_dir() else path.stem

@@ -319,6 +319,6 @@ def _store_side(store: Path) -> int:
     report = store / "report.json"
     if report.exists():
         return int(json.loads(report.read_text())["settings"]["size"])
-    from fer_lightning.store.write import PreprocessConfig
+    from fer_lightning.store.settings import PreprocessConfig
 
     return PreprocessConfig().size

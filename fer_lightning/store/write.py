@@ -43,95 +43,17 @@ from dataclasses import asdict, dataclass
 from multiprocessing import TimeoutError as PoolTimeout
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from fer_lightning.errors import UserInputError
 from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.media.discover import find_sources
 from fer_lightning.media.fingerprint import file_fingerprint
-from fer_lightning.store.ids import video_ids
+from fer_lightning.media.video import count_frames
+from fer_lightning.store.ids import source_id, video_ids
 from fer_lightning.store.lock import store_writer
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Settings of a preprocessing run (written into report.json).
-
-    Args:
-        detect_every: run the face detector every K frames (tracking fills the frames between)
-        size: side of the aligned face crop, pixels (even, >= 16)
-        margin: extra context around the aligned face, as a fraction of its size
-        smooth: box smoothing window, frames (1: off)
-        detector: face detector, by name (mtcnn)
-        min_face_size: smallest face searched, pixels
-        crf: H.264 quality of the face videos (lower: better, larger)
-        gop: H.264 keyframe interval of the face videos, frames (short: fast random access)
-        faces: main: the main subject only (largest, most persistent face); all: one face video per
-            face seen for min_track_seconds (<video>_left/_right for two, as Aff-Wild2 names them)
-        min_track_seconds: with faces all: the shortest face kept, seconds
-        max_track_writers: with faces all: face videos written at once
-        two_person: the two-person videos (Aff-Wild2's): a folder searched for <video>_left.txt /
-            <video>_right.txt annotation files, or a text file of video ids, one per line. Those
-            videos get <video>_left and <video>_right (the two most persistent faces, left to
-            right) and every other video keeps what faces says, so a stranger passing through a
-            single-subject video renames nothing
-    """
-
-    detect_every: int = 5
-    size: int = 112
-    margin: float = 0.15
-    smooth: int = 5
-    detector: str = "mtcnn"
-    min_face_size: int = 40
-    crf: int = 18
-    gop: int = 16
-    faces: Literal["main", "all"] = "main"
-    min_track_seconds: float = 1.0
-    max_track_writers: int = 8
-    two_person: str | None = None
-
-
-def find_sources(inputs: list[str | Path]) -> list[tuple[Path, str]]:
-    """Video files named directly, found in folders (recursively), or listed one per line
-    (first CSV column) in a manifest file with a ``.txt``/``.csv`` suffix, each with its path
-    relative to its input root (POSIX): under a folder, the folder's own name and the path
-    below it (``batch1/clip001.mp4``); in a manifest, the path as written; a file named
-    directly, its name. A folder that directly holds images is one video (an image sequence,
-    as AFEW-VA ships its clips). Each video comes once, in first-seen order, however often it
-    is listed (a per-frame manifest names its video on every row): linear in the rows."""
-    from fer_lightning.media.video import is_image_sequence
-
-    out: dict[Path, str] = {}
-    for item in map(Path, inputs):
-        if item.is_dir():
-            if is_image_sequence(item):
-                out.setdefault(item, item.name)
-                continue
-            for p in sorted(p for p in item.rglob("*") if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-                            or (p.is_dir() and is_image_sequence(p))):
-                out.setdefault(p, (Path(item.resolve().name) / p.relative_to(item)).as_posix())
-        elif item.suffix.lower() in (".txt", ".csv"):
-            for line in item.read_text().splitlines():
-                name = line.split(",")[0].strip().strip('"')
-                if name and not name.startswith("#") and name.lower() not in ("path", "video", "video_path"):
-                    p = Path(name)
-                    out.setdefault(p if p.is_absolute() else item.parent / p, p.name if p.is_absolute() else p.as_posix())
-        else:
-            out.setdefault(item, item.name)
-    return list(out.items())
-
-
-def find_videos(inputs: list[str | Path]) -> list[Path]:
-    """The videos of :func:`find_sources`, without their relative paths."""
-    return [path for path, _ in find_sources(inputs)]
-
-
-def source_id(path: Path) -> str:
-    """A source's id in the store: the file name without suffix, or the folder's name."""
-    return path.name if path.is_dir() else path.stem
+from fer_lightning.store.settings import PreprocessConfig
 
 
 def _meta_header() -> str:
@@ -428,26 +350,6 @@ def _encode_from_source(source: Path, store: Path, outputs: list[FaceOutput], n:
                 w.abort()
 
 
-def _count_frames(path: Path) -> int:
-    """Frames the container lists (0 when unknown or unreadable): the progress bar's total."""
-    import av
-
-    from fer_lightning.media.video import ImageSequence, is_image_sequence
-
-    if is_image_sequence(path):
-        return len(ImageSequence(path))
-    try:
-        with av.open(str(path)) as c:
-            s = c.streams.video[0]
-            if s.frames:
-                return int(s.frames)
-            if s.duration and s.average_rate:
-                return int(float(s.duration * s.time_base) * float(s.average_rate))
-    except Exception:  # the worker reports unreadable files properly
-        pass
-    return 0
-
-
 _PROGRESS = None  # a worker's queue for frame counts, set by the pool initializer
 
 
@@ -505,7 +407,7 @@ def _preprocess_locked(inputs: list[str | Path], store: Path, cfg: PreprocessCon
                     existing={rel: sid for rel, sid in by_rel.items() if sid not in run_known})
     jobs = [(str(s), str(store), cfg, vid, rel) for (s, rel), vid in zip(found, ids, strict=True)]
     _refuse_other_videos(store, [(s, vid) for (s, _), vid in zip(found, ids, strict=True)])
-    listed = {str(s): _count_frames(s) for s in sources}
+    listed = {str(s): count_frames(s) for s in sources}
     sent = dict.fromkeys(listed, 0)
     bar = tqdm(total=sum(listed.values()), unit="frame", desc="preprocess", disable=not progress, smoothing=0.05)
     entries: list[dict] = []
