@@ -279,7 +279,7 @@ class VideoTruth:
     boxes: np.ndarray  # (N, 4) x0, y0, x1, y1 in frame pixels; NaN where there is no face
 
 
-def render_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
+def draw_synthetic_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
     """Draw, encode and write one video (atomically); return its per-frame ground truth."""
     import av  # imported here: worker processes import it themselves
 
@@ -401,7 +401,7 @@ def _make_one(args: tuple[SynthConfig, int, str]) -> dict:
     out = Path(out_str)
     video_id = f"synth_{index:03d}"
     path = out / "videos" / f"{video_id}.mp4"
-    truth = render_video(cfg, index, path)
+    truth = draw_synthetic_video(cfg, index, path)
     write_annotations(out, video_id, cfg.fps, truth, cfg.label_faceless)
     return {
         "video_id": video_id,
