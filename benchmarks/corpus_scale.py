@@ -158,7 +158,7 @@ def measure(root: Path, clips_for_rss: int, shuffle: bool) -> dict:
     import torch
 
     from fer_lightning.corpora.adapters import load_dataset
-    from fer_lightning.corpora.adapters.common import known_videos
+    from fer_lightning.corpora.context import AdapterContext
     from fer_lightning.data.datamodule import AffectDataModule
     from fer_lightning.store.read import _INDEX_CACHE, load_index
 
@@ -199,8 +199,8 @@ def measure(root: Path, clips_for_rss: int, shuffle: bool) -> dict:
     out["index_read_s"] = round(time.perf_counter() - t, 3)  # cached by setup: read anew here
     for fmt in ("parquet", "csv"):
         t = time.perf_counter()
-        with known_videos(index):
-            records = load_dataset("emotion_manifest", corpus, manifest=f"labels.{fmt}", class_names=CLASSES)
+        records = load_dataset("emotion_manifest", corpus, AdapterContext(index=index, class_names=CLASSES),
+                               manifest=f"labels.{fmt}")
         out[f"manifest_{fmt}_s"] = round(time.perf_counter() - t, 3)
     splits = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
     counts = np.sum([r.extra["class_counts"] for r in records], axis=0)
@@ -214,8 +214,9 @@ def measure(root: Path, clips_for_rss: int, shuffle: bool) -> dict:
 
 def data_check_seconds(root: Path) -> float:
     cmd = [sys.executable, "-m", "fer_lightning.cli", "data", "check", "--dataset", "emotion_manifest", "--root",
-           str(root / "corpus"), "--dataset_args", json.dumps({"manifest": "labels.parquet", "class_names": CLASSES}),
-           "--face_store", str(root / "store")]
+           str(root / "corpus"), "--dataset_args", json.dumps({"manifest": "labels.parquet"}),
+           "--face_store", str(root / "store"), "--data.task=pretrain", f"--data.class_names={json.dumps(CLASSES)}",
+           "--data.held_out_from_train=0"]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     seconds = time.perf_counter() - t

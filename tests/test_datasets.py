@@ -13,6 +13,7 @@ import pytest
 from videos import grey_ramp, write_video
 
 from fer_lightning.corpora.adapters import load_dataset
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.splits import subject_splits
 from fer_lightning.data.datamodule import AffectDataModule
 
@@ -45,14 +46,12 @@ def recola_root(tmp_path_factory):
 
 def test_recola_official_split_and_labels_on_frames(recola_root):
     skipped, unlabelled = [], []
-    records = {r.video_id: r for r in load_dataset("recola", recola_root, skipped=skipped, unlabelled=unlabelled,
+    records = {r.video_id: r for r in load_dataset("recola", recola_root, AdapterContext(skipped=skipped, unlabelled=unlabelled),
                                                    method="linear")}
     assert sorted(records) == ["dev_1", "train_1", "train_2"]
     # the public package's test recordings have no gold standard: an unlabelled partition, not a fault
     assert skipped == [] and [v for v, _ in unlabelled] == ["test_1"]
     assert unlabelled[0][1].startswith("test partition: no public gold standard")
-    load_dataset("recola", recola_root, skipped=skipped)  # a caller that does not ask: they are skipped
-    assert skipped[0][0] == "test_1" and "ratings_gold_standard/valence/test_1.arff" in skipped[0][1]
     assert {r.video_id: r.split for r in records.values()} == {"train_1": "train", "train_2": "train", "dev_1": "val"}
     t1, t2, d1 = records["train_1"], records["train_2"], records["dev_1"]
     assert (t1.num_frames, t1.fps, t2.num_frames, t2.fps) == (50, 25.0, 60, 30.0)
@@ -116,7 +115,7 @@ def _mk(path):
 def test_generic_manifest_resamples_scales_and_splits_by_subject(tmp_path):
     write_manifest_corpus(tmp_path, with_split=False)
     skipped = []
-    records = load_dataset("manifest", tmp_path, skipped=skipped, scale=(0, 100), invalid=-1, method="nearest")
+    records = load_dataset("manifest", tmp_path, AdapterContext(skipped=skipped), scale=(0, 100), invalid=-1, method="nearest")
     assert [s[0] for s in skipped] == ["missing", "broken"] and "missing.mp4" in skipped[0][1]
     assert "broken.mp4" in skipped[1][1]  # a corrupt video is left out at setup, with its reason
     by_subject = {}
@@ -171,7 +170,7 @@ def affwild2_root(tmp_path_factory):
 
 def test_affwild2_frames_persons_invalid_and_length_policy(affwild2_root):
     skipped = []
-    recs = {r.video_id: r for r in load_dataset("affwild2", affwild2_root, skipped=skipped)}
+    recs = {r.video_id: r for r in load_dataset("affwild2", affwild2_root, AdapterContext(skipped=skipped))}
     assert sorted(recs) == ["1-30-1280x720", "118-30-640x480", "video10_2_left"]
     assert skipped == [("video10_2_right",
                         "video10_2_right: the label file has 20 rows but the video has 30 frames "
@@ -236,7 +235,7 @@ def sewa_root(tmp_path_factory):
 
 def test_sewa_resamples_100ms_labels_to_25_and_30_fps(sewa_root):
     skipped = []
-    recs = {r.video_id: r for r in load_dataset("sewa", sewa_root, skipped=skipped, targets=("valence", "arousal"))}
+    recs = {r.video_id: r for r in load_dataset("sewa", sewa_root, AdapterContext(skipped=skipped), targets=("valence", "arousal"))}
     assert sorted(recs) == ["Devel_2", "Train_1"] and [s[0] for s in skipped] == ["Devel_03"]
     assert recs["Train_1"].split == "train" and recs["Devel_2"].split == "val"
     np.testing.assert_allclose(recs["Train_1"].values[7], [-0.14, 0.14], atol=1e-6)  # 0.28 s: k = 2.8
@@ -293,7 +292,7 @@ def afewva_root(feat_data, tmp_path_factory):
 
 def test_afewva_reads_image_sequences_and_json_labels(afewva_root):
     skipped = []
-    recs = {r.video_id: r for r in load_dataset("afewva", afewva_root, skipped=skipped)}
+    recs = {r.video_id: r for r in load_dataset("afewva", afewva_root, AdapterContext(skipped=skipped))}
     assert sorted(recs) == ["001", "002", "003"] and skipped[0][0] == "004" and "004/004.json" in skipped[0][1]
     r = recs["002"]
     assert r.num_frames == 22 and r.path.is_dir()
@@ -354,7 +353,7 @@ def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_p
         rows += [{"video": f"v/p{i}.mp4", "frame": f, "label": EMOTIONS[(f + i) % 6]} for f in range(30) if f != 5]
     rows += [{"video": "v/p4.mp4", "time": f / 30 + 0.004, "label": "happy"} for f in range(0, 30, 3)]
     pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
-    recs = {r.video_id: r for r in load_dataset("emotion_manifest", tmp_path)}
+    recs = {r.video_id: r for r in load_dataset("emotion_manifest", tmp_path, AdapterContext(class_names=EMOTIONS))}
     assert sorted(recs) == ["p0", "p1", "p2", "p3", "p4"]
     assert recs["p2"].labels[7] == (7 + 2) % 6 and recs["p2"].labels[5] == -1
     p4 = recs["p4"].labels
@@ -366,7 +365,7 @@ def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_p
         probs[name] = [1.0 if f % 6 == k else 0.1 for f in range(30)]
     probs.loc[10, list(EMOTIONS)] = 0.0  # no class: no label
     probs.to_parquet(tmp_path / "probs.parquet")
-    p5 = load_dataset("emotion_manifest", tmp_path, manifest="probs.parquet")[0]
+    p5 = load_dataset("emotion_manifest", tmp_path, AdapterContext(class_names=EMOTIONS), manifest="probs.parquet")[0]
     assert p5.labels[8] == 2 and p5.labels[10] == -1
 
     with pytest.raises(ValueError, match="data.class_names: set the emotion classes of your emotion_manifest"):
@@ -380,7 +379,7 @@ def test_emotion_manifest_labels_frames_from_names_times_and_probabilities(tmp_p
     idx = item["frame_index"].numpy()
     np.testing.assert_array_equal(item["targets"].numpy(), rec.labels[idx])
     with pytest.raises(ValueError, match="not among the configured classes"):
-        load_dataset("emotion_manifest", tmp_path, class_names=("neutral", "happy"))
+        load_dataset("emotion_manifest", tmp_path, AdapterContext(class_names=("neutral", "happy")))
 
 
 @pytest.mark.cli
@@ -389,7 +388,7 @@ def test_data_check_prints_a_summary_and_fails_on_left_out_videos(affwild2_root)
     import sys
 
     cmd = [sys.executable, "-m", "fer_lightning.cli", "data", "check", "--dataset", "affwild2", "--root",
-           str(affwild2_root)]
+           str(affwild2_root), "--data.held_out_from_train=0"]  # the corpus's own splits, none carved
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     summary = json.loads(proc.stdout)
@@ -399,7 +398,7 @@ def test_data_check_prints_a_summary_and_fails_on_left_out_videos(affwild2_root)
     assert (train["videos"], train["frames"], train["labelled_frames"]) == (2, 70, 67)
     assert train["why_unlabelled"] == {"invalid_marker": 3}
     assert val["length_mismatch"] == {"118-30-640x480": -2} and val["unlabelled_frames"] == 2
-    proc = subprocess.run(cmd[:-4] + ["--dataset", "sewa", "--root", str(affwild2_root)], capture_output=True,
+    proc = subprocess.run(cmd[:-5] + ["--dataset", "sewa", "--root", str(affwild2_root)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "no SEWA label files" in json.loads(proc.stdout)["error"]
 
@@ -531,7 +530,8 @@ def test_data_check_reports_recolas_unlabelled_test_partition_without_failing(re
     assert summary["ok"] is True and summary["skipped"] == []
     assert [u["video_id"] for u in summary["unlabelled"]] == ["test_1"]
     assert "no public gold standard" in summary["unlabelled"][0]["reason"]
-    assert set(summary["splits"]) == {"train", "val"}
+    # as fit sees it: a training recording held out as the test split (data.held_out_from_train's default)
+    assert set(summary["splits"]) == {"train", "val", "test"} and len(summary["held_out_subjects"]) == 1
 
 
 @pytest.mark.slow
@@ -629,7 +629,7 @@ def test_affwild2_as_shipped_finds_any_editions_annotations_and_the_batch_folder
         (ann / split).mkdir(parents=True, exist_ok=True)
         (ann / split / f"{name}.txt").write_text("valence,arousal\n" + "0.1,0.2\n" * 20)
     skipped = []
-    recs = {r.video_id: r for r in load_dataset("affwild2", root, skipped=skipped)}
+    recs = {r.video_id: r for r in load_dataset("affwild2", root, AdapterContext(skipped=skipped))}
     assert skipped == [] and sorted(recs) == ["1-30-1280x720", "video2", "video3"]
     assert recs["video2"].path == root / "batch2" / "video2.avi" and recs["video3"].split == "val"
     (root / "other" / "VA_Estimation_Challenge" / "Train_Set").mkdir(parents=True)
@@ -641,7 +641,7 @@ def test_affwild2_as_shipped_finds_any_editions_annotations_and_the_batch_folder
 
 def test_sewa_reports_its_test_videos_as_an_unlabelled_partition(sewa_root):
     skipped, unlabelled = [], []
-    recs = load_dataset("sewa", sewa_root, skipped=skipped, unlabelled=unlabelled)
+    recs = load_dataset("sewa", sewa_root, AdapterContext(skipped=skipped, unlabelled=unlabelled))
     assert sorted(r.video_id for r in recs) == ["Devel_2", "Train_1"]
     assert unlabelled == [("Test_1", "test partition: no public labels")]
     assert [v for v, _ in skipped] == ["Devel_03"]  # a label file without its video: a real problem
@@ -666,7 +666,7 @@ def test_labels_without_a_video_and_videos_without_labels_are_named_in_every_ada
     }
     for dataset, root in (("recola", recola), ("affwild2", affwild2), ("sewa", sewa)):
         skipped, unlabelled = [], []
-        load_dataset(dataset, root, skipped=skipped, unlabelled=unlabelled)
+        load_dataset(dataset, root, AdapterContext(skipped=skipped, unlabelled=unlabelled))
         vid, where, why = expected[dataset]
         found = dict(skipped if where == "skipped" else unlabelled)
         assert why in found[vid], (dataset, skipped, unlabelled)
@@ -692,7 +692,7 @@ def test_with_a_face_store_training_needs_neither_the_raw_videos_nor_per_video_f
     preprocess. Removing the raw videos and the store's meta/ changes nothing."""
     import shutil
 
-    import fer_lightning.corpora.adapters.common as common
+    import fer_lightning.corpora.context as common
     from fer_lightning.cli.main import main
     from fer_lightning.errors import UserInputError
     from fer_lightning.store.write import PreprocessConfig, preprocess
@@ -756,15 +756,17 @@ def test_emotion_manifest_reads_label_indices_and_refuses_unknown_names(fmt, tmp
                           "label": [0, 1, 2, 3, 4, 5, 9, -1, None, 2] + [1] * 10 + [3]})
     write = {"csv": lambda t, p: t.to_csv(p, index=False), "parquet": lambda t, p: t.to_parquet(p, index=False)}[fmt]
     write(table, tmp_path / f"labels.{fmt}")
-    recs = {r.video_id: r for r in load_dataset("emotion_manifest", tmp_path, manifest=f"labels.{fmt}",
-                                                split_fractions=(1, 0, 0))}
+    from fer_lightning.tasks import EMOTIONS
+
+    recs = {r.video_id: r for r in load_dataset("emotion_manifest", tmp_path, AdapterContext(class_names=EMOTIONS),
+                                                manifest=f"labels.{fmt}", split_fractions=(1, 0, 0))}
     assert sorted(recs) == ["p0", "p1"]
     np.testing.assert_array_equal(recs["p0"].labels, [0, 1, 2, 3, 4, 5, -1, -1, -1, 2])
     np.testing.assert_array_equal(recs["p1"].labels, [1] * 10)
     table["label"] = ["happy"] * 10 + ["joy"] * 10 + ["sad"]
     write(table, tmp_path / f"labels.{fmt}")
     with pytest.raises(ValueError, match=r"\['joy'\] are not among the configured classes"):
-        load_dataset("emotion_manifest", tmp_path, manifest=f"labels.{fmt}")
+        load_dataset("emotion_manifest", tmp_path, AdapterContext(class_names=EMOTIONS), manifest=f"labels.{fmt}")
 
 
 @pytest.mark.parametrize("rows, line", [
@@ -777,7 +779,7 @@ def test_an_affwild2_label_file_whose_rows_do_not_fit_its_header_is_named_with_i
     ann = root / "annotations" / "VA_Estimation_Challenge" / "Validation_Set" / "118-30-640x480.txt"
     ann.write_text("valence,arousal\n" + "\n".join(rows * 14) + "\n")
     skipped = []
-    recs = {r.video_id for r in load_dataset("affwild2", root, skipped=skipped)}
+    recs = {r.video_id for r in load_dataset("affwild2", root, AdapterContext(skipped=skipped))}
     assert "118-30-640x480" not in recs  # never read with its columns shifted
     (vid, why), = [s for s in skipped if s[0] == "118-30-640x480"]
     assert f"118-30-640x480.txt, line {line}:" in why and "the header names 2 (valence,arousal)" in why
@@ -801,14 +803,14 @@ def test_every_corpus_reader_checks_rows_against_the_header(sewa_root, tmp_path)
     lines[7] += ";0.5"
     path.write_text("\n".join(lines) + "\n")
     skipped = []
-    load_dataset("sewa", root, skipped=skipped)
+    load_dataset("sewa", root, AdapterContext(skipped=skipped))
     assert any("Train_01.csv, line 8: 6 values where 5 are expected" in why for _, why in skipped), skipped
     # the manifest itself and its label files
     write_manifest_corpus(tmp_path / "m", with_split=True)
     labels = tmp_path / "m" / "labels" / "clip3.csv"
     labels.write_text(labels.read_text().replace("\n", ",1\n", 2))  # a 4th column named, rows 3.. lack it
     skipped = []
-    load_dataset("manifest", tmp_path / "m", skipped=skipped, scale=(0, 100))
+    load_dataset("manifest", tmp_path / "m", AdapterContext(skipped=skipped), scale=(0, 100))
     assert any(v == "clip3" and "clip3.csv, line 3: 3 values where the header names 4" in why for v, why in skipped), skipped
 
 
@@ -842,10 +844,73 @@ def test_a_split_without_one_valid_label_is_refused_before_training(tmp_path):
     from fer_lightning.corpora.check import summarize
 
     skipped = []
-    summary = summarize(load_dataset("manifest", tmp_path, skipped=skipped, scale=(0, 100)), skipped)
+    summary = summarize(load_dataset("manifest", tmp_path, AdapterContext(skipped=skipped), scale=(0, 100)), skipped)
     assert summary["splits_without_labels"] == ["train"] and not summary["ok"]  # what data check prints
     dm.setup("fit")  # evaluation may still read the corpus
     with pytest.raises(UserInputError, match=r"the 'train' split of manifest .*none of the .* frames .* has a face "
                                              r"and a valid label \(out_of_range"):
         dm.train_dataloader()
     assert next(iter(dm.val_dataloader()))["frames"].shape[:2] == (2, 4)
+
+
+def _emotion_manifest_corpus(root: Path) -> Path:
+    from fer_lightning.tasks import EMOTIONS
+
+    rows = []
+    for i in range(5):
+        write_video(root / "v" / f"p{i}.mp4", grey_ramp(20), 25)
+        rows += [{"video": f"v/p{i}.mp4", "subject": f"s{i}", "frame": f, "label": EMOTIONS[(f // 4 + i) % 6]}
+                 for f in range(20) if f % 7]
+    rows.append({"video": "v/absent.mp4", "subject": "s9", "frame": 0, "label": "happy"})  # left out, named
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "recola", "affwild2", "sewa", "afewva", "manifest", "emotion"])
+def test_data_check_reports_exactly_what_fit_trains_and_scores_on(dataset, request, tmp_path, capsys):
+    """For every corpus fixture, the experiment file a user would fit with: ``data check
+    --config`` (the same layering) and the DataModule that fit builds name the same videos per
+    split, with the same frame and labelled-frame counts (counted here from the records), the
+    same skips with the same reasons, the same unlabelled videos and held-out subjects."""
+    from fer_lightning.cli.main import experiment_data, main
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    overrides = ["--data.face_store=null", "--data.num_workers=0"]
+    if dataset == "synthetic":
+        root, config = request.getfixturevalue("tiny_corpus"), "finetune_synthetic.yaml"
+    elif dataset == "manifest":
+        root, config = tmp_path / "mine", "finetune_manifest.yaml"
+        write_manifest_corpus(root, with_split=False)
+        overrides.append("--data.dataset_args={method: nearest, scale: [0, 100], invalid: -1}")
+    elif dataset == "emotion":
+        root, config = _emotion_manifest_corpus(tmp_path / "emo"), "pretrain.yaml"
+        from fer_lightning.tasks import EMOTIONS
+
+        overrides.append(f"--data.class_names=[{', '.join(EMOTIONS)}]")
+    else:
+        root, config = request.getfixturevalue(f"{dataset}_root"), f"finetune_{dataset}.yaml"
+    args = ["--config", str(experiments / config), f"--data.root={root}", *overrides]
+    dm = AffectDataModule(**experiment_data({}, [str(experiments / config)], args[2:]))
+    dm.setup()
+    capsys.readouterr()
+    code = main(["data", "check", *args])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["corpus"]["root"] == str(root)
+    seen = {}
+    for split in ("train", "val", "test"):
+        records = dm.split_records(split)
+        if not records:
+            assert split not in summary["splits"]
+            continue
+        labelled = sum(int(((np.isfinite(r.values).all(axis=1)) if r.values is not None else r.labels >= 0)
+                           [r.has_face].sum()) for r in records)
+        expected = {"videos": len(records), "frames": sum(r.num_frames for r in records), "labelled_frames": labelled}
+        got = {k: summary["splits"][split][k] for k in expected}
+        assert got == expected, (dataset, split)
+        seen[split] = sorted(r.video_id for r in records)
+    assert seen["train"] and seen.get("val"), seen
+    assert {e["video_id"]: e["reason"] for e in summary["skipped"]} == dm.skip_reasons
+    assert {e["video_id"]: e["reason"] for e in summary["unlabelled"]} == dm.unlabelled
+    assert summary["held_out_subjects"] == dm.held_out_subjects
+    assert (code == 1) == bool(dm.skip_reasons)
+    assert bool(dm.skip_reasons) == (dataset in ("affwild2", "sewa", "afewva", "manifest", "emotion"))

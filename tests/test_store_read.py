@@ -129,7 +129,8 @@ def test_a_pretraining_manifest_whose_videos_share_a_name_through_a_store_withou
     assert records["b__clip"].num_frames == 40 and records["b__clip"].path == store / "videos" / "b__clip.mp4"
     capsys.readouterr()
     assert main(["data", "check", "--dataset", "emotion_manifest", "--root", str(corpus), "--face_store", str(store),
-                 "--dataset_args", '{"manifest": "labels.parquet", "class_names": ["neutral", "happy", "sad"]}']) == 0
+                 "--dataset_args", '{"manifest": "labels.parquet"}', "--data.task=pretrain",
+                 "--data.class_names=[neutral, happy, sad]", "--data.held_out_from_train=0"]) == 0
     summary = json.loads(capsys.readouterr().out)
     face = manifest["frame"] % 7 != 3  # the store's has_face, by hand
     for split in ("train", "val"):

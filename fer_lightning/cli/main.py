@@ -122,8 +122,12 @@ def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence
         first = Path(tmp) / "checkpoint_data.yaml"
         first.write_text(yaml.safe_dump({"data": json.loads(json.dumps(base))}))
         args = ["--config", str(first)] + [a for c in configs for a in ("--config", c)] + list(overrides)
-        cli = ParseOnly(AffectModule, AffectDataModule, args=args, run=False, save_config_callback=None,
-                        seed_everything_default=False)
+        argv, sys.argv = sys.argv, sys.argv[:1]  # parse args alone (LightningCLI warns when argv holds a tool's flags)
+        try:
+            cli = ParseOnly(AffectModule, AffectDataModule, args=args, run=False, save_config_callback=None,
+                            seed_everything_default=False)
+        finally:
+            sys.argv = argv
         data = cli.config["data"].as_dict()
     from fer_lightning.data.datamodule import resolve_class_names
 

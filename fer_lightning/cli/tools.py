@@ -67,53 +67,60 @@ def preprocess_main(argv: Sequence[str]) -> int:
 
 
 def data_main(argv: Sequence[str]) -> int:
-    """``fer-lightning data check``: what an adapter reads from a corpus (JSON summary)."""
+    """``fer-lightning data check``: what a run will train and score on (JSON summary)."""
     if not argv or argv[0] not in ("check", "-h", "--help"):
-        print("usage: fer-lightning data check --dataset NAME --root DIR [--dataset_args JSON] [--face_store STORE]",
-              file=sys.stderr)
+        print("usage: fer-lightning data check (--config EXPERIMENT.yaml | --dataset NAME --root DIR) "
+              "[--data.KEY=VALUE] [--dataset_args JSON] [--face_store STORE]", file=sys.stderr)
         return 2
     argv = argv[1:] if argv[0] == "check" else argv
-    p = tool_parser("fer-lightning data check", "Load a corpus with its adapter (optionally through a face-clip "
-                    "store) and print what it holds as JSON: videos, frames and labelled frames per split, why "
-                    "frames lack labels, label files whose length differs from their video, videos left out. "
-                    "Exit status 1 when a video was left out or none is usable.")
-    p.add_argument("--dataset", required=True, help="the adapter: synthetic, recola, affwild2, sewa, afewva, "
-                                                     "emotion_manifest, manifest, or one you registered")
-    p.add_argument("--root", required=True, help="the corpus folder")
-    p.add_argument("--dataset_args", type=dict, default={}, help="adapter options, as data.dataset_args in an "
-                                                                 "experiment file (JSON or YAML mapping)")
-    p.add_argument("--face_store", type=str | None, default=None, help="check the videos against this store too")
-    p.add_argument("--store_length_tolerance", type=int, default=5,
+    configs, overrides, own = split_experiment_args(list(argv))
+    p = tool_parser("fer-lightning data check", "Load a corpus exactly as fit, validate and test load it "
+                    "(adapter, face store, held-out split, evaluation labels; fer_lightning.corpora.load."
+                    "load_corpus) and print what each split holds as JSON: videos, frames and labelled frames, "
+                    "why frames lack labels, label files whose length differs from their video, annotations "
+                    "outside the video, videos left out and why, videos shipped without labels, the held-out "
+                    "subjects. Exit status 1 when a video was left out or none is usable.",
+                    config_help="an experiment file or preset whose data: section to check, layered exactly as "
+                                "`fit --config` layers them (repeatable); --data.KEY=VALUE overrides single fields")
+    p.add_argument("--dataset", type=str | None, default=None,
+                   help="the adapter: synthetic, recola, affwild2, sewa, afewva, emotion_manifest, manifest, or one "
+                        "you registered (as data.dataset)")
+    p.add_argument("--root", type=str | None, default=None, help="the corpus folder (as data.root)")
+    p.add_argument("--dataset_args", type=dict | None, default=None,
+                   help="adapter options, as data.dataset_args (JSON or YAML mapping)")
+    p.add_argument("--face_store", type=str | None, default=None, help="check the videos against this store too "
+                                                                        "(as data.face_store)")
+    p.add_argument("--store_length_tolerance", type=int | None, default=None,
                    help="frames a face video may differ from the corpus's count (as data.store_length_tolerance)")
-    a = p.parse_args(list(argv))
-    import inspect
+    a = p.parse_args(own)
+    flags = {k: getattr(a, k) for k in ("dataset", "root", "dataset_args", "face_store", "store_length_tolerance")
+             if getattr(a, k) is not None}
+    if not configs and not ({"dataset", "root"} <= set(flags) or overrides):
+        fail(p, "name the corpus: --config EXPERIMENT.yaml, or --dataset NAME --root DIR")
+    import tempfile
 
-    from fer_lightning.corpora.adapters import get_adapter, list_datasets, load_dataset
-    from fer_lightning.corpora.adapters.common import known_videos
+    import yaml
+
+    from fer_lightning.cli.main import experiment_data
     from fer_lightning.corpora.check import summarize
-    from fer_lightning.corpora.labels import labels_on_store_times
-    from fer_lightning.store.read import attach_store, load_index
-    from fer_lightning.tasks import EMOTIONS
+    from fer_lightning.corpora.load import corpus_settings, load_corpus
 
-    if a.dataset not in list_datasets():
-        fail(p, f"--dataset: unknown {a.dataset!r}; known: {', '.join(list_datasets())}")
-    skipped: list[tuple[str, str]] = []
-    unlabelled: list[tuple[str, str]] = []
     try:
-        with known_videos(load_index(a.face_store) if a.face_store else None):  # the store's index, not the videos
-            records = load_dataset(a.dataset, a.root, skipped=skipped, unlabelled=unlabelled, **a.dataset_args)
-        if a.face_store:
-            records, missing = attach_store(records, a.face_store, a.store_length_tolerance)
-            records = [labels_on_store_times(r) for r in records]
-            skipped += missing
+        with tempfile.TemporaryDirectory() as tmp:  # the flags layer last, as --data.KEY=VALUE would
+            given = Path(tmp) / "flags.yaml"
+            given.write_text(yaml.safe_dump({"data": flags}))
+            data = experiment_data({}, [*configs, str(given)], overrides)
+        corpus = load_corpus(**corpus_settings(data))
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(json.dumps({"ok": False, "error": str(err)}, indent=2))
         return 1
-    names = None
-    if any(r.labels is not None for r in records):  # emotion classes: the adapter's list, as it read them
-        names = a.dataset_args.get("class_names") or inspect.signature(get_adapter(a.dataset)).parameters.get(
-            "class_names", inspect.Parameter("x", inspect.Parameter.KEYWORD_ONLY, default=EMOTIONS)).default
-    summary = summarize(records, skipped, unlabelled, class_names=list(names) if names is not None else None)
+    records = corpus.records
+    names = corpus.class_names if any(r.labels is not None for r in records) else None
+    summary = summarize(records, list(corpus.skipped.items()), list(corpus.unlabelled.items()),
+                        class_names=list(names) if names is not None else None)
+    summary = {"corpus": {"dataset": corpus.name, "root": str(corpus.root),
+                          "face_store": str(corpus.face_store) if corpus.face_store else None},
+               **summary, "held_out_subjects": corpus.held_out_subjects}
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 

@@ -2,19 +2,35 @@
 :class:`VideoRecord` objects.
 
 Adapters register themselves by name, so configs say ``data.dataset: synthetic`` and a new
-corpus is one module with one decorated function. Look adapters up through
-:mod:`fer_lightning.corpora.adapters`, which imports (and so registers) the built-in ones.
+corpus is one module with one decorated function that follows :class:`Adapter`. Look adapters
+up through :mod:`fer_lightning.corpora.adapters`, which imports (and so registers) the built-in
+ones; what training, ``data check`` and ``evaluate`` use is
+:func:`fer_lightning.corpora.load.load_corpus`, which calls the adapter.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.errors import UserInputError
 
-Adapter = Callable[..., list[VideoRecord]]
+
+class Adapter(Protocol):
+    """A corpus adapter: ``root`` (the corpus folder) and an :class:`AdapterContext` in, one
+    record per usable video out. ``options`` are the adapter's own keyword arguments
+    (``data.dataset_args``); a video left out goes to ``context.skip`` with its reason, one the
+    corpus ships without labels to ``context.without_labels``; facts of a raw video come from
+    ``context.video_info`` and its files from ``context.find_videos`` (so that a face store's
+    index answers where it can)."""
+
+    def __call__(self, root: Path, context: AdapterContext, /, **options: Any) -> list[VideoRecord]: ...
+
+
 Preparer = Callable[..., None]
 _ADAPTERS: dict[str, Adapter] = {}
 _PREPARERS: dict[str, Preparer] = {}
@@ -25,6 +41,11 @@ def register_dataset(name: str, prepare: Preparer | None = None) -> Callable[[Ad
     makes the corpus when ``root`` has none (only a corpus the project makes itself has one)."""
 
     def wrap(fn: Adapter) -> Adapter:
+        params = list(inspect.signature(fn).parameters.values())
+        if len(params) < 2 or [p.name for p in params[:2]] != ["root", "context"] or any(
+                p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in params[2:]):
+            raise TypeError(f"adapter {name!r} ({fn.__module__}.{fn.__name__}) must take (root, context, **options): "
+                            "see fer_lightning.corpora.registry.Adapter")
         _ADAPTERS[name] = fn
         if prepare is not None:
             _PREPARERS[name] = prepare
@@ -50,21 +71,26 @@ def get_adapter(name: str) -> Adapter:
     return _ADAPTERS[name]
 
 
-def load_dataset(name: str, root: str | Path, skipped: list | None = None, unlabelled: list | None = None,
-                 **kwargs) -> list[VideoRecord]:
-    """Load every video record of corpus ``name`` stored under ``root``.
+def adapter_options(name: str) -> dict[str, inspect.Parameter]:
+    """The options adapter ``name`` takes (``data.dataset_args``), by name."""
+    return dict(list(inspect.signature(get_adapter(name)).parameters.items())[2:])
 
-    ``kwargs`` are the adapter's own options (``data.dataset_args`` in a config); videos the
-    adapter leaves out are appended to ``skipped`` as ``(video_id, reason)``, and the videos of a
-    partition the corpus publishes without labels (RECOLA's test recordings) to ``unlabelled``:
-    those are how the corpus ships, not a problem with it.
+
+def load_dataset(name: str, root: str | Path, context: AdapterContext | None = None, **options: Any) -> list[VideoRecord]:
+    """The records adapter ``name`` reads from ``root``, checked for a video listed twice.
+
+    The adapter alone: the face store, the held-out split and the evaluation labels are
+    :func:`fer_lightning.corpora.load.load_corpus`'s. ``options`` are the adapter's own
+    (``data.dataset_args``); ``context`` collects what it leaves out (a fresh one if not given).
     """
-    import inspect
-
-    adapter = get_adapter(name)
-    if unlabelled is not None and "unlabelled" in inspect.signature(adapter).parameters:
-        kwargs["unlabelled"] = unlabelled
-    records = adapter(Path(root), skipped=skipped, **kwargs)
+    known = adapter_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in known.values()):
+        hint = ("; the emotion classes are data.class_names, for the data and the model alike"
+                if "class_names" in unknown else "")
+        raise UserInputError(f"data.dataset_args: {name} has no option {', '.join(unknown)}; it takes "
+                             f"{', '.join(known) or 'none'}{hint}")
+    records = get_adapter(name)(Path(root), context if context is not None else AdapterContext(), **options)
     check_unique(records, name, root)
     return records
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,12 +12,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.checkpoints import latest_checkpoint
-from fer_lightning.corpora.adapters import get_adapter, get_preparer, list_datasets, load_dataset
-from fer_lightning.corpora.adapters.common import known_videos
+from fer_lightning.corpora.adapters import get_preparer, list_datasets
 from fer_lightning.corpora.check import check_labelled, class_frames, has_labels
-from fer_lightning.corpora.labels import labels_at_annotation_times, labels_on_store_times
+from fer_lightning.corpora.load import Corpus, corpus_settings, load_corpus
 from fer_lightning.corpora.records import VideoRecord
-from fer_lightning.corpora.splits import carve_held_out
 from fer_lightning.data.chunked import (
     ChunkedClipStream,
     class_balanced_weights,
@@ -28,13 +25,7 @@ from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
 from fer_lightning.data.features import EncoderLoader
 from fer_lightning.data.transforms import build_augment
-from fer_lightning.errors import MissingInputError, UserInputError
-from fer_lightning.store.read import (
-    attach_store,
-    is_face_store,
-    is_image_folder_store,
-    load_index,
-)
+from fer_lightning.errors import UserInputError
 from fer_lightning.tasks import EMOTIONS, TASKS
 
 SPLITS = ("train", "val", "test")
@@ -69,6 +60,12 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         pass
+
+
+def _listed(reasons: dict[str, str], most: int) -> str:
+    """``video: why; ...`` for the first ``most`` entries."""
+    shown = "; ".join(f"{vid}: {why}" for vid, why in list(reasons.items())[:most])
+    return shown + (" ..." if len(reasons) > most else "")
 
 
 def _worker_init(_: int) -> None:
@@ -225,10 +222,7 @@ class AffectDataModule(L.LightningDataModule):
         self.hparams.class_names = class_names
         self.root = Path(root)
         self.datasets: dict[str, ClipDataset] = {}
-        self.skipped: list[str] = []  # ids of videos left out at setup
-        self.skip_reasons: dict[str, str] = {}
-        self.unlabelled: dict[str, str] = {}  # video -> why: a partition the corpus ships without labels
-        self.held_out_subjects: list[str] = []  # training subjects made the test split (held_out_from_train)
+        self.corpus: Corpus | None = None  # what setup loaded (load_corpus)
         # built here, not in setup, so that a config error shows before any data is touched
         self.device_augment = (build_device_augment(augment) if augment_on == "device" and not feature_cache
                                else None)
@@ -243,6 +237,26 @@ class AffectDataModule(L.LightningDataModule):
         prepare = get_preparer(hp.dataset)
         if hp.generate_if_missing and prepare is not None:
             prepare(self.root, **(hp.synth_args or {}))
+
+    @property
+    def skip_reasons(self) -> dict[str, str]:
+        """Video -> why setup left it out."""
+        return self.corpus.skipped if self.corpus is not None else {}
+
+    @property
+    def skipped(self) -> list[str]:
+        """The videos setup left out."""
+        return list(self.skip_reasons)
+
+    @property
+    def unlabelled(self) -> dict[str, str]:
+        """Video -> why it has no labels (a partition the corpus ships without): not used."""
+        return self.corpus.unlabelled if self.corpus is not None else {}
+
+    @property
+    def held_out_subjects(self) -> list[str]:
+        """Training subjects made the test split (``held_out_from_train``)."""
+        return self.corpus.held_out_subjects if self.corpus is not None else []
 
     def _encoder_loader(self) -> EncoderLoader:
         model = self.trainer.lightning_module if self.trainer is not None else None
@@ -259,65 +273,18 @@ class AffectDataModule(L.LightningDataModule):
         if self.datasets:
             return
         hp = self.hparams
-        left_out: list[tuple[str, str]] = []
-        args = dict(hp.dataset_args or {})
-        if "class_names" in inspect.signature(get_adapter(hp.dataset)).parameters:
-            args.setdefault("class_names", tuple(hp.class_names))  # one class list for data and model
-        unlabelled: list[tuple[str, str]] = []  # a partition shipped without labels: reported, not skipped
-        # with a face store, its index says what each video holds: no raw video is opened here
-        facts = load_index(hp.face_store) if hp.face_store else None
-        try:
-            with known_videos(facts):
-                records = load_dataset(hp.dataset, self.root, skipped=left_out, unlabelled=unlabelled, **args)
-        except UserInputError:
-            raise
-        except FileNotFoundError as err:  # the corpus is not where data.root says: the adapter says what it sought
-            raise MissingInputError(f"data.root {self.root} ({hp.dataset}): {err}") from err
-        self.unlabelled = dict(unlabelled)
-        if unlabelled:
-            rank_zero_info(f"{len(unlabelled)} videos of {hp.dataset} come without labels and are not used: "
-                           + "; ".join(f"{vid}: {why}" for vid, why in unlabelled[:5])
-                           + (" ..." if len(unlabelled) > 5 else ""))
-        margin = hp.face_margin
-        if hp.face_store:
-            if not is_face_store(hp.face_store) and not is_image_folder_store(hp.face_store):
-                raise MissingInputError(
-                    f"data.face_store: no face-clip store at {hp.face_store} (videos/ with frames.parquet or meta/), "
-                    "nor a folder of "
-                    "per-video face image folders (ABAW's cropped_aligned); make a store first with "
-                    f"`fer-lightning preprocess --input {self.root} --output {hp.face_store}`")
-            records, missing = attach_store(records, hp.face_store, hp.store_length_tolerance, hp.strict)
-            records = [labels_on_store_times(r) for r in records]  # labels in time: on each frame's own time
-            if records == [] and missing:
-                raise MissingInputError(
-                    f"none of the {len(missing)} videos of {self.root} is in the face store {hp.face_store}: "
-                    f"run `fer-lightning preprocess --input {self.root} --output {hp.face_store}` first")
-            margin = 0.0  # store frames are already aligned crops with their own margin
-            left_out += missing
-        if left_out and hp.strict:
-            raise ValueError(f"data.strict: {len(left_out)} videos would be skipped: "
-                             + "; ".join(f"{vid}: {why}" for vid, why in left_out))
-        if left_out:
-            self.skipped = [vid for vid, _ in left_out]
-            self.skip_reasons = dict(left_out)
-            rank_zero_warn(
-                f"{len(left_out)} videos are skipped: "
-                + "; ".join(f"{vid}: {why}" for vid, why in left_out[:10]) + (" ..." if len(left_out) > 10 else "")
-            )
-        records, moved = carve_held_out(records, hp.held_out_from_train, hp.seed)
-        self.held_out_subjects = moved
-        if moved:
-            rank_zero_info(f"{hp.dataset} has no labelled test split: {len(moved)} training subjects held out as "
-                           f"test (data.held_out_from_train={hp.held_out_from_train}): {', '.join(moved)}")
-        by_split: dict[str, list[VideoRecord]] = {s: [] for s in SPLITS}
-        for r in records:
-            by_split.setdefault(r.split, []).append(r)
-        for split in ("val", "test"):  # scored as the corpus is: each annotation once, at its own time
-            by_split[split] = [labels_at_annotation_times(r) for r in by_split[split]]
-        if hp.train_subjects:  # a few-subject regime: keep that many training subjects, drawn by seed
-            subjects = sorted({r.subject for r in by_split["train"]})
-            keep = set(np.random.default_rng(hp.seed).permutation(subjects)[: hp.train_subjects].tolist())
-            by_split["train"] = [r for r in by_split["train"] if r.subject in keep]
+        self.corpus = corpus = load_corpus(**corpus_settings(hp))
+        if corpus.unlabelled:
+            rank_zero_info(f"{len(corpus.unlabelled)} videos of {hp.dataset} come without labels and are not used: "
+                           + _listed(corpus.unlabelled, 5))
+        if corpus.skipped:
+            rank_zero_warn(f"{len(corpus.skipped)} videos are skipped: " + _listed(corpus.skipped, 10))
+        if corpus.held_out_subjects:
+            rank_zero_info(f"{hp.dataset} has no labelled test split: {len(corpus.held_out_subjects)} training subjects "
+                           f"held out as test (data.held_out_from_train={hp.held_out_from_train}): "
+                           + ", ".join(corpus.held_out_subjects))
+        by_split = corpus.splits
+        margin = 0.0 if hp.face_store else hp.face_margin  # store frames are aligned crops with their own margin
         if hp.task == "pretrain":  # what the loss will see of each class, before a long run starts
             frames = class_frames(by_split["train"], hp.class_names)
             total = max(1, sum(frames.values()))

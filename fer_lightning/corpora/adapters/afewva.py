@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.labels import LabelCounts, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
@@ -24,7 +25,7 @@ from fer_lightning.media.video import IMAGE_SEQUENCE_FPS, ImageSequence, VideoRe
 
 
 @register_dataset("afewva")
-def load_afewva(root: Path, skipped: list | None = None, targets: tuple[str, ...] = ("valence", "arousal"),
+def load_afewva(root: Path, context: AdapterContext, targets: tuple[str, ...] = ("valence", "arousal"),
                 split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
                 fps: float = IMAGE_SEQUENCE_FPS) -> list[VideoRecord]:
     """One record per clip folder; the folder itself is the "video" (an image sequence).
@@ -33,7 +34,6 @@ def load_afewva(root: Path, skipped: list | None = None, targets: tuple[str, ...
         targets: valence and/or arousal, in output order.
         split_fractions, seed: the actor-disjoint split (a clip without an actor: its own subject).
         fps: frame rate of the image sequences.
-        skipped: receives ``(clip_id, reason)`` for each clip left out.
     """
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not folders:
@@ -62,8 +62,7 @@ def load_afewva(root: Path, skipped: list | None = None, targets: tuple[str, ...
             counts.out_of_range = int((np.isnan(values) & ~np.isnan(raw)).any(axis=1).sum())
             h, w = seq.image(0).shape[:2]
         except (FileNotFoundError, ValueError, VideoReadError, json.JSONDecodeError) as err:
-            if skipped is not None:
-                skipped.append((cid, str(err)))
+            context.skip(cid, str(err))
             continue
         counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
         subject = f"actor:{actor}" if isinstance(actor, str) and actor.strip() else f"clip:{cid}"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.labels import LabelCounts, LabelLengthError, match_length, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
@@ -58,14 +59,13 @@ def _find_annotations(root: Path, max_depth: int = 4) -> Path:
 @register_dataset("affwild2")
 def load_affwild2(
     root: Path,
-    skipped: list | None = None,
+    context: AdapterContext,
     annotations: str | None = None,
     videos: str | None = None,
     targets: tuple[str, ...] = ("valence", "arousal"),
     length_tolerance: int = 5,
     val_from_train: float = 0.0,
     seed: int = 0,
-    unlabelled: list | None = None,
 ) -> list[VideoRecord]:
     """One record per annotation file (per person), labels on their frames.
 
@@ -75,24 +75,24 @@ def load_affwild2(
             is truncated or padded (padding masked and counted); beyond it the video is left
             out with both lengths in the reason.
         val_from_train, seed: see the module docs.
-        skipped: receives ``(video_id, reason)`` for each left-out annotation file.
-        unlabelled: receives ``(video_id, reason)`` for each video without a VA annotation file
-            (the test set's, and videos of the other ABAW tracks).
+
+    Left out: an annotation file without its video, or beyond the length tolerance. Without
+    labels (``context.unlabelled``): each video with no VA annotation file (the test set's, and
+    videos of the other ABAW tracks).
     """
     ann_root = root / annotations if annotations else _find_annotations(root)
     if not (ann_root / "Train_Set").is_dir():
         raise FileNotFoundError(f"no Aff-Wild2 annotations at {ann_root} (expected Train_Set/, Validation_Set/): "
                                 "set data.dataset_args.annotations to that folder, relative to data.root")
     video_root = root / videos if videos else root
-    found = {p.stem: p for p in corpus_videos(video_root, (".mp4", ".avi"), recursive=True)}
+    found = {p.stem: p for p in context.find_videos(video_root, (".mp4", ".avi"), recursive=True)}
     if not found:
         raise FileNotFoundError(f"no .mp4/.avi videos under {video_root}: set data.root to the ABAW folder, or "
                                 "data.dataset_args.videos to the folder that holds them")
     annotated = {ann.stem for folder in SETS for ann in (ann_root / folder).glob("*.txt")}
     annotated |= {a[: -len(side)] for a in annotated for side in ("_left", "_right") if a.endswith(side)}
-    if unlabelled is not None:
-        unlabelled += [(vid, "no VA annotation (the test set, or another ABAW track's video)")
-                       for vid in sorted(set(found) - annotated)]
+    for vid in sorted(set(found) - annotated):
+        context.without_labels(vid, "no VA annotation (the test set, or another ABAW track's video)")
     records = []
     for folder, split in SETS.items():
         for ann in sorted((ann_root / folder).glob("*.txt")):
@@ -101,7 +101,7 @@ def load_affwild2(
                 video = _video_for(vid, found)
                 if video is None:
                     raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {video_root}")
-                fps, n, w, h = video_info(video)
+                fps, n, w, h = context.video_info(video)
                 table = read_table(ann)
                 absent = [t for t in targets if t not in table.columns]
                 if absent:
@@ -111,8 +111,7 @@ def load_affwild2(
                                        counts=counts)
                 rows, values = values, match_length(values, n, vid, length_tolerance, counts)
             except (FileNotFoundError, ValueError, LabelLengthError, VideoReadError) as err:
-                if skipped is not None:
-                    skipped.append((vid, str(err)))
+                context.skip(vid, str(err))
                 continue
             counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
             records.append(whole_frame_record(vid, video, subject=vid, split=split, values=values, fps=fps,

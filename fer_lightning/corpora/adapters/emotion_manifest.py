@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.splits import SPLIT_NAMES, subject_splits
 from fer_lightning.corpora.tables import read_table
 from fer_lightning.media.video import VideoReadError
 from fer_lightning.store.ids import video_ids
-from fer_lightning.tasks import EMOTIONS
 
 # columns that repeat one value over many rows: read as categories (one string per distinct
 # value, a small integer per row), which keeps a million-row manifest at tens of MB
@@ -83,9 +83,8 @@ def _class_indices(table: pd.DataFrame, class_names: list[str]) -> np.ndarray:
 @register_dataset("emotion_manifest")
 def load_emotion_manifest(
     root: Path,
-    skipped: list | None = None,
+    context: AdapterContext,
     manifest: str = "labels.csv",
-    class_names: tuple[str, ...] = EMOTIONS,
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
 ) -> list[VideoRecord]:
@@ -93,9 +92,9 @@ def load_emotion_manifest(
 
     Args:
         manifest: the table under ``root`` (``.csv`` or ``.parquet``).
-        class_names: the classes in logit order (the DataModule passes ``data.class_names``).
         split_fractions, seed: subject-disjoint splits where the table has no ``split``.
-        skipped: receives ``(video_id, reason)`` for each video left out.
+
+    Class names, in logit order, are the run's (``data.class_names``, in ``context``).
     """
     path = root / manifest
     if not path.is_file():
@@ -103,7 +102,9 @@ def load_emotion_manifest(
     table = _read_table(path)
     if "video" not in table.columns or not ({"frame", "time"} & set(table.columns)):
         raise ValueError(f"{path}: needs a video column and a frame or time column; has {list(table.columns)}")
-    class_names = list(class_names)
+    if context.class_names is None:
+        raise ValueError("emotion_manifest needs the emotion classes in logit order: set data.class_names")
+    class_names = list(context.class_names)
     classes = _class_indices(table, class_names)
     # one pass over the rows: group them by video with one sort, not a pandas group per video
     videos = table["video"] if isinstance(table["video"].dtype, pd.CategoricalDtype) else \
@@ -126,7 +127,7 @@ def load_emotion_manifest(
         video = root / video_rel
         vid = ids[codes[rows[0]]]
         try:
-            fps, n, w, h = video_info(video)
+            fps, n, w, h = context.video_info(video)
             # a row names its frame, or its time (then the frame within half a frame of it)
             t = times[rows]
             by_time = np.rint(np.where(np.isnan(t), -1.0, t) * fps)
@@ -138,8 +139,7 @@ def load_emotion_manifest(
             ok = frames >= 0
             labels[frames[ok]] = classes[rows][ok]
         except (FileNotFoundError, ValueError, VideoReadError) as err:
-            if skipped is not None:
-                skipped.append((vid, str(err)))
+            context.skip(vid, str(err))
             continue
         subject = str(column["subject"][rows[0]]) if "subject" in column else vid
         first_split = column["split"][rows[0]] if "split" in column else None

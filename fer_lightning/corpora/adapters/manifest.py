@@ -13,7 +13,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from fer_lightning.corpora.adapters.common import video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_frames, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
@@ -26,7 +27,7 @@ from fer_lightning.store.ids import video_ids
 @register_dataset("manifest")
 def load_manifest(
     root: Path,
-    skipped: list | None = None,
+    context: AdapterContext,
     manifest: str = "manifest.csv",
     targets: tuple[str, ...] = ("valence", "arousal"),
     scale: tuple[float, float] = (-1.0, 1.0),
@@ -46,7 +47,6 @@ def load_manifest(
         method, delay, tolerance: see :func:`fer_lightning.corpora.labels.align_to_frames`
             (``time`` label files only; ``frame`` files put each row on its frame).
         split_fractions, seed: for subject-disjoint splits where the manifest gives none.
-        skipped: receives ``(video_id, reason)`` for each row left out.
     """
     path = root / manifest
     if not path.is_file():
@@ -67,7 +67,7 @@ def load_manifest(
     for row, split, vid in zip(table.itertuples(index=False), given, ids, strict=True):
         video = root / row.video
         try:
-            fps, n, w, h = video_info(video)
+            fps, n, w, h = context.video_info(video)
             labels = read_table(root / row.labels)
             absent = [t for t in targets if t not in labels.columns]
             if absent:
@@ -94,8 +94,7 @@ def load_manifest(
             else:
                 raise ValueError(f"label file {row.labels} has neither a time nor a frame column")
         except (FileNotFoundError, ValueError, VideoReadError) as err:
-            if skipped is not None:
-                skipped.append((vid, str(err)))
+            context.skip(vid, str(err))
             continue
         counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
         records.append(whole_frame_record(vid, video, subject=row.subject, split=split or drawn[row.subject],

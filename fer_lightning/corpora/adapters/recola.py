@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.labels import (
     LabelCounts,
     TimedLabels,
@@ -43,27 +44,25 @@ def read_gold_standard(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_dataset("recola")
-def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...] = ("valence", "arousal"),
-                method: str = "linear", delay: float = 0.0, tolerance: float | None = None,
-                unlabelled: list | None = None) -> list[VideoRecord]:
+def load_recola(root: Path, context: AdapterContext, targets: tuple[str, ...] = ("valence", "arousal"),
+                method: str = "linear", delay: float = 0.0, tolerance: float | None = None) -> list[VideoRecord]:
     """One record per recording with its gold standard resampled to the video's frames.
 
     Args:
         targets: gold-standard dimensions, in output order (folders of ratings_gold_standard/).
         method, delay, tolerance: see :func:`fer_lightning.corpora.labels.align_to_frames`.
-        skipped: receives ``(video_id, reason)`` for each recording left out (no gold standard,
-            unreadable video).
-        unlabelled: receives ``(video_id, reason)`` for each test recording without a gold
-            standard (the public AVEC 2016 package has none; into ``skipped`` when not given).
+
+    Left out: a recording without its gold standard, an unreadable video, a gold standard
+    without its video. Without labels (``context.unlabelled``): each test recording without a
+    gold standard (the public AVEC 2016 package has none).
     """
-    videos = corpus_videos(root / "recordings_video", (".mp4",))
+    videos = context.find_videos(root / "recordings_video", (".mp4",))
     if not videos:
         raise FileNotFoundError(f"no RECOLA videos at {root / 'recordings_video'} (expected train_1.mp4 ...)")
-    if skipped is not None:  # a gold standard whose recording is missing is named, not silently dropped
-        have = {p.stem for p in videos}
-        gold = {f.stem for t in targets for f in (root / "ratings_gold_standard" / t).glob("*.arff")}
-        skipped += [(vid, f"gold standard without a video: no recordings_video/{vid}.mp4")
-                    for vid in sorted(gold - have)]
+    have = {p.stem for p in videos}  # a gold standard whose recording is missing is named, not silently dropped
+    gold = {f.stem for t in targets for f in (root / "ratings_gold_standard" / t).glob("*.arff")}
+    for vid in sorted(gold - have):
+        context.skip(vid, f"gold standard without a video: no recordings_video/{vid}.mp4")
     records = []
     for path in videos:
         m = NAME.match(path.stem)
@@ -71,7 +70,7 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
             continue
         vid = path.stem
         try:
-            fps, n, w, h = video_info(path)
+            fps, n, w, h = context.video_info(path)
             columns, counts, timed = [], LabelCounts(), []
             for target in targets:
                 gold = root / "ratings_gold_standard" / target / f"{vid}.arff"
@@ -85,10 +84,10 @@ def load_recola(root: Path, skipped: list | None = None, targets: tuple[str, ...
                 columns.append(aligned.values[:, 0])
         except (FileNotFoundError, ValueError, VideoReadError) as err:
             public_unlabelled = m.group(1) == "test" and "missing gold standard" in str(err)
-            target = unlabelled if public_unlabelled and unlabelled is not None else skipped
-            if target is not None:
-                target.append((vid, f"test partition: no public gold standard ({err})" if public_unlabelled
-                               else str(err)))
+            if public_unlabelled:
+                context.without_labels(vid, f"test partition: no public gold standard ({err})")
+            else:
+                context.skip(vid, str(err))
             continue
         values = np.stack(columns, axis=1)
         counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())

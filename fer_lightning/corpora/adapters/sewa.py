@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.corpora.adapters.common import corpus_videos, video_info, whole_frame_record
+from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.labels import LabelCounts, TimedLabels, align_to_frames, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
@@ -26,36 +27,36 @@ NAME = re.compile(r"^(Train|Devel)_0*(\d+)$", re.IGNORECASE)
 
 
 @register_dataset("sewa")
-def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] = ("valence", "arousal"),
-              method: str = "linear", delay: float = 0.0, tolerance: float | None = None,
-              unlabelled: list | None = None) -> list[VideoRecord]:
+def load_sewa(root: Path, context: AdapterContext, targets: tuple[str, ...] = ("valence", "arousal"),
+              method: str = "linear", delay: float = 0.0, tolerance: float | None = None) -> list[VideoRecord]:
     """One record per labelled recording, labels resampled from 100 ms steps to frames.
 
     Args:
         targets: any of arousal, valence, liking, in output order.
         method, delay, tolerance: see :func:`fer_lightning.corpora.labels.align_to_frames`.
-        skipped: receives ``(video_id, reason)`` for each recording left out.
-        unlabelled: receives ``(video_id, reason)`` for each Test recording (AVEC 2017 never
-            released their labels).
+
+    Left out: a recording without its label file or video. Without labels
+    (``context.unlabelled``): each Test recording (AVEC 2017 never released their labels).
     """
     unknown = [t for t in targets if t not in COLUMNS[2:]]
     if unknown:
         raise ValueError(f"SEWA has no target {unknown}; it has {COLUMNS[2:]}")
     videos = {}
-    files = corpus_videos(root / "video", (".avi", ".mp4"))
+    files = context.find_videos(root / "video", (".avi", ".mp4"))
     for p in files:
         m = NAME.match(p.stem)
         if m:
             videos[(m.group(1).lower(), int(m.group(2)))] = p
-    if unlabelled is not None:
-        unlabelled += [(p.stem, "test partition: no public labels") for p in files if p.stem.lower().startswith("test_")]
+    for p in files:
+        if p.stem.lower().startswith("test_"):
+            context.without_labels(p.stem, "test partition: no public labels")
     label_files = sorted((root / "labels").glob("*.csv"))
     if not label_files:
         raise FileNotFoundError(f"no SEWA label files at {root / 'labels'} (expected Train_01.csv ...)")
     labelled = {(m.group(1).lower(), int(m.group(2))) for m in map(NAME.match, (f.stem for f in label_files)) if m}
-    if skipped is not None:  # a Train/Devel video with no label file beside it is named, not silently dropped
-        skipped += [(p.stem, f"no label file for this video under {root / 'labels'}")
-                    for key, p in sorted(videos.items()) if key not in labelled and key[0] != "test"]
+    for key, p in sorted(videos.items()):  # a Train/Devel video with no label file beside it is named, not dropped
+        if key not in labelled and key[0] != "test":
+            context.skip(p.stem, f"no label file for this video under {root / 'labels'}")
     records = []
     for lab in label_files:
         m = NAME.match(lab.stem)
@@ -68,15 +69,14 @@ def load_sewa(root: Path, skipped: list | None = None, targets: tuple[str, ...] 
             if video is None:
                 raise FileNotFoundError(f"no video for {lab.name} under {root / 'video'} ({vid}.avi)")
             vid = video.stem  # the id preprocess gives its face video
-            fps, n, w, h = video_info(video)
+            fps, n, w, h = context.video_info(video)
             table = read_table(lab, sep=";", names=COLUMNS)
             counts = LabelCounts()
             scaled = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, counts=counts)
             aligned = align_to_frames(table["time"].to_numpy(float), scaled, np.arange(n) / fps, method, delay, tolerance)
             counts.not_annotated += aligned.counts.not_annotated
         except (FileNotFoundError, ValueError, VideoReadError) as err:
-            if skipped is not None:
-                skipped.append((vid, str(err)))
+            context.skip(vid, str(err))
             continue
         values = aligned.values
         counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.corpora.registry import register_dataset
 from fer_lightning.corpora.synthetic.generator import INVALID_VA, SynthConfig, generate_corpus
@@ -20,7 +21,7 @@ def generate_if_missing(root: Path, **synth_args) -> None:
 
 
 @register_dataset("synthetic", prepare=generate_if_missing)
-def load_synthetic(root: Path, skipped: list | None = None, label_delay: float = 0.0) -> list[VideoRecord]:
+def load_synthetic(root: Path, context: AdapterContext, label_delay: float = 0.0) -> list[VideoRecord]:
     """Read ``index.csv`` and each video's VA, EXPR and face-box files.
 
     ``label_delay`` (seconds, >= 0) plays a rater who reacts late: the label of frame ``t`` is
