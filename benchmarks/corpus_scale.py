@@ -4,7 +4,7 @@ Builds face stores of 100, 1,000 and 10,000 short 112 px face videos (100 frames
 so 10,000 to 1,000,000 frames) the way ``fer-lightning preprocess`` lays them out: a few face
 videos are encoded with the store's own writer and every store video is a hard link to one of
 them (setup never decodes; the clip reads decode real H.264), one ``meta/*.csv`` per video, and
-the index (``index.csv``, ``frames.parquet``) written by ``store.write.write_index``. Beside it a
+the index (``index.csv``, ``frames.parquet``) written by ``store.index.write_index``. Beside it a
 pretraining corpus whose raw videos are *absent*: an emotion manifest with one row per frame
 (CSV and Parquet; a million rows at the largest), 7 classes with a long tail, four videos per
 subject.
@@ -93,7 +93,7 @@ def build(root: Path, n: int, frames: int, templates: list) -> dict:
     """A store of ``n`` face videos and the manifests of their (absent) raw corpus under ``root``."""
     import pandas as pd
 
-    from fer_lightning.store.write import write_index
+    from fer_lightning.store.index import write_index
 
     store, corpus = root / "store", root / "corpus"
     for sub in ("videos", "meta"):

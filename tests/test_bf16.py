@@ -78,7 +78,8 @@ def test_bf16_mixed_experiment_runs_to_its_table(tiny_corpus, tmp_path):
 def test_bf16_evaluate_and_predict_agree_with_32_bit(tiny_corpus, tmp_path, feat_data):
     from fer_lightning.cli.main import main
     from fer_lightning.inference.evaluate import evaluate
-    from fer_lightning.inference.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.inference.settings import PredictConfig
+    from fer_lightning.inference.stream import ModelStream, Timings
     from fer_lightning.models.checkpoint import load_checkpoint_model
 
     ckpt = train_tiny_checkpoint(tiny_corpus, tmp_path / "bf16.ckpt", precision="bf16-mixed")

@@ -146,7 +146,8 @@ def test_feature_cache_is_built_and_trained_on_on_the_device(tiny_corpus, tmp_pa
 
 @pytest.mark.parametrize("which", ["tiny_checkpoint", "tiny_causal_checkpoint"])
 def test_predict_s_model_stream_on_the_device_equals_the_cpu(which, request):
-    from fer_lightning.inference.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.inference.settings import PredictConfig
+    from fer_lightning.inference.stream import ModelStream, Timings
     from fer_lightning.models.checkpoint import load_checkpoint_model
 
     ckpt = request.getfixturevalue(which)
@@ -213,7 +214,8 @@ def test_the_metric_fills_faceless_frames_on_the_device_as_on_the_cpu(faceless, 
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_the_causal_stream_carries_its_state_on_the_device_over_many_chunks(tiny_causal_checkpoint, index):
-    from fer_lightning.inference.predict import ModelStream, PredictConfig, Timings
+    from fer_lightning.inference.settings import PredictConfig
+    from fer_lightning.inference.stream import ModelStream, Timings
     from fer_lightning.models.checkpoint import load_checkpoint_model
 
     crops = torch.randint(0, 256, (40, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))

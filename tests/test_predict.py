@@ -12,13 +12,8 @@ import pytest
 import torch
 
 from fer_lightning.cli.main import main
-from fer_lightning.inference.predict import (
-    CausalRunner,
-    ModelStream,
-    PredictConfig,
-    Timings,
-    WindowedRunner,
-)
+from fer_lightning.inference.settings import PredictConfig
+from fer_lightning.inference.stream import CausalRunner, ModelStream, Timings, WindowedRunner
 from fer_lightning.models.checkpoint import load_checkpoint_model
 from fer_lightning.store.write import PreprocessConfig, preprocess
 

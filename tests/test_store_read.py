@@ -74,8 +74,8 @@ def test_the_datamodule_skips_a_mismatched_video_and_strict_stops_on_it(tiny_cor
 
 
 def test_the_index_finds_a_raw_path_on_another_machine_by_its_trailing_folders(tmp_path):
+    from fer_lightning.store.index import write_index
     from fer_lightning.store.read import StoreIndex
-    from fer_lightning.store.write import write_index
 
     def entry(vid, rel):
         return {"video_id": vid, "source": f"/prep/{rel}", "source_rel": rel, "fps": 25.0, "num_frames": 4,
@@ -103,7 +103,7 @@ def test_a_pretraining_manifest_whose_videos_share_a_name_through_a_store_withou
     its own labels and faces, and data check counts each class's face frames per split."""
     from fer_lightning.cli.main import main
     from fer_lightning.data.datamodule import AffectDataModule
-    from fer_lightning.store.write import write_index
+    from fer_lightning.store.index import write_index
 
     classes = ["neutral", "happy", "sad"]
     store, corpus = tmp_path / "store", tmp_path / "corpus"

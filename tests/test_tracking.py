@@ -16,8 +16,9 @@ from fer_lightning.faces.detect import (
     create_detector,
 )
 from fer_lightning.faces.stream import StreamingTracker
-from fer_lightning.faces.tracking import face_runs, group_tracks, iou
+from fer_lightning.faces.tracking import group_tracks, iou
 from fer_lightning.media.video import iter_frames
+from fer_lightning.metrics.faceless import face_runs
 
 
 def det(x0, y0, x1, y1, score=0.99):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_lightning.faces.detect import Detection
-from fer_lightning.faces.tracking import Track, TrackLinker, face_runs
+from fer_lightning.faces.tracking import Track, TrackLinker
+from fer_lightning.metrics.faceless import face_runs
 
 
 def link_tracks(

@@ -49,32 +49,6 @@ def summarize(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.5), sharey=True)
-    for ax, m in zip(axes, ("ccc_valence", "ccc_arousal", "ccc_mean"), strict=True):
-        for x, cond in enumerate(("scratch", "pretrained")):
-            v = np.array([r[m] for r in rows if r["condition"] == cond])
-            if not len(v):
-                continue
-            ax.bar(x, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, color=("#999", "#c33")[x], alpha=0.6,
-                   capsize=4)
-            ax.scatter(np.full(len(v), x), v, color="k", s=12, zorder=3)
-        ax.set_xticks([0, 1], ["from scratch", "pretrained"])
-        ax.set_title(m.replace("ccc_", "test CCC "))
-        ax.axhline(0, color="k", lw=0.5)
-    fig.suptitle("Fine-tuning on few subjects: pretrained face extractor vs from scratch (mean ± sd, dots: seeds)")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``fer-lightning ablation``: see the module docs."""
     import sys
@@ -109,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / "results.csv", text)
     summary = summarize(rows)
     write_text_atomic(out / "summary.md", f"Pretrained from: {init_from}\n\n{summary}\n")
-    plot(rows, out / "ablation.png")
+    from fer_lightning.evaluation.plots import plot_ablation
+
+    plot_ablation(rows, out / "ablation.png")
     print(f"\n{summary}\n\nresults: {out / 'results.csv'}\nplot:    {out / 'ablation.png'}")
     return 0
 

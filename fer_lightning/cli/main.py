@@ -6,6 +6,7 @@ value``; ``--help`` shows defaults).
     fer-lightning validate --config experiments/finetune_synthetic.yaml --ckpt_path CKPT
     fer-lightning synth --out DIR [--videos N --seconds S --fps F --seed K]
     fer-lightning preprocess --input PATH... --output STORE [--detect_every K --faces all --workers W]
+    fer-lightning data check --config EXPERIMENT [--data.root DIR]
     fer-lightning data check --dataset NAME --root DIR [--dataset_args JSON --face_store STORE]
     fer-lightning predict --ckpt CKPT --input VIDEO_OR_FOLDER --out DIR [--render true]
     fer-lightning evaluate --ckpt CKPT [--config EXPERIMENT --config PRESET --data.root DIR --split test]
@@ -85,8 +86,14 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
     if refused:
         print(f"fer-lightning: {refused[0].split('=')[0]} is not offered: {OPTIMIZER_REASON}", file=sys.stderr)
         raise SystemExit(2)
-    cli_class, AffectModule, AffectDataModule, LoggedConfig = _cli_classes()
-    return cli_class(
+    from fer_lightning.cli.lightning_cli import (
+        AffectDataModule,
+        AffectModule,
+        FerLightningCLI,
+        LoggedConfig,
+    )
+
+    return FerLightningCLI(
         AffectModule,
         AffectDataModule,
         args=None if argv is None else list(argv),
@@ -109,9 +116,9 @@ def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence
 
     import yaml
 
-    cli_class, AffectModule, AffectDataModule, _ = _cli_classes()
+    from fer_lightning.cli.lightning_cli import AffectDataModule, AffectModule, FerLightningCLI
 
-    class ParseOnly(cli_class):
+    class ParseOnly(FerLightningCLI):
         def before_instantiate_classes(self) -> None:
             pass
 
@@ -134,320 +141,6 @@ def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence
     # as fit resolves them before it builds anything (a finetune run: the default list, unused)
     data["class_names"] = list(resolve_class_names(data.get("class_names"), data.get("dataset"), data.get("task")))
     return data
-
-
-def _cli_classes():
-    """(FerLightningCLI, AffectModule, AffectDataModule, LoggedConfig), imported on first use."""
-    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-
-    from fer_lightning.data.datamodule import AffectDataModule
-    from fer_lightning.models.module import AffectModule
-
-    class LoggedConfig(SaveConfigCallback):
-        """Saves config.yaml in the run folder (LightningCLI's default) and logs the full
-        resolved config to every logger (W&B shows it as the run's config)."""
-
-        def save_config(self, trainer, pl_module, stage: str) -> None:
-            config = self.parser.dump(self.config, skip_none=False, format="json")
-            import json
-
-            for logger in trainer.loggers:
-                logger.log_hyperparams(json.loads(config))
-
-    class FerLightningCLI(LightningCLI):
-        @staticmethod
-        def subcommands() -> dict[str, set[str]]:
-            # no predict: the datamodule has no predict split; `fer-lightning predict` runs on videos
-            return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
-
-        def before_instantiate_classes(self) -> None:
-            import os
-            from pathlib import Path
-
-            from fer_lightning.checkpoints import resumable_checkpoint, resume_facts
-            from fer_lightning.training.cluster import (
-                LaunchError,
-                check_hpc_owner,
-                check_launch,
-                hpc_checkpoint,
-                in_slurm_job,
-            )
-
-            check_launch()
-            cfg = self.config[self.subcommand] if self.subcommand else self.config
-            loggers = cfg["trainer"].get("logger")
-            loggers = loggers if isinstance(loggers, list) else [loggers] if loggers else []
-            # wandb agent sets WANDB_SWEEP_ID; the offline engine (fer-lightning sweep) FER_SWEEP_ID
-            sweep = os.environ.get("WANDB_SWEEP_ID") or os.environ.get("FER_SWEEP_ID")
-            sweep_run = os.environ.get("WANDB_RUN_ID")
-            if not cfg.get("run_root") and sweep and sweep_run and self.subcommand == "fit":
-                # a sweep agent's run: a folder of its own, so agents side by side never share one
-                base = cfg["trainer"].get("default_root_dir") or "runs"
-                cfg["run_root"] = str(Path(base) / f"sweep-{Path(sweep).name}" / sweep_run)
-            if run_root := cfg.get("run_root"):
-                # one folder for the whole run: checkpoints, HPC checkpoints, CSV logs, W&B files
-                cfg["trainer"]["default_root_dir"] = run_root
-                for logger in loggers:
-                    if "save_dir" in getattr(logger, "init_args", {}):
-                        logger.init_args.save_dir = run_root
-            from fer_lightning.data.datamodule import resolve_class_names
-
-            try:  # before the model is built: its logits follow the data's class list
-                names = resolve_class_names(cfg["data"].get("class_names"), cfg["data"].get("dataset"),
-                                            cfg["data"].get("task"))
-            except ValueError as err:
-                raise LaunchError(str(err)) from err
-            cfg["data"]["class_names"] = cfg["model"]["class_names"] = list(names)
-            from fer_lightning.models.backbone import check_backbone_name
-
-            check_backbone_name(cfg["model"]["backbone"])  # before the loggers make the run folder
-            root = cfg["trainer"].get("default_root_dir") or "."
-            ckpt = cfg.get("ckpt_path")
-            if ckpt == "last":  # fit resumes it; validate and test score it (never random weights)
-                found = resumable_checkpoint(root)
-                if found is None:
-                    raise LaunchError(
-                        f"--ckpt_path last: no last.ckpt in the run folder {root}, so there is nothing to "
-                        f"{'resume' if self.subcommand == 'fit' else 'score'}. Give the run's folder (the same "
-                        "--run_root or --trainer.default_root_dir it had), or --ckpt_path PATH to its checkpoint"
-                        + ("; to start afresh, leave --ckpt_path out" if self.subcommand == "fit" else ""))
-                print(f"--ckpt_path last: {'resuming from' if self.subcommand == 'fit' else 'scoring'} {found}",
-                      flush=True)
-                cfg["ckpt_path"] = ckpt = str(found)
-            if ckpt and ckpt not in ("best", "hpc", "registry"):
-                check_checkpoint_fits(ckpt, cfg["model"], "--ckpt_path")
-            if self.subcommand != "fit":
-                return
-            trainer = cfg["trainer"]
-            strategy = trainer.get("strategy")
-            strategy = str(getattr(strategy, "class_path", strategy) or "").lower()
-            model = cfg["model"]
-            if model.get("freeze_backbone") and model.get("unfreeze_backbone_at_epoch") is not None \
-                    and ("fsdp" in strategy or "deepspeed" in strategy):
-                raise LaunchError(
-                    f"model.unfreeze_backbone_at_epoch with trainer.strategy {strategy}: a backbone unfrozen during "
-                    "the run needs its gradients averaged over the ranks, which only the ddp strategies do here "
-                    "(FSDP and DeepSpeed shard or fuse them); use --trainer.strategy=ddp, or leave the backbone "
-                    "frozen (unfreeze_backbone_at_epoch: null) or trainable from the start (freeze_backbone: false)")
-            if trainer.get("sync_batchnorm") and not _training_on_gpu(trainer.get("accelerator")):
-                raise LaunchError("trainer.sync_batchnorm: SyncBatchNorm trains on GPUs only (torch's kernel); "
-                                  "leave it false on CPU (validate and test accept it: BatchNorm does not sync "
-                                  "in eval mode)")
-            # resuming (--ckpt_path, or a requeued SLURM job's HPC checkpoint): continue its run folder
-            # (log version, best-k bookkeeping) and its W&B run
-            if not ckpt and in_slurm_job() and (hpc := hpc_checkpoint(root)):
-                check_hpc_owner(hpc)
-                print(f"requeued SLURM job: resuming from {hpc}", flush=True)
-                ckpt = str(hpc)
-            if ckpt and Path(ckpt).is_file():
-                continue_run(loggers, resume_facts(ckpt), ckpt)
-            elif not ckpt:  # a resumed run keeps its weights: init_from is not read then
-                check_init_from(cfg["model"], cfg["data"].get("dataset"))
-
-        def instantiate_trainer(self, **kwargs):
-            from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
-            from lightning.pytorch.plugins.io import CheckpointIO
-
-            from fer_lightning.training.checkpoint_io import AtomicCheckpointIO
-            from fer_lightning.training.cluster import SlurmRequeue
-
-            plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
-            plugins = plugins if isinstance(plugins, list) else [plugins]
-            if not any(isinstance(p, CheckpointIO) for p in plugins):
-                plugins = [*plugins, AtomicCheckpointIO()]
-            requeue = SLURMEnvironment.detect() and not any(isinstance(p, ClusterEnvironment) for p in plugins)
-            if requeue:  # our race-free preemption handling instead of Lightning's (see SlurmRequeue)
-                plugins = [*plugins, SLURMEnvironment(auto_requeue=False)]
-            kwargs["plugins"] = plugins
-            trainer = super().instantiate_trainer(**kwargs)
-            if requeue:
-                trainer.callbacks.append(SlurmRequeue())
-            return trainer
-
-        def add_arguments_to_parser(self, parser) -> None:
-            # one source of truth for what the data holds; the model's head follows it
-            parser.link_arguments("data.task", "model.task")
-            parser.link_arguments("data.target_names", "model.target_names")
-            parser.link_arguments("data.class_names", "model.class_names")
-            parser.add_argument(
-                "--evaluate_after_fit",
-                type=bool,
-                default=False,
-                help="after fit, validate and test the best checkpoint and print a summary table",
-            )
-            parser.add_argument(
-                "--run_root",
-                type=str | None,
-                default=None,
-                help="put the whole run in this folder: the trainer's default_root_dir (checkpoints, SLURM "
-                     "HPC checkpoints) and every logger's save_dir (the SLURM templates pass "
-                     "runs/<experiment>/slurm-<job id>, so a requeued job finds its own checkpoint)",
-            )
-
-        def _check_data(self, stage: str) -> None:
-            check = getattr(self.datamodule, "check_ready", None)
-            if callable(check):
-                check(stage)
-
-        def before_fit(self) -> None:
-            self._check_data("fit")
-
-        def before_validate(self) -> None:
-            self._check_data("validate")
-
-        def before_test(self) -> None:
-            self._check_data("test")
-
-        def after_fit(self) -> None:
-            if self.config[self.subcommand].get("evaluate_after_fit") and not self.trainer.fast_dev_run:
-                evaluate_best(self.trainer, self.model, self.datamodule)
-
-    return FerLightningCLI, AffectModule, AffectDataModule, LoggedConfig
-
-
-def _training_on_gpu(accelerator) -> bool:
-    import torch
-
-    name = str(accelerator or "auto").lower()
-    return name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available())
-
-
-def _read_checkpoint(path: str, option: str) -> dict:
-    """A checkpoint's contents, or a LaunchError that names the option and says what is wrong."""
-    from pathlib import Path
-
-    from fer_lightning.checkpoints import load_checkpoint_file
-    from fer_lightning.training.cluster import LaunchError
-
-    if not Path(path).is_file():
-        raise LaunchError(f"{option} {path}: no such file; give the path of a .ckpt written by fer-lightning fit")
-    try:
-        raw = load_checkpoint_file(path)
-    except Exception as err:  # noqa: BLE001 - any unreadable file: the same one sentence
-        raise LaunchError(f"{option} {path} is not a readable PyTorch checkpoint ({type(err).__name__}); give a .ckpt "
-                          "written by fer-lightning fit") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict) \
-            or not isinstance(raw.get("hyper_parameters"), dict):
-        raise LaunchError(f"{option} {path} is not a fer-lightning checkpoint (no state_dict and hyper-parameters); "
-                          "give a .ckpt written by fer-lightning fit")
-    return raw
-
-
-def check_checkpoint_fits(path: str, model: dict, option: str) -> None:
-    """A checkpoint that training, validation or test would load whole must be of the same task
-    and network as the configured model: a LaunchError names what differs."""
-    from fer_lightning.training.cluster import LaunchError
-
-    saved = _read_checkpoint(path, option)["hyper_parameters"]
-    keys = ("task", "backbone", "hidden_size", "num_layers", "bidirectional")
-    differ = [f"{k} {saved.get(k)!r} there, {model.get(k)!r} here" for k in keys
-              if k in saved and model.get(k) is not None and saved.get(k) != model.get(k)]
-    if differ:
-        hint = (" (a pretraining checkpoint starts a fine-tuning run with --model.init_from, not --ckpt_path)"
-                if saved.get("task") != model.get("task") else "")
-        raise LaunchError(f"{option} {path} is not a checkpoint of this model: " + "; ".join(differ)
-                          + f"{hint}; give a checkpoint of this experiment, or the experiment file it was trained with")
-
-
-def check_init_from(model: dict, dataset: str | None) -> None:
-    """``model.init_from``: a readable fer-lightning checkpoint, or ``latest`` with a finished
-    pretraining run to take; checked before the run folder and the W&B run are made."""
-    from fer_lightning.checkpoints import latest_checkpoint
-    from fer_lightning.training.cluster import LaunchError
-
-    init = model.get("init_from")
-    if not init:
-        return
-    if init == "latest":
-        try:
-            latest_checkpoint(synthetic=None if dataset is None else dataset == "synthetic")
-        except FileNotFoundError as err:
-            raise LaunchError(f"model.init_from latest: {err}") from None
-        return
-    _read_checkpoint(init, "model.init_from")
-
-
-def continue_run(loggers: list, facts: dict, ckpt: str) -> None:
-    """Point the configured loggers of a resumed fit at the run it continues: W&B at the run id
-    the checkpoint names, the CSV logger at the log version whose ``checkpoints/`` folder the
-    checkpoint's ModelCheckpoint wrote to (so checkpoints, best-k scores and metrics.csv go on
-    where they were, never into a fresh version that starts its bookkeeping from nothing).
-    A checkpoint older than its run's newest (a best-epoch file) starts a branch: a new log
-    version, so nothing the run logged after it is trimmed away."""
-    from pathlib import Path
-
-    from fer_lightning.checkpoints import is_newest_in_its_run
-
-    dirpath = Path(facts["dirpath"]) if facts.get("dirpath") else None
-    if dirpath is not None and not is_newest_in_its_run(ckpt, dirpath):
-        dirpath = None
-    for logger in loggers:
-        path = str(getattr(logger, "class_path", ""))
-        args = getattr(logger, "init_args", None)
-        if args is None:
-            continue
-        if path.endswith("RunWandbLogger") and facts.get("wandb_run_id"):
-            args.id = facts["wandb_run_id"]
-        if path.endswith("CSVLogger") and dirpath is not None:
-            base = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
-            if dirpath.name == "checkpoints" and dirpath.parent.parent.resolve() == base.resolve():
-                logger.class_path = "fer_lightning.training.loggers.RunCSVLogger"  # keeps metrics.csv
-                args.version = dirpath.parent.name
-                args.resumed_at = [facts["epoch"], facts["step"]]
-
-
-def evaluate_best(trainer, model, datamodule) -> dict:
-    """Validate and test the best checkpoint of a finished fit; print a CCC summary table."""
-    from pathlib import Path
-
-    from fer_lightning.training.callbacks import TracePlot, run_dir
-
-    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    val = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-    # a corpus without a labelled test split (and data.held_out_from_train: 0) ends at validation
-    has_test = getattr(datamodule, "has_clips", lambda split: True)("test")
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0] if has_test else None
-    if not trainer.is_global_zero:  # the table, paths and W&B run are rank zero's to report
-        return {"val": val, "test": test, "ckpt": ckpt}
-    names = model.output_names if model.objective.continuous else ()
-    lines = [f"\nBest checkpoint: {ckpt or '(final weights)'}"]
-    if model.objective.continuous:
-        lines.append("Every labelled frame scored (frames without a face predicted from the face frames around "
-                     f"them: {getattr(model.objective, 'faceless', 'model')}); the last two columns: the face frames "
-                     "alone, and their share")
-        lines.append(f"{'split':<6} " + " ".join(f"{'CCC ' + n:>14}" for n in names)
-                     + f" {'CCC mean':>10} " + " ".join(f"{'seq CCC ' + n:>18}" for n in names)
-                     + f" {'face-only CCC mean':>19} {'face coverage':>14}")
-        for split, res in (("val", val), ("test", test)):
-            if res is None:
-                lines.append(f"{split:<6} (no labelled {split} split: set data.held_out_from_train to hold "
-                             "training subjects out)")
-                continue
-            lines.append(f"{split:<6} " + " ".join(f"{res[f'{split}/ccc_{n}']:>14.3f}" for n in names)
-                         + f" {res[f'{split}/ccc_mean']:>10.3f} "
-                         + " ".join(f"{res[f'{split}/seq_ccc_{n}']:>18.3f}" for n in names)
-                         + f" {res.get(f'{split}/face_ccc_mean', float('nan')):>19.3f}"
-                         + f" {res.get(f'{split}/face_coverage', float('nan')):>14.1%}")
-    else:
-        for split, res in (("val", val), ("test", test)):
-            if res is None:
-                lines.append(f"{split:<6} (no labelled {split} split)")
-                continue
-            lines.append(f"{split:<6} accuracy {res[f'{split}/acc']:.3f}  macro-F1 {res[f'{split}/f1_macro']:.3f}")
-    for cb in trainer.callbacks:
-        if isinstance(cb, TracePlot) and cb.written:
-            lines.append(f"Test predictions: {cb.written['csv']}\nTrace plot:       {cb.written['png']}")
-    lines.append(f"Run folder:       {run_dir(trainer)}")
-    for logger in trainer.loggers:
-        if type(logger).__name__.endswith("WandbLogger"):
-            exp = logger.experiment
-            folder = Path(exp.dir).parent if getattr(exp, "dir", None) else None
-            if folder is not None and getattr(exp, "offline", False):
-                lines.append(f"W&B run:          {folder} (offline; upload with: wandb sync {folder})")
-            elif getattr(exp, "url", None):
-                lines.append(f"W&B run:          {exp.url}")
-    print("\n".join(lines), flush=True)
-    return {"val": val, "test": test, "ckpt": ckpt}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -176,30 +176,10 @@ def _write_results(results: list[dict], out: Path, metric: str, goal: str) -> No
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(results)
-    import matplotlib
+    from fer_lightning.evaluation.plots import plot_sweep_results
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scores = [r[metric] if r[metric] is not None else float("nan") for r in results]
-    finished = [i for i, score in enumerate(scores) if score == score]  # NaN: the run logged no score
-    best = (max if goal == "maximize" else min)(finished, key=scores.__getitem__) if finished else -1
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(results) + 2), 3.5))
-    ax.bar(range(len(scores)), scores, color=["tab:orange" if i == best else "tab:blue" for i in range(len(scores))])
-    params = [k for k in keys if k not in ("run_id", "exit_code", metric, "run_file")]
-    ax.set_xticks(range(len(scores)), ["\n".join(f"{k.split('.')[-1]}={_short(r[k])}" for k in params) for r in results],
-                  fontsize=7)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{out.name}: {len(results)} runs" + (f", best {results[best]['run_id']}" if best >= 0 else ""), fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out / "results.png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    plot_sweep_results(results, keys, metric, goal, out / "results.png", out.name)
     print(f"[sweep] results: {out / 'results.csv'}, {out / 'results.png'}", flush=True)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.2g}" if isinstance(value, float) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

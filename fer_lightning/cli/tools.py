@@ -55,7 +55,8 @@ def preprocess_main(argv: Sequence[str]) -> int:
     cfg = dataclass_from(PreprocessConfig, a)
     if cfg.detect_every < 1 or cfg.size < 16 or cfg.size % 2 or cfg.smooth < 1:
         fail(p, "--detect_every and --smooth must be >= 1, --size an even number >= 16")
-    from fer_lightning.store.write import format_report, preprocess
+    from fer_lightning.store.index import format_report
+    from fer_lightning.store.write import preprocess
 
     try:
         report = preprocess(a.input, a.output, cfg, workers=a.workers)

@@ -91,13 +91,6 @@ class TrackLinker:
             taken.add(best.track_id)
 
 
-def face_runs(has_face: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of each run of consecutive frames with a face."""
-    padded = np.concatenate([[0], has_face.astype(np.int8), [0]])
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
-
-
 def group_tracks(tracks: Sequence[Track], max_shift: float = 1.0) -> list[list[Track]]:
     """Tracks that are one face, most present face first.
 

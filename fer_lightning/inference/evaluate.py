@@ -40,6 +40,7 @@ from fer_lightning.evaluation.final import (
     final_predictions,
     videos_without_face,
 )
+from fer_lightning.evaluation.plots import plot_postprocess_search, plot_subject_ccc, plot_traces
 from fer_lightning.evaluation.postprocess import (
     MOMENTS,
     PostProcessor,
@@ -49,7 +50,7 @@ from fer_lightning.evaluation.postprocess import (
     face_frames_only,
     scores,
 )
-from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.io import write_text_atomic
 
 
 def data_settings(data: dict) -> dict:
@@ -71,7 +72,7 @@ def predict_frames(model, datamodule, split: str, device: torch.device, progress
     (``bf16-mixed`` autocasts)."""
     from tqdm.auto import tqdm
 
-    from fer_lightning.inference.predict import inference_autocast
+    from fer_lightning.inference.device import inference_autocast
 
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
     frames = FrameCollector()
@@ -138,7 +139,7 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
     ``moments``: the CCC's moments, ``population`` (ABAW, AVEC GES) or ``sample`` (n - 1, AVEC
     2018's CES scorer)."""
     from fer_lightning.data.datamodule import AffectDataModule
-    from fer_lightning.inference.predict import resolve_device
+    from fer_lightning.inference.device import resolve_device
     from fer_lightning.models.checkpoint import load_checkpoint_model
 
     if moments not in MOMENTS:
@@ -294,54 +295,12 @@ def _annotation_lines(facts: dict, moments: str) -> list[str]:
 def write_outputs(result: dict, post: PostProcessor, final: dict[str, VideoTrace], out: Path, names: list[str],
                   more_files: dict | None = None) -> dict:
     """The report (json, markdown) and its plots; ``final``: the scored split's final predictions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fer_lightning.training.callbacks import plot_traces
-
     split, dev = result["split"], result["dev_split"]
     files = {"json": str(out / "evaluation.json"), "markdown": str(out / "evaluation.md"),
              "search_plot": str(out / "postprocess_search.png"), "subjects_plot": str(out / "subjects.png"),
              "traces_plot": str(out / f"traces_{split}.png"), **(more_files or {})}
-    # what the search saw on the development split: CCC against delay, against smoothing window
-    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.0 * len(names)), squeeze=False)
-    for d, name in enumerate(names):
-        c = post.curves[name]
-        ax = axes[d, 0]
-        ax.plot(c["delay_s"], c["delay_ccc"], color="tab:blue")
-        ax.axvline(post.dims[d].delay_s, color="tab:red", ls="--", label=f"chosen {post.dims[d].delay_s:.2f} s")
-        ax.set_xlabel("prediction delay (s)")
-        ax.set_ylabel(f"{dev} CCC {name}")
-        ax.legend(fontsize=8)
-        ax = axes[d, 1]
-        for method, curve in c["smoothing"].items():
-            ax.plot(curve["window_s"], curve["ccc"], marker="o", ms=3, label=method)
-        ax.axhline(post.dims[d].dev_ccc["delay"], color="0.5", ls=":", label="no smoothing")
-        ax.set_xlabel("smoothing window (s), after the delay")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(files["search_plot"]) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    # per-subject CCC, raw and post-processed
-    subjects = sorted({s for n in names for s in result["raw"][split][n]["per_subject"]})
-    fig, axes = plt.subplots(1, len(names), figsize=(max(6, 0.5 * len(subjects) * len(names) + 3), 3.2), squeeze=False)
-    x = np.arange(len(subjects))
-    for d, name in enumerate(names):
-        ax = axes[0, d]
-        for k, (kind, colour) in enumerate((("raw", "tab:gray"), ("postprocessed", "tab:green"))):
-            per = result[kind][split][name]["per_subject"]
-            ax.bar(x + (k - 0.5) * 0.4, [per.get(s, {}).get("ccc", np.nan) for s in subjects], 0.4, color=colour, label=kind)
-        ax.set_xticks(x, subjects, rotation=90, fontsize=7)
-        ax.set_title(f"{split}: CCC {name} per subject", fontsize=10)
-        ax.set_ylim(-0.2, 1.0)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(files["subjects_plot"]) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    plot_postprocess_search(post, names, dev, Path(files["search_plot"]))
+    plot_subject_ccc(result, names, split, Path(files["subjects_plot"]))
     videos = {vid: (np.arange(len(s.mask)), s.mask, s.pred, np.nan_to_num(s.true), s.has_face)
               for vid, s in final.items()}
     fps = next(iter(final.values())).fps if final else None

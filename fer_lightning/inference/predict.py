@@ -29,201 +29,36 @@ Memory stays bounded whatever the video's length: the tracker holds a few frames
 window and a batch of crops; only the per-frame numbers are kept (for the plot). One bad video
 does not stop a folder: it is listed at the end (exit status 1), and ``predict_report.json``
 holds every video's figures: frames, faces, seconds spent decoding, on faces and in the model.
+
+The pieces: the model over the stream of crops in :mod:`~fer_lightning.inference.stream`, the
+files and the report in :mod:`~fer_lightning.inference.predict_files`, the plot in
+:mod:`~fer_lightning.evaluation.plots`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fer_lightning.inference.settings import PRECISIONS, PredictConfig
-from fer_lightning.io import atomic_path, write_text_atomic
-from fer_lightning.metrics.stitch import stitch_frames
-
-
-@dataclass
-class Timings:
-    """Wall seconds per stage of one video."""
-
-    decode: float = 0.0
-    face: float = 0.0
-    model: float = 0.0
-    other: float = 0.0
-
-
-# -- the model over a stream of crops -----------------------------------------------------------
-
-
-def _stack(items: list):
-    return torch.stack(items) if isinstance(items[0], torch.Tensor) else np.stack(items)
-
-
-class WindowedRunner:
-    """Bidirectional model: windows of ``length`` items starting every ``stride`` items, run
-    ``batch`` at a time; an item's output is the mean of the windows covering it (the project's
-    stitching rule, :func:`~fer_lightning.metrics.stitch.stitch_frames`, applied to each item
-    once no later window can cover it). The last window is the stream's last ``length`` items,
-    so every item is covered without padding."""
-
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], length: int, stride: int, batch: int) -> None:
-        self.run, self.length, self.stride, self.batch = run, length, stride, batch
-        self.recent: deque = deque(maxlen=length)  # (position, frame index, crop)
-        self.queued: list[list] = []
-        self.outputs: list[tuple[np.ndarray, ...]] = []  # per window run: (start, positions, indices, outputs)
-        self.position = 0
-        self.next_start = 0
-        self.last_end = -1  # position of the last item of the last window queued
-
-    def push(self, index: int, crop: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        self.recent.append((self.position, index, crop))
-        self.position += 1
-        if self.position == self.next_start + self.length:
-            self._queue(list(self.recent))
-            self.next_start += self.stride
-        if len(self.queued) < self.batch:
-            return []
-        # the stream's last window (its last ``length`` items) may still cover recent items
-        return self._run_queued(done_before=min(self.next_start, self.position - self.length))
-
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        if self.position and self.last_end < self.position - 1:
-            self._queue(list(self.recent))
-        return self._run_queued(done_before=self.position)
-
-    @property
-    def held(self) -> int:
-        """Window outputs kept for items not yet final (bounded, however long the stream)."""
-        return sum(len(o[1]) for o in self.outputs)
-
-    def _queue(self, items: list) -> None:
-        self.queued.append(items)
-        self.last_end = items[-1][0]
-
-    def _run_queued(self, done_before: int) -> list[tuple[int, np.ndarray]]:
-        by_len: dict[int, list] = {}
-        for w in self.queued:
-            by_len.setdefault(len(w), []).append(w)
-        for windows in by_len.values():
-            out = self.run(_stack([_stack([c for _, _, c in w]) for w in windows]))
-            for w, preds in zip(windows, out, strict=True):
-                positions = np.array([pos for pos, _, _ in w], np.int64)
-                self.outputs.append((np.full(len(w), positions[0]), positions,
-                                     np.array([index for _, index, _ in w], np.int64), np.asarray(preds)))
-        self.queued = []
-        if not self.outputs:
-            return []
-        starts, positions, indices, preds = (np.concatenate(x) for x in zip(*self.outputs, strict=True))
-        final = positions < done_before
-        self.outputs = [(starts[~final], positions[~final], indices[~final], preds[~final])] if (~final).any() else []
-        if not final.any():
-            return []
-        _, mean, index = stitch_frames(torch.zeros(int(final.sum()), dtype=torch.int64), torch.from_numpy(starts[final]),
-                                       torch.from_numpy(positions[final]), torch.from_numpy(preds[final]),
-                                       torch.from_numpy(indices[final]))
-        mean = mean.numpy().astype(preds.dtype)
-        return [(int(i), m) for i, m in zip(index.tolist(), mean, strict=True)]
-
-
-class CausalRunner:
-    """Unidirectional model: the stream in chunks of ``chunk`` items, the LSTM state carried."""
-
-    def __init__(self, run: Callable[[np.ndarray, object], tuple[np.ndarray, object]], chunk: int) -> None:
-        self.run, self.chunk = run, chunk
-        self.pending: list[tuple[int, np.ndarray]] = []
-        self.state = None
-
-    def push(self, index: int, crop: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        self.pending.append((index, crop))
-        return self._run() if len(self.pending) >= self.chunk else []
-
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        return self._run() if self.pending else []
-
-    def _run(self) -> list[tuple[int, np.ndarray]]:
-        out, self.state = self.run(_stack([c for _, c in self.pending])[None], self.state)
-        done = [(i, p) for (i, _), p in zip(self.pending, out[0], strict=True)]
-        self.pending = []
-        return done
-
-
-class ModelStream:
-    """Runs the model over a video's crops, pushed in frame order; hands back (frame index,
-    output) in any order.
-
-    The face encoder sees each frame once, ``encode_batch`` frames at a time (it works frame by
-    frame, so overlapping windows share its features); the LSTM and head then run over windows
-    of features, or over the stream with their state carried for a causal model. A model
-    trained on every k-th frame (``frame_step``) runs on k interleaved streams.
-    """
-
-    def __init__(self, model, device: torch.device, frame_step: int, cfg: PredictConfig, clip_len: int,
-                 timings: Timings, encode_batch: int = 32) -> None:
-        self.model, self.device, self.timings = model, device, timings
-        self.autocast = lambda: inference_autocast(device, cfg.precision)
-        self.frame_step = max(1, frame_step)
-        self.encode_batch = encode_batch
-        self.probabilities = not model.objective.continuous
-        self.causal = model.net.is_causal
-        length = cfg.window or clip_len
-        stride = max(1, round(length * (1 - cfg.overlap)))
-        self.runners: dict[int, object] = {}
-        self._make = (lambda: CausalRunner(self._run_causal, cfg.chunk)) if self.causal else \
-            (lambda: WindowedRunner(self._run_windows, length, stride, cfg.batch_size))
-        self._crops: list[tuple[int, np.ndarray]] = []
-
-    def push(self, index: int, crop: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        self._crops.append((index, crop))
-        return self._encode() if len(self._crops) >= self.encode_batch else []
-
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        out = self._encode() if self._crops else []
-        return out + [r for runner in self.runners.values() for r in runner.finish()]
-
-    @torch.no_grad()
-    def _encode(self) -> list[tuple[int, np.ndarray]]:
-        start = time.perf_counter()
-        x = torch.from_numpy(np.ascontiguousarray(np.stack([c for _, c in self._crops]).transpose(0, 3, 1, 2)))
-        with self.autocast():
-            feats = self.model.net.forward_features(x.to(self.device, non_blocking=True)[None])[0]
-        self.timings.model += time.perf_counter() - start
-        out = []
-        for (index, _), f in zip(self._crops, feats, strict=True):
-            phase = index % self.frame_step
-            if phase not in self.runners:  # one runner per phase, made once
-                self.runners[phase] = self._make()
-            out += self.runners[phase].push(index, f)
-        self._crops = []
-        return out
-
-    def _outputs(self, y: torch.Tensor) -> np.ndarray:
-        return (y.float().softmax(-1) if self.probabilities else y.float()).cpu().numpy()
-
-    @torch.no_grad()
-    def _run_windows(self, feats) -> np.ndarray:
-        start = time.perf_counter()
-        net = self.model.net
-        with self.autocast():
-            out = self._outputs(net.forward_head(net.forward_temporal(feats)[0]))
-        self.timings.model += time.perf_counter() - start
-        return out
-
-    @torch.no_grad()
-    def _run_causal(self, feats, state):
-        start = time.perf_counter()
-        net = self.model.net
-        with self.autocast():
-            feats, state = net.forward_temporal(feats, state)
-            out = self._outputs(net.forward_head(feats))
-        self.timings.model += time.perf_counter() - start
-        return out, state
-
+from fer_lightning.evaluation.plots import plot_prediction
+from fer_lightning.inference.device import resolve_device
+from fer_lightning.inference.predict_files import (
+    REPORT,
+    given_path,
+    output_files,
+    refuse_foreign_outputs,
+    summary_line,
+    write_csv,
+)
+from fer_lightning.inference.settings import PredictConfig
+from fer_lightning.inference.stream import ModelStream, Timings
+from fer_lightning.io import write_text_atomic
 
 # -- faces --------------------------------------------------------------------------------------
 
@@ -388,62 +223,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
             | {"total": round(wall, 3)}, "realtime_factor": round(duration / wall, 3) if wall > 0 else None}
 
 
-def write_csv(path: str | Path, times: np.ndarray, has: np.ndarray, tracks: np.ndarray, boxes: np.ndarray,
-              values: np.ndarray, names: list[str]) -> None:
-    def num(v: float, fmt: str) -> str:
-        return format(v, fmt) if np.isfinite(v) else ""
-
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(",".join(["frame_index", "time_s", "has_face", "track_id", "x0", "y0", "x1", "y1", *names]) + "\n")
-        for i in range(len(has)):
-            row = [str(i), num(times[i], ".6f"), str(int(has[i])), str(tracks[i]) if has[i] else "",
-                   *(num(v, ".1f") for v in boxes[i]), *(num(v, ".5f") for v in values[i])]
-            f.write(",".join(row) + "\n")
-
-
-def plot_prediction(path: str | Path, times: np.ndarray, has: np.ndarray, values: np.ndarray, names: list[str],
-                    title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fer_lightning.faces.tracking import face_runs
-
-    probabilities = all(n.startswith("p_") for n in names)
-    fig, ax = plt.subplots(1, 1, figsize=(11, 3.2))
-    for d, name in enumerate(names):
-        ax.plot(times, values[:, d], lw=1.2, label=name)
-    for a, b in face_runs(~has):
-        ax.axvspan(times[a], times[min(b, len(times) - 1)], color="0.85", lw=0)
-    ax.set_ylim((-0.05, 1.05) if probabilities else (-1.1, 1.1))
-    ax.set_xlabel("time (s)")
-    ax.set_title(f"{title}; grey: no face", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8, ncol=min(len(names), 4))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-
-
-# -- folders and the command --------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-AUTOCAST_DTYPES = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
-
-
-def inference_autocast(device: torch.device, precision: str):
-    """The autocast context for inference at a trainer precision name (``32-true``: none)."""
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}")
-    dtype = AUTOCAST_DTYPES[precision]
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+# -- folders ------------------------------------------------------------------------------------
 
 
 def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg: PredictConfig | None = None,
@@ -467,7 +247,7 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
     counts: dict[str, int] = {}
     for _, rel in found:
         counts[rel] = counts.get(rel, 0) + 1
-    names = video_ids([rel if counts[rel] == 1 else _given_path(video) for video, rel in found])
+    names = video_ids([rel if counts[rel] == 1 else given_path(video) for video, rel in found])
     earlier = {e.get("video_id"): e for e in refuse_foreign_outputs(out_dir, names, cfg)}
     entries: dict[str, dict] = {}
 
@@ -504,51 +284,3 @@ def predict(ckpt: str | Path, inputs: list[str | Path], out_dir: str | Path, cfg
     return save()
 
 
-def _given_path(video: Path) -> str:
-    """A video's path as given, as a relative POSIX path (no root, no ``..``), for its id."""
-    parts = [p for p in Path(video).parts if p not in ("/", "..", ".")]
-    return "/".join(parts)
-
-
-REPORT = "predict_report.json"
-
-
-def output_files(out_dir: str | Path, video_id: str, cfg: PredictConfig) -> list[Path]:
-    """Every file ``predict`` writes for video ``video_id`` into ``out_dir``."""
-    out_dir = Path(out_dir)
-    files = [out_dir / f"{video_id}.csv", out_dir / f"{video_id}.png"]
-    files += [out_dir / f"{video_id}.mp4"] if cfg.render else []
-    return files + ([out_dir / "abaw" / f"{video_id}.txt"] if cfg.abaw else [])
-
-
-def refuse_foreign_outputs(out_dir: str | Path, video_ids: list[str], cfg: PredictConfig) -> list[dict]:
-    """Raise :class:`~fer_lightning.errors.UserInputError`, before any work, when a file that
-    ``predict`` would write is already in ``out_dir`` and no earlier ``predict`` wrote it there
-    (the user's own ``x.csv``): it is never replaced. Returns the entries of the earlier report."""
-    from fer_lightning.errors import UserInputError
-
-    report = Path(out_dir) / REPORT
-    earlier: list[dict] = []
-    if report.is_file():
-        try:
-            saved = json.loads(report.read_text())
-            earlier = saved["videos"] + saved.get("earlier_videos", [])
-        except (ValueError, KeyError, TypeError):
-            raise UserInputError(f"{report} is not a report of fer-lightning predict; choose another --out "
-                                 "folder, or move that file away") from None
-    ours = {str(Path(f).resolve()) for e in earlier for f in (e.get("files") or {}).values()}
-    foreign = [f for vid in video_ids for f in output_files(out_dir, vid, cfg)
-               if f.exists() and str(f.resolve()) not in ours]
-    if foreign:
-        raise UserInputError(f"--out {out_dir} already holds {len(foreign)} files that predict would replace and "
-                             f"did not write: {', '.join(map(str, foreign[:5]))}; choose another --out folder, or move "
-                             "them away")
-    return earlier
-
-
-def summary_line(e: dict) -> str:
-    if e["status"] != "ok":
-        return f"FAILED {e['video']}: {e['reason']}"
-    note = f"  ({'; '.join(e['notes'])})" if e["notes"] else ""
-    return (f"{e['video']}: {e['frames']} frames, face on {e['coverage']:.0%}, {e['realtime_factor']:.2f}x real time "
-            f"-> {e['files']['csv']}{note}")

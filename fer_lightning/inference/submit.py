@@ -200,7 +200,7 @@ def predict_faces(model, data_hp: dict, source, video: str, count: int, device, 
                   ) -> FramePredictions:
     """The model's outputs on frames 0..count-1 of ``video`` (black where there is no face)."""
     from fer_lightning.faces.detect import crop_face
-    from fer_lightning.inference.predict import ModelStream, Timings
+    from fer_lightning.inference.stream import ModelStream, Timings
 
     size = int(data_hp.get("image_size") or 112)
     stream = ModelStream(model, device, int(data_hp.get("frame_step") or 1), cfg, int(data_hp.get("clip_len") or 16),
@@ -228,7 +228,7 @@ def submit(ckpt: str | Path, sample_path: str | Path, faces: str | Path, out: st
     returns the report."""
     from tqdm.auto import tqdm
 
-    from fer_lightning.inference.predict import resolve_device
+    from fer_lightning.inference.device import resolve_device
     from fer_lightning.inference.settings import PredictConfig
     from fer_lightning.models.checkpoint import load_checkpoint_model
 

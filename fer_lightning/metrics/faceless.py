@@ -57,3 +57,11 @@ def fill_video(frames: np.ndarray, preds: np.ndarray, has_face: np.ndarray, meth
     return fill_faceless(torch.zeros(len(frames), dtype=torch.int64), torch.as_tensor(np.asarray(frames)),
                          torch.as_tensor(np.asarray(preds)), torch.as_tensor(np.asarray(has_face, bool)),
                          method).numpy()
+
+
+def face_runs(has_face: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of consecutive true frames (frames with a face; pass ``~has_face``
+    for the runs without one)."""
+    padded = np.concatenate([[0], has_face.astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))

@@ -34,181 +34,41 @@ unfinished videos.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import TimeoutError as PoolTimeout
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.errors import UserInputError
-from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.io import write_text_atomic
 from fer_lightning.media.discover import find_sources
 from fer_lightning.media.fingerprint import file_fingerprint
 from fer_lightning.media.video import count_frames
+from fer_lightning.store.done import (
+    clear_unfinished,
+    done_path,
+    finished_record,
+    given_ids,
+    refuse_other_videos,
+)
 from fer_lightning.store.ids import source_id, video_ids
+from fer_lightning.store.index import write_index
 from fer_lightning.store.lock import store_writer
+from fer_lightning.store.outputs import (
+    FaceOutput,
+    choose_outputs,
+    frame_rate_note,
+    store_face_crop,
+    two_person_ids,
+    write_meta,
+)
 from fer_lightning.store.settings import PreprocessConfig
 
-
-def _meta_header() -> str:
-    lms = ",".join(f"lm{i}_x,lm{i}_y" for i in range(5))
-    return f"frame_index,time_s,has_face,detected,track_id,score,x0,y0,x1,y1,{lms}"
-
-
-@dataclass
-class FaceOutput:
-    """One face video the store gets from a source video: its id and per-frame arrays."""
-
-    video_id: str
-    track_ids: list[int]
-    has_face: np.ndarray
-    boxes: np.ndarray
-    landmarks: np.ndarray
-    scores: np.ndarray
-    detected: np.ndarray
-    track_of_frame: np.ndarray
-
-
-def _combine(tracker, video_id: str, group: list, n: int) -> FaceOutput:
-    """Merge the tracks of one face (disjoint in time) into per-frame arrays."""
-    out = FaceOutput(video_id, [t.track_id for t in group], np.zeros(n, bool), np.full((n, 4), np.nan, np.float32),
-                     np.full((n, 5, 2), np.nan, np.float32), np.full(n, np.nan, np.float32), np.zeros(n, bool),
-                     np.full(n, -1, np.int64))
-    for t in group:
-        has, boxes, marks, scores, detected = tracker.track_frames(t.track_id, n)
-        out.has_face |= has
-        out.boxes[has], out.landmarks[has], out.track_of_frame[has] = boxes[has], marks[has], t.track_id
-        out.scores[detected], out.detected[detected] = scores[detected], True
-    return out
-
-
-@functools.lru_cache(maxsize=4)
-def two_person_ids(source: str) -> frozenset[str]:
-    """The video ids named by ``PreprocessConfig.two_person``: from a folder, every
-    ``<video>_left.*`` / ``<video>_right.*`` file below it; from a file, one id per line."""
-    path = Path(source)
-    if path.is_dir():
-        ids = {f.stem[: -len(side)] for side in ("_left", "_right") for f in path.rglob(f"*{side}.*")
-               if f.stem.endswith(side)}
-    elif path.is_file():
-        ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
-    else:
-        raise ValueError(f"--two_person: no such folder or file: {source}")
-    if not ids:
-        raise ValueError(f"--two_person: {source} names no video (no <video>_left/_right files, or an empty list)")
-    return frozenset(ids)
-
-
-def _choose_outputs(video_id: str, groups: list[list], faces: str, min_frames: int,
-                    tracker, n: int, width: int = 0) -> list[FaceOutput]:
-    """The main subject (``faces="main"``), or every face seen for at least ``min_frames``
-    frames (``faces="all"``), named ``<video>_left``/``<video>_right`` for two faces and
-    ``<video>_face1``.. left to right for more; one face, or none, keeps the video's own id.
-    ``faces="two_person"``: the two faces seen longest, ``<video>_left`` and ``_right`` by
-    position (one face alone is named by the half of the ``width``-pixel frame it is in)."""
-    if faces == "two_person":
-        found = sorted(((g, _combine(tracker, "", g, n)) for g in groups), key=lambda p: -int(p[1].has_face.sum()))
-        found = [(g, out) for g, out in found[:2] if out.has_face.any()]
-        found.sort(key=lambda pair: float(pair[0][0].median_box()[[0, 2]].mean()))
-        if len(found) == 2:
-            names = ["left", "right"]
-        elif found:
-            names = ["left" if float(found[0][0][0].median_box()[[0, 2]].mean()) < width / 2 else "right"]
-        else:
-            return [_combine(tracker, f"{video_id}_left", [], n)]
-        return [dataclasses.replace(out, video_id=f"{video_id}_{name}") for name, (_, out) in zip(names, found, strict=True)]
-    if faces == "all":
-        faces_of = [(g, _combine(tracker, "", g, n)) for g in groups]
-        sized = [(g, out) for g, out in faces_of if out.has_face.sum() >= min_frames]
-        if len(sized) >= 2:
-            sized.sort(key=lambda pair: float(pair[0][0].median_box()[[0, 2]].mean()))
-            names = ["left", "right"] if len(sized) == 2 else [f"face{i + 1}" for i in range(len(sized))]
-            return [dataclasses.replace(out, video_id=f"{video_id}_{name}")
-                    for name, (_, out) in zip(names, sized, strict=True)]
-    return [_combine(tracker, video_id, groups[0] if groups else [], n)]
-
-
-def _face_crop(frame: np.ndarray, box: np.ndarray, marks: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    from fer_lightning.faces.detect import face_crop
-
-    return face_crop(frame, box, marks, cfg.size, cfg.margin)
-
-
-def _write_meta(path: Path, out: FaceOutput, times: list[float]) -> None:
-    rows = [_meta_header()]
-    for i in range(len(out.has_face)):
-        vals = [*out.boxes[i], *out.landmarks[i].reshape(-1)]
-        nums = ",".join("" if not np.isfinite(v) else f"{v:.2f}" for v in vals)
-        score = "" if not np.isfinite(out.scores[i]) else f"{out.scores[i]:.4f}"
-        t = "" if not np.isfinite(times[i]) else f"{times[i]:.6f}"
-        rows.append(f"{i},{t},{int(out.has_face[i])},{int(out.detected[i])},{out.track_of_frame[i]},{score},{nums}")
-    write_text_atomic(path, "\n".join(rows) + "\n")
-
-
-def _frame_rate_note(times: list[float], fps: float) -> str:
-    """Say so when frame intervals vary: the face video has a constant rate, so labels must be
-    aligned by the metadata's ``time_s``, never by frame index / fps."""
-    t = np.asarray(times, np.float64)
-    dt = np.diff(t[np.isfinite(t)])
-    if len(dt) < 2 or not fps:
-        return ""
-    nominal = 1.0 / fps
-    if np.abs(dt - nominal).max() > 0.25 * nominal:
-        return (f"variable frame rate: frame intervals {dt.min() * 1e3:.1f}..{dt.max() * 1e3:.1f} ms "
-                f"(nominal {nominal * 1e3:.1f}); align labels by time_s")
-    return ""
-
-
-def _done_path(store: Path, video_id: str) -> Path:
-    return store / "done" / f"{video_id}.json"
-
-
-def _same_source(done: dict, source: Path, fingerprint: str) -> bool:
-    """Whether a done record was made from this very file: the same content fingerprint (a
-    record from before fingerprints were kept: the same resolved path)."""
-    if done.get("fingerprint"):
-        return done["fingerprint"] == fingerprint
-    # a record from before fingerprints, which was also read without the display rotation:
-    # the same path, and a video that was not turned
-    from fer_lightning.media.video import display_rotation
-
-    return Path(done.get("source", "")).resolve() == source.resolve() and \
-        (source.is_dir() or display_rotation(source) == 0)
-
-
-def _finished(store: Path, video_id: str, policy: str, source: Path, fingerprint: str) -> dict | None:
-    """The done record of a source video whose outputs are all in place, made from the same
-    file (its content, not its name) with the same face policy (main, all, two_person); None
-    when the video must be (re)done."""
-    path = _done_path(store, video_id)
-    if not path.exists():
-        return None
-    done = json.loads(path.read_text())
-    if done.get("faces") != policy or not _same_source(done, source, fingerprint):
-        return None
-    for out in done["outputs"]:
-        if not ((store / "videos" / f"{out['video_id']}.mp4").exists() and (store / "meta" / f"{out['video_id']}.csv").exists()):
-            return None
-    return done
-
-
-def _clear_unfinished(store: Path, video_id: str) -> None:
-    """Remove what a killed or superseded run of this source left: temporary face videos and
-    the outputs of a done record that no longer holds."""
-    for tmp in (store / "tmp").glob(f"{video_id}.t*.mp4"):
-        tmp.unlink(missing_ok=True)
-    done = _done_path(store, video_id)
-    if done.exists():
-        for out in json.loads(done.read_text())["outputs"]:
-            (store / "videos" / f"{out['video_id']}.mp4").unlink(missing_ok=True)
-            (store / "meta" / f"{out['video_id']}.csv").unlink(missing_ok=True)
-        done.unlink()
+__all__ = ["PreprocessConfig", "preprocess", "preprocess_video"]
 
 
 def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
@@ -240,11 +100,11 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
     pair = cfg.two_person is not None and bool({video_id, source_id(source)} & two_person_ids(cfg.two_person))
     policy = "two_person" if pair else cfg.faces  # what the video's outputs are chosen by
     fingerprint = file_fingerprint(source) if source.exists() else ""
-    done = _finished(store, video_id, policy, source, fingerprint)
+    done = finished_record(store, video_id, policy, source, fingerprint)
     if done is not None:
         return entry | {k: done[k] for k in ("fps", "num_frames", "face_frames", "coverage", "outputs")} | {
             "status": "ok", "reason": "; ".join(done["notes"]), "skipped": True}
-    _clear_unfinished(store, video_id)
+    clear_unfinished(store, video_id)
     start = time.perf_counter()
     writers: dict[int, FaceVideoWriter] = {}
     try:
@@ -262,7 +122,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
                         writers[tid] = FaceVideoWriter(store / "tmp" / f"{video_id}.t{tid}.mp4", cfg.size, fps,
                                                        cfg.crf, cfg.gop)
                     if tid in writers:
-                        writers[tid].write(f, _face_crop(frame, face.box, face.landmarks, cfg))
+                        writers[tid].write(f, store_face_crop(frame, face.box, face.landmarks, cfg))
 
         reported = 0
         width = 0
@@ -281,7 +141,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
         entry.update(num_frames=n, fps=fps)
 
         min_frames = max(1, round(cfg.min_track_seconds * fps))
-        outputs = _choose_outputs(video_id, group_tracks(tracker.tracks), policy, min_frames, tracker, n, width)
+        outputs = choose_outputs(video_id, group_tracks(tracker.tracks), policy, min_frames, tracker, n, width)
         second_pass = []
         for out in outputs:
             dest = store / "videos" / f"{out.video_id}.mp4"
@@ -292,7 +152,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
         if second_pass:
             _encode_from_source(source, store, second_pass, n, fps, cfg, video_id)
         for out in outputs:
-            _write_meta(store / "meta" / f"{out.video_id}.csv", out, times)
+            write_meta(store / "meta" / f"{out.video_id}.csv", out, times)
 
         any_face = np.logical_or.reduce([o.has_face for o in outputs])
         notes = []
@@ -300,7 +160,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
             notes.append(f"container lists {listed} frames, {n} decode")
         if not any_face.any():
             notes.append("no face found in any frame")
-        if vfr := _frame_rate_note(times, fps):
+        if vfr := frame_rate_note(times, fps):
             notes.append(vfr)
         entry.update(
             face_frames=int(any_face.sum()), coverage=float(any_face.mean()), status="ok", reason="; ".join(notes),
@@ -310,7 +170,7 @@ def preprocess_video(source: Path, store: Path, cfg: PreprocessConfig,
         )
         record = {k: entry[k] for k in ("video_id", "source", "source_rel", "fps", "num_frames", "face_frames",
                                         "coverage", "outputs")}
-        write_text_atomic(_done_path(store, video_id),  # last: marks the video finished
+        write_text_atomic(done_path(store, video_id),  # last: marks the video finished
                           json.dumps(record | {"faces": policy, "notes": notes, "fingerprint": fingerprint},
                                      indent=1) + "\n")
     except VideoReadError as err:
@@ -339,7 +199,7 @@ def _encode_from_source(source: Path, store: Path, outputs: list[FaceOutput], n:
             decoded += 1
             for out, w in zip(outputs, writers, strict=True):
                 if out.has_face[i]:
-                    w.write(i, _face_crop(frame, out.boxes[i], out.landmarks[i], cfg))
+                    w.write(i, store_face_crop(frame, out.boxes[i], out.landmarks[i], cfg))
         if decoded != n:  # both passes must see the same frames, or rows would misalign
             raise VideoReadError(f"{source}: first pass decoded {n} frames, second pass {decoded}")
         for out, w in zip(outputs, writers, strict=True):
@@ -400,13 +260,13 @@ def _preprocess_locked(inputs: list[str | Path], store: Path, cfg: PreprocessCon
         raise ValueError(f"{len(clashes)} inputs have the same path under their input roots ({shown}), so their "
                          "video ids would be the same. Give the folders different names, or preprocess each into a "
                          "store of its own")
-    by_source, by_rel = _given_ids(store)
+    by_source, by_rel = given_ids(store)
     known = [by_source.get(str(path.resolve())) or by_rel.get(rel) for path, rel in found]
     run_known = set(known)
     ids = video_ids([rel for _, rel in found], known,
                     existing={rel: sid for rel, sid in by_rel.items() if sid not in run_known})
     jobs = [(str(s), str(store), cfg, vid, rel) for (s, rel), vid in zip(found, ids, strict=True)]
-    _refuse_other_videos(store, [(s, vid) for (s, _), vid in zip(found, ids, strict=True)])
+    refuse_other_videos(store, [(s, vid) for (s, _), vid in zip(found, ids, strict=True)])
     listed = {str(s): count_frames(s) for s in sources}
     sent = dict.fromkeys(listed, 0)
     bar = tqdm(total=sum(listed.values()), unit="frame", desc="preprocess", disable=not progress, smoothing=0.05)
@@ -473,100 +333,3 @@ def _preprocess_locked(inputs: list[str | Path], store: Path, cfg: PreprocessCon
     write_text_atomic(store / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
-
-def _refuse_other_videos(store: Path, sources: list[tuple[Path, str]]) -> None:
-    """Raise :class:`~fer_lightning.errors.UserInputError` when an input would take the id of a
-    different video already in the store (another corpus's ``videos/x.mp4``): done, it would be
-    skipped and its labels paired with the other video's faces; redone, the other video's faces
-    would be lost. A source changed in place (same path, new content) is redone instead."""
-    clashes = []
-    for source, vid in sources:
-        path = _done_path(store, vid)
-        if not path.is_file() or not source.exists():
-            continue
-        done = json.loads(path.read_text())
-        if Path(done.get("source", "")).resolve() == source.resolve():
-            continue  # the same file, perhaps changed since: preprocess_video redoes it
-        if not _same_source(done, source, file_fingerprint(source)):
-            clashes.append(f"{source} is not the video stored as {vid} (from {done.get('source')})")
-    if clashes:
-        raise UserInputError(f"{len(clashes)} inputs would take the place of other videos in the store {store}: "
-                             + "; ".join(clashes[:5]) + (" ..." if len(clashes) > 5 else "")
-                             + ". Preprocess them into a store of their own, or delete the store's done/<id>.json "
-                             "of each to replace the stored video")
-
-
-def _given_ids(store: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """The ids a store's index already gives to sources, by resolved source path and by path
-    under the input root: kept, so a rerun or a run over more videos renames nothing."""
-    import pandas as pd
-
-    index = store / "index.csv"
-    if not index.is_file():
-        return {}, {}
-    table = pd.read_csv(index, dtype=str, keep_default_na=False)
-    by_source = {str(Path(src).resolve()): sid for src, sid in zip(table["source"], table["source_id"], strict=True)}
-    by_rel = dict(zip(table["source_rel"], table["source_id"], strict=True)) if "source_rel" in table.columns else {}
-    return by_source, by_rel
-
-
-def write_index(store: str | Path, entries: list[dict], size: int, redone: set[str] = frozenset()) -> None:
-    """Write ``index.csv`` (one row per face video, and per failed source) and ``frames.parquet``
-    (every face video's frames: ``frame_index``, ``time_s``, ``has_face``) from the report's
-    ``entries``: what setup reads instead of the raw corpus and ``meta/``. Rows of an earlier
-    ``frames.parquet`` are kept for face videos not in ``redone``; the others are read from
-    their ``meta/*.csv`` once, here."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    store = Path(store)
-    rows = []
-    for e in entries:
-        for out in e["outputs"] or [{"video_id": e["video_id"], "face_frames": e["face_frames"], "coverage": e["coverage"]}]:
-            rows.append({"video_id": out["video_id"], "source_id": e["video_id"],
-                         "source_rel": e.get("source_rel") or Path(e["source"]).name, "source": e["source"],
-                         "fps": e["fps"], "num_frames": e["num_frames"], "face_frames": out["face_frames"],
-                         "coverage": round(out["coverage"], 4), "size": size, "status": e["status"],
-                         "reason": e["reason"]})
-    columns = ["video_id", "source_id", "source_rel", "source", "fps", "num_frames", "face_frames", "coverage", "size",
-               "status", "reason"]
-    write_text_atomic(store / "index.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
-    wanted = [r["video_id"] for r in rows if r["status"] == "ok"]
-    parts, have = [], set()
-    previous = store / "frames.parquet"
-    keep = sorted(set(wanted) - set(redone))
-    if previous.is_file() and keep:
-        old = pq.read_table(previous, filters=[("video_id", "in", keep)]).to_pandas()
-        old["video_id"] = old["video_id"].astype(str)
-        parts.append(old)
-        have = set(old["video_id"].unique())
-    for vid in wanted:
-        if vid not in have:
-            meta = pd.read_csv(store / "meta" / f"{vid}.csv",
-                               usecols=lambda c: c in ("frame_index", "time_s", "has_face"))
-            parts.append(meta.assign(video_id=vid) if "time_s" in meta.columns else
-                         meta.assign(video_id=vid, time_s=np.nan))
-    frames = (pd.concat(parts, ignore_index=True) if parts else
-              pd.DataFrame({"video_id": [], "frame_index": [], "time_s": [], "has_face": []}))
-    order = {vid: i for i, vid in enumerate(wanted)}
-    frames = frames.assign(_o=frames["video_id"].map(order)).sort_values(["_o", "frame_index"], kind="stable")
-    table = pa.table({"video_id": pa.array(frames["video_id"].astype(str)).dictionary_encode(),
-                      "frame_index": pa.array(frames["frame_index"].to_numpy(np.int32)),
-                      "time_s": pa.array(frames["time_s"].to_numpy(np.float64)),
-                      "has_face": pa.array(frames["has_face"].to_numpy(bool))})
-    with atomic_path(store / "frames.parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def format_report(report: dict) -> str:
-    """The table printed at the end of a run: one line per face video, one per failed source."""
-    lines = [f"{'video':<36} {'status':<7} {'frames':>7} {'faces':>7} {'coverage':>9}  reason"]
-    for e in report["entries"]:
-        for out in e["outputs"] or [{"video_id": e["video_id"], "face_frames": e["face_frames"], "coverage": e["coverage"]}]:
-            lines.append(f"{out['video_id'][:36]:<36} {e['status']:<7} {e['num_frames']:>7} {out['face_frames']:>7} "
-                         f"{out['coverage']:>9.1%}  {e['reason']}")
-    lines.append(f"{report['ok']} ok, {report['failed']} failed; {report['frames']} frames, "
-                 f"{report['face_frames']} with a face; {report['face_videos']} face videos; "
-                 f"{len(report['already_in_store'])} videos were already in the store")
-    return "\n".join(lines)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
 from fer_lightning.evaluation.collect import FrameCollector
-from fer_lightning.faces.tracking import face_runs
+from fer_lightning.evaluation.plots import plot_traces
 from fer_lightning.io import atomic_path
 
 
@@ -129,41 +128,3 @@ def _fps(trainer, split: str) -> float | None:
         return float(records(split)[0].fps) if records else None
     except (KeyError, IndexError):
         return None
-
-
-def plot_traces(videos: dict, names: list[str], path: Path, num_videos: int = 1, fps: float | None = None) -> Path:
-    """Plot predicted vs true traces; ``videos`` maps a video to ``(frame_index, labelled,
-    pred, true[, has_face])``: the true trace shows where labelled, frames without a face are
-    greyed out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fer_lightning.metrics.functional import concordance_cc
-
-    chosen = list(videos.items())[:num_videos]
-    fig, axes = plt.subplots(len(chosen) * len(names), 1, figsize=(11, 2.6 * len(chosen) * len(names)), squeeze=False)
-    row = 0
-    for vid, (idx, mask, pred, true, *face) in chosen:
-        face = face[0] if face else mask
-        x = idx / fps if fps else idx
-        for d, name in enumerate(names):
-            ax = axes[row, 0]
-            row += 1
-            ccc = float(concordance_cc(pred[:, d], true[:, d], mask)[0])  # the one CCC, on this rank's copy
-            ax.plot(x, np.where(mask, true[:, d], np.nan), color="black", lw=1.5, label="true")
-            ax.plot(x, pred[:, d], color="tab:red", lw=1.2, label="predicted")
-            for start, stop in face_runs(~face):
-                ax.axvspan(x[start], x[min(stop, len(x) - 1)], color="0.85", lw=0)
-            ax.set_ylim(-1.1, 1.1)
-            ax.set_ylabel(name)
-            ax.set_title(f"{vid}: {name}, CCC {ccc:.3f} over its labelled frames (grey: no face, predicted "
-                         "from the face frames around it)", fontsize=10)
-            ax.legend(loc="upper right", fontsize=8)
-    axes[-1, 0].set_xlabel("time (s)" if fps else "frame")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
