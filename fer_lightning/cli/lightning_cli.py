@@ -69,20 +69,32 @@ class FerLightningCLI(LightningCLI):
         self._continue_or_initialise(cfg, loggers, ckpt)
 
     def _place_run(self, cfg, loggers: list) -> None:
-        """One folder for the whole run (``--run_root``: checkpoints, HPC checkpoints, CSV logs,
-        W&B files); a sweep agent's run gets a folder of its own, so agents side by side never
-        share one."""
+        """One folder for the whole run: checkpoints, HPC checkpoints, CSV logs, W&B files.
+
+        It is ``--run_root``, else ``trainer.default_root_dir``, else derived once from the data
+        (``runs/<task>_<dataset>``: ``runs/finetune_recola``), so an experiment file never writes
+        its path; every logger's ``save_dir`` follows it and the W&B run is named after it. A
+        sweep agent's run gets a folder of its own below it, so agents side by side never share
+        one."""
+        data = cfg["data"]
+        given = cfg.get("run_root")
+        experiment = given or cfg["trainer"].get("default_root_dir") or \
+            str(Path("runs") / f"{data.get('task')}_{data.get('dataset')}")
+        root = experiment
         # wandb agent sets WANDB_SWEEP_ID; the offline engine (fer-lightning sweep) FER_SWEEP_ID
         sweep = os.environ.get("WANDB_SWEEP_ID") or os.environ.get("FER_SWEEP_ID")
         sweep_run = os.environ.get("WANDB_RUN_ID")
-        if not cfg.get("run_root") and sweep and sweep_run and self.subcommand == "fit":
-            base = cfg["trainer"].get("default_root_dir") or "runs"
-            cfg["run_root"] = str(Path(base) / f"sweep-{Path(sweep).name}" / sweep_run)
-        if run_root := cfg.get("run_root"):
-            cfg["trainer"]["default_root_dir"] = run_root
-            for logger in loggers:
-                if "save_dir" in getattr(logger, "init_args", {}):
-                    logger.init_args.save_dir = run_root
+        if not given and sweep and sweep_run and self.subcommand == "fit":
+            root = str(Path(experiment) / f"sweep-{Path(sweep).name}" / sweep_run)
+        cfg["trainer"]["default_root_dir"] = root
+        for logger in loggers:
+            args = getattr(logger, "init_args", None)
+            if args is None:
+                continue
+            if "save_dir" in args:
+                args.save_dir = root
+            if str(getattr(logger, "class_path", "")).endswith("WandbLogger") and "name" in args and not args.name:
+                args.name = Path(experiment).name
 
     @staticmethod
     def _resolve_class_names(cfg) -> None:

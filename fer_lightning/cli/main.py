@@ -86,6 +86,7 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
     if refused:
         print(f"fer-lightning: {refused[0].split('=')[0]} is not offered: {OPTIMIZER_REASON}", file=sys.stderr)
         raise SystemExit(2)
+    from fer_lightning.cli.compose import expand_args
     from fer_lightning.cli.lightning_cli import (
         AffectDataModule,
         AffectModule,
@@ -96,7 +97,7 @@ def lightning_main(argv: Sequence[str] | None, run: bool = True):
     return FerLightningCLI(
         AffectModule,
         AffectDataModule,
-        args=None if argv is None else list(argv),
+        args=expand_args(given),  # composed experiment files as the files they list
         run=run,
         auto_configure_optimizers=False,  # see OPTIMIZER_REASON
         save_config_callback=LoggedConfig,
@@ -116,6 +117,7 @@ def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence
 
     import yaml
 
+    from fer_lightning.cli.compose import expand_args
     from fer_lightning.cli.lightning_cli import AffectDataModule, AffectModule, FerLightningCLI
 
     class ParseOnly(FerLightningCLI):
@@ -128,7 +130,7 @@ def experiment_data(base: dict, configs: Sequence[str] = (), overrides: Sequence
     with tempfile.TemporaryDirectory() as tmp:
         first = Path(tmp) / "checkpoint_data.yaml"
         first.write_text(yaml.safe_dump({"data": json.loads(json.dumps(base))}))
-        args = ["--config", str(first)] + [a for c in configs for a in ("--config", c)] + list(overrides)
+        args = expand_args(["--config", str(first)] + [a for c in configs for a in ("--config", c)] + list(overrides))
         argv, sys.argv = sys.argv, sys.argv[:1]  # parse args alone (LightningCLI warns when argv holds a tool's flags)
         try:
             cli = ParseOnly(AffectModule, AffectDataModule, args=args, run=False, save_config_callback=None,
