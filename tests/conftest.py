@@ -80,7 +80,7 @@ def tiny_causal_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
 
 # The slow tests' trained model: its digits differ between machines (thread count, CPU, library
 # builds) although they repeat on one machine; FER_TEST_SEED trains it from another seed, so that
-# the suite can be checked against a model with other digits (README, "Tests and benchmarks").
+# the suite can be checked against a model with other digits (docs/reference.md, "Tests and benchmarks").
 TRAINED_SEED = int(os.environ.get("FER_TEST_SEED", "0"))
 
 

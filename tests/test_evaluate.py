@@ -103,7 +103,7 @@ def test_delay_compensation_follows_the_raters_delay(trained_affect_model, tmp_p
     none, late = LAGS
     for name in ("valence", "arousal"):
         delays = {lag: fitted[lag]["postprocess"][name]["delay_s"] for lag in LAGS}
-        # measured on three configurations (README, "Tests"): 0.00 -> 0.68 to 1.24 s
+        # measured on three configurations (docs/reference.md, "Tests and benchmarks"): 0.00 -> 0.68 to 1.24 s
         assert delays[late] > delays[none] + 0.3, delays
         dev, test = fitted[late]["postprocess"][name]["dev_ccc"], fitted[late]["steps"]["test"]
         assert dev["delay"] > dev["raw"] + 0.05, dev

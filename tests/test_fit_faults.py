@@ -62,7 +62,7 @@ def test_the_documented_resume_of_a_killed_fit_ends_as_the_uninterrupted_run(tin
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not list((cut_dir / "run").rglob("finished.json"))
 
-    resumed = fit(cut_dir, tiny_corpus, "--ckpt_path", "last")  # README: the same command + --ckpt_path last
+    resumed = fit(cut_dir, tiny_corpus, "--ckpt_path", "last")  # docs/faults.md: the same command + --ckpt_path last
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout and "No checkpoint will be loaded" not in resumed.stderr
 

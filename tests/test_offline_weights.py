@@ -72,7 +72,7 @@ def warm_hub_cache(home, name: str = "test_resnet.r160_in1k"):
 
 @pytest.mark.cli
 def test_the_compute_node_recipe_fits_from_a_warm_hub_cache_without_network(tiny_corpus, tmp_path):
-    # README, "Start from ImageNet weights": warm HF_HOME on the login node, then fit with
+    # docs/training.md, "Start from ImageNet weights": warm HF_HOME on the login node, then fit with
     # HF_HUB_OFFLINE=1 on a node without network: timm reads the weights from the cache
     from pathlib import Path
 

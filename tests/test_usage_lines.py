@@ -1,5 +1,5 @@
-"""Help that cannot lie: every ``fer-lightning`` command line the project shows (README.md and
-data/README.md code blocks, the tools' module docs that ``--help`` prints, the usage comments of
+"""Help that cannot lie: every ``fer-lightning`` command line the project shows (README.md,
+data/README.md and docs/*.md code blocks, the tools' module docs that ``--help`` prints, the usage comments of
 the experiment files) goes through that command's own parser. Placeholders (``CKPT``, ``DIR``)
 become values, ``[optional]`` brackets and ``a|b`` alternatives are resolved, ``...`` elisions
 dropped; what is left must parse."""
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from checkout import ROOT
 
-DOCS = ("README.md", "data/README.md")
+DOCS = ("README.md", "data/README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
 MODULES = ("fer_lightning/cli/main.py", "fer_lightning/cli/sweep.py", "fer_lightning/cli/ablation.py",
            "fer_lightning/inference/predict.py", "fer_lightning/inference/evaluate.py",
            "fer_lightning/inference/submit.py", "fer_lightning/inference/export.py")

