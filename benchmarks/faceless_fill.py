@@ -41,7 +41,7 @@ def train(root: Path, seed: int, epochs: int, work: Path):
     L.seed_everything(seed, workers=True)
     dm = AffectDataModule(root=str(root), clip_len=16, image_size=48, batch_size=16, num_workers=1, augment=False,
                           seed=seed, generate_if_missing=False)
-    model = AffectModule(backbone="resnet10t", hidden_size=32, num_layers=1, lr=2e-3, warmup_steps=20, dropout=0.0)
+    model = AffectModule(lr=2e-3, warmup_steps=20, net=dict(backbone="resnet10t", hidden_size=32, num_layers=1, dropout=0.0))
     trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, default_root_dir=work)

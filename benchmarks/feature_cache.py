@@ -35,7 +35,7 @@ def main() -> None:
     from fer_lightning.models.transfer import load_encoder
 
     steps = 30
-    net_args = dict(backbone="resnet10t", hidden_size=64, num_layers=1)
+    net_args = dict(net=dict(backbone="resnet10t", hidden_size=64, num_layers=1))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         generate_corpus(SynthConfig(videos=12, seconds=20.0, seed=4, split=(1.0, 0.0, 0.0)), tmp / "corpus", workers=2,

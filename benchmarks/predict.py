@@ -27,7 +27,7 @@ VIDEO = Path(os.environ.get("FER_FEAT_DATA", Path(__file__).resolve().parents[1]
 
 
 def checkpoint(backbone: str, bidirectional: bool, folder: Path, clip_len: int, size: int) -> Path:
-    model = AffectModule(backbone=backbone, hidden_size=256, num_layers=2, bidirectional=bidirectional)
+    model = AffectModule(net=dict(backbone=backbone, hidden_size=256, num_layers=2, bidirectional=bidirectional))
     path = folder / f"{backbone}-{'bi' if bidirectional else 'causal'}.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
                 "datamodule_hyper_parameters": {"image_size": size, "clip_len": clip_len, "face_margin": 0.2}}, path)
@@ -37,7 +37,7 @@ def checkpoint(backbone: str, bidirectional: bool, folder: Path, clip_len: int, 
 @torch.no_grad()
 def causal_step_ms(backbone: str, size: int, repeats: int) -> float:
     """Median compute for one new frame of a causal model: encoder on one crop, one LSTM step."""
-    net = AffectModule(backbone=backbone, hidden_size=256, num_layers=2, bidirectional=False).net.eval()
+    net = AffectModule(net=dict(backbone=backbone, hidden_size=256, num_layers=2, bidirectional=False)).net.eval()
     crop = torch.randint(0, 256, (1, 1, 3, size, size), dtype=torch.uint8)
     state, times = None, []
     for i in range(repeats + 3):

@@ -82,8 +82,8 @@ class Step:
                  compile_backbone: bool = False) -> None:
         from fer_lightning.models import AffectModule
 
-        self.module = AffectModule(backbone=args.backbone, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                                   compile_backbone=compile_backbone)
+        self.module = AffectModule(compile_backbone=compile_backbone,
+                                   net=dict(backbone=args.backbone, hidden_size=args.hidden_size, num_layers=args.num_layers))
         if not channels_last:
             encoder = self.module.net.encoder
             encoder.channels_last = False

@@ -22,7 +22,7 @@ def latest_checkpoint(runs: str | Path = "runs", prefix: str = "pretrain", synth
     if not folders:
         raise FileNotFoundError(f"no pretraining checkpoint under {where}; run `make pretrain` first, give "
                                 "model.init_from=PATH, or start from ImageNet weights: --model.init_from=null "
-                                "--model.pretrained=true")
+                                "--model.net.pretrained=true")
     finished = [f for f in folders if (f / FINISHED).is_file()]
     if not finished:
         raise FileNotFoundError(f"no finished pretraining run under {where} (still running or stopped: "
@@ -38,7 +38,7 @@ def latest_checkpoint(runs: str | Path = "runs", prefix: str = "pretrain", synth
                 f"the finished pretraining runs under {where} are all on {theirs}; this run is on {mine} and would "
                 f"start from faces of another kind: pretrain on yours first (make pretrain DATASET=... ROOT=...), "
                 "give model.init_from=PATH, or start from ImageNet weights: --model.init_from=null "
-                "--model.pretrained=true")
+                "--model.net.pretrained=true")
         finished = matching
     newest = max(finished, key=lambda f: (f / FINISHED).stat().st_mtime)
     best = sorted(newest.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)

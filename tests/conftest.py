@@ -55,7 +55,9 @@ def train_tiny_checkpoint(corpus: Path, path: Path, precision: str = "32-true", 
     from fer_lightning.models import AffectModule
 
     L.seed_everything(0)
-    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, **model_args)
+    net = dict(backbone="test_resnet", hidden_size=8, num_layers=1)
+    net.update({k: model_args.pop(k) for k in ("bidirectional", "dropout") if k in model_args})
+    model = AffectModule(**model_args, net=net)
     dm = AffectDataModule(root=str(corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0,
                           task=model_args.get("task", "finetune"))
     trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
@@ -104,7 +106,7 @@ def trained_affect_model(tmp_path_factory):
     L.seed_everything(TRAINED_SEED, workers=True)
     dm = AffectDataModule(root=str(root), clip_len=16, image_size=48, batch_size=16, num_workers=1, augment=False,
                           seed=TRAINED_SEED)
-    model = AffectModule(backbone="resnet10t", hidden_size=32, num_layers=1, lr=2e-3, warmup_steps=20, dropout=0.0)
+    model = AffectModule(lr=2e-3, warmup_steps=20, net=dict(backbone="resnet10t", hidden_size=32, num_layers=1, dropout=0.0))
     trainer = L.Trainer(accelerator="cpu", max_epochs=12, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, default_root_dir=tmp)

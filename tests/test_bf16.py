@@ -41,7 +41,7 @@ def test_bf16_mixed_fit_validate_and_test(tiny_corpus, tmp_path, task, features)
         cache = {"feature_cache": str(train_tiny_checkpoint(tiny_corpus, tmp_path / "pre.ckpt", task="pretrain")),
                  "feature_cache_dir": str(tmp_path / "features")}
     L.seed_everything(0)
-    model = AffectModule(task=task, backbone="test_resnet", hidden_size=8, num_layers=1, freeze_backbone=features)
+    model = AffectModule(task=task, freeze_backbone=features, net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
     dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0, task=task,
                           **cache)
     probe = DtypeProbe()
@@ -65,7 +65,7 @@ def test_bf16_mixed_experiment_runs_to_its_table(tiny_corpus, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "fer_lightning.cli", "fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
          "--config", str(ROOT / "experiments/presets/cpu.yaml"), "--trainer.precision=bf16-mixed",
-         f"--data.root={tiny_corpus}", "--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_size=32",
+         f"--data.root={tiny_corpus}", "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32",
          "--data.clip_len=4", "--data.batch_size=4", "--data.num_workers=0", "--trainer.max_epochs=1",
          "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=4", "--trainer.enable_progress_bar=false"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -28,7 +28,7 @@ def test_experiment_smoke_runs_with_debug_preset(config, tiny_corpus, tmp_path):
     proc = run_cli("fit", "--config", str(config), "--config", str(ROOT / "experiments/presets/cpu.yaml"),
                    "--config", str(ROOT / "experiments/presets/debug.yaml"), f"--data.root={tiny_corpus}",
                    "--data.dataset=synthetic", "--data.face_store=null", "--data.dataset_args=null",
-                   "--model.init_from=null", "--model.pretrained=false", f"--trainer.default_root_dir={tmp_path}",
+                   "--model.init_from=null", "--model.net.pretrained=false", f"--trainer.default_root_dir={tmp_path}",
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fast_dev_run" in proc.stderr + proc.stdout
@@ -70,7 +70,7 @@ def test_causal_preset_trains_a_unidirectional_model(tiny_corpus, tmp_path):
                    "--evaluate_after_fit=false", "--data.num_workers=0", f"--run_root={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
-    assert ckpt["hyper_parameters"]["bidirectional"] is False
+    assert ckpt["hyper_parameters"]["net"]["bidirectional"] is False
     lstm = ckpt["state_dict"]
     assert not any("reverse" in k for k in lstm) and any("weight_ih_l0" in k for k in lstm)
 

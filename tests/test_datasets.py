@@ -507,8 +507,8 @@ def test_recola_without_test_labels_trains_to_a_final_table(recola_root, tmp_pat
     common = ["fit", "--config", str(Path(__file__).resolve().parents[1] / "experiments/finetune_recola.yaml"),
               "--config", str(Path(__file__).resolve().parents[1] / "experiments/presets/debug.yaml"),
               f"--data.root={recola_root}", "--data.face_store=null", "--data.clip_len=8", "--data.image_size=32",
-              "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet", "--model.hidden_size=8",
-              "--model.init_from=null", "--model.pretrained=false", "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true", "--trainer.fast_dev_run=false",
+              "--data.batch_size=2", "--data.num_workers=0", "--model.net.backbone=test_resnet", "--model.net.hidden_size=8",
+              "--model.init_from=null", "--model.net.pretrained=false", "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true", "--trainer.fast_dev_run=false",
               "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
     assert main([*common, "--data.held_out_from_train=0"]) == 0
     out = capsys.readouterr().out
@@ -547,7 +547,7 @@ def test_each_real_finetune_experiment_trains_to_its_final_table(dataset, reques
     code = main(["fit", "--config", str(experiments / f"finetune_{dataset}.yaml"),
                  "--config", str(experiments / "presets/debug.yaml"), f"--data.root={root}", "--data.face_store=null",
                  "--data.clip_len=8", "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0",
-                 "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.init_from=null", "--model.pretrained=false",
+                 "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--model.init_from=null", "--model.net.pretrained=false",
                  "--trainer.accelerator=cpu", f"--run_root={tmp_path}", "--evaluate_after_fit=true",
                  "--trainer.fast_dev_run=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"])
     table = capsys.readouterr().out
@@ -572,8 +572,8 @@ def test_the_real_pretraining_experiment_trains_to_its_final_table(tmp_path, cap
     experiments = Path(__file__).resolve().parents[1] / "experiments"
     args = ["fit", "--config", str(experiments / "pretrain.yaml"), "--config", str(experiments / "presets/debug.yaml"),
             f"--data.root={tmp_path / 'corpus'}", "--data.face_store=null", "--data.clip_len=8",
-            "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0", "--model.backbone=test_resnet",
-            "--model.hidden_size=8", "--trainer.accelerator=cpu", f"--run_root={tmp_path / 'run'}",
+            "--data.image_size=32", "--data.batch_size=2", "--data.num_workers=0", "--model.net.backbone=test_resnet",
+            "--model.net.hidden_size=8", "--trainer.accelerator=cpu", f"--run_root={tmp_path / 'run'}",
             "--evaluate_after_fit=true", "--trainer.fast_dev_run=false", "--trainer.max_epochs=1",
             "--trainer.limit_train_batches=2"]
     # the experiment file leaves the class list to the user: without it, fit says so before any work

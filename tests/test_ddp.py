@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_size=32", "--data.clip_len=4",
+TINY = ["--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32", "--data.clip_len=4",
         "--data.batch_size=3", "--data.num_workers=0", "--trainer.enable_progress_bar=false"]
 
 
@@ -101,7 +101,7 @@ def test_a_backbone_unfrozen_under_ddp_trains_the_same_on_every_rank(tiny_corpus
         str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", *TINY,
         "--config", str(ROOT / "experiments/presets/ddp.yaml"), "--trainer.devices=2", "--trainer.max_epochs=2",
         "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1", "--evaluate_after_fit=false",
-        "--model.freeze_backbone=true", "--model.unfreeze_backbone_at_epoch=1", "--model.dropout=0.0",
+        "--model.freeze_backbone=true", "--model.unfreeze_backbone_at_epoch=1", "--model.net.dropout=0.0",
         "--trainer.callbacks+=faults.SaveRankWeights", f"--trainer.callbacks.init_args.dirpath={weights}")
     import torch
 
@@ -167,7 +167,7 @@ def test_an_overflow_on_one_rank_under_16_mixed_makes_every_rank_skip_the_step(t
                str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", *TINY,
                "--config", str(ROOT / "experiments/presets/ddp.yaml"), "--trainer.devices=2", "--trainer.max_epochs=1",
                "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1", "--evaluate_after_fit=false",
-               "--model.freeze_backbone=true", "--model.unfreeze_backbone_at_epoch=0", "--model.dropout=0.0",
+               "--model.freeze_backbone=true", "--model.unfreeze_backbone_at_epoch=0", "--model.net.dropout=0.0",
                "--trainer.precision=null", "--trainer.plugins+=faults.CPUGradScaler",
                "--trainer.callbacks+=faults.InfGradOnRank", "--trainer.callbacks.init_args.step=1",
                "--trainer.callbacks+=faults.SaveRankWeights", f"--trainer.callbacks.init_args.dirpath={weights}")

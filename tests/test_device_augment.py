@@ -170,7 +170,7 @@ def test_lightning_fit_sees_augmented_training_batches_and_plain_validation(tiny
 
     dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=4, num_workers=0,
                           augment_on="device")
-    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, warmup_steps=1)
+    model = AffectModule(warmup_steps=1, net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
     trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, num_sanity_val_steps=0,
                         val_check_interval=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         callbacks=[Record()])

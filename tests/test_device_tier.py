@@ -106,7 +106,7 @@ def _run_stages(model, dm, tmp_path, **trainer_args) -> tuple[dict, dict, Device
 def test_fit_validate_and_test_run_on_the_device(tiny_corpus, tmp_path, task, augment_on):
     with fake_cuda():
         L.seed_everything(0)
-        model = AffectModule(task=task, backbone="test_resnet", hidden_size=8, num_layers=1)
+        model = AffectModule(task=task, net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
         dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0, task=task,
                               augment_on=augment_on)
         val, test, probe, traces = _run_stages(model, dm, tmp_path)
@@ -134,7 +134,7 @@ def test_feature_cache_is_built_and_trained_on_on_the_device(tiny_corpus, tmp_pa
     with fake_cuda() as cuda:
         on_gpu = build_feature_cache(records, pretrained, tmp_path / "gpu", 32, 0.2, load_encoder, progress=False, device=cuda)
         L.seed_everything(0)
-        model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, freeze_backbone=True)
+        model = AffectModule(freeze_backbone=True, net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
         dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0,
                               feature_cache=str(pretrained), feature_cache_dir=str(tmp_path / "dm"))
         val, test, probe, _ = _run_stages(model, dm, tmp_path)

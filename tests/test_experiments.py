@@ -76,7 +76,7 @@ def test_the_run_folder_is_derived_once_from_the_data_unless_given(tiny_corpus, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     common = ["--config", str(EXPERIMENTS / "finetune_synthetic.yaml"), f"--data.root={tiny_corpus}",
-              "--model.backbone=test_resnet", "--model.hidden_size=8", "--data.num_workers=0"]
+              "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.num_workers=0"]
 
     def placed(*extra: str) -> tuple[str, dict]:
         cli = lightning_main([*common, *extra], run=False)

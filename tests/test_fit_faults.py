@@ -24,7 +24,7 @@ def fit(cwd: Path, corpus: Path, *extra: str, subcommand: str = "fit", env: dict
     args = [subcommand, "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
             "--config", str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={corpus}",
             f"--run_root={cwd / 'run'}", "--trainer.max_epochs=3", "--trainer.deterministic=true",
-            "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.warmup_steps=2",
+            "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--model.warmup_steps=2",
             "--data.image_size=32", "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0",
             "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
             "--evaluate_after_fit=false", *extra]
@@ -123,7 +123,7 @@ def test_user_errors_in_a_fit_are_one_sentence_before_any_run_folder(tiny_corpus
     raw["hyper_parameters"]["task"] = "pretrain"
     torch.save(raw, pretrain)
     cases = [
-        (["--model.backbone=resnett50"], "model.backbone 'resnett50' is not a timm model; the closest timm names: "
+        (["--model.net.backbone=resnett50"], "model.net.backbone 'resnett50' is not a timm model; the closest timm names: "
                                          "resnet50"),
         ([f"--model.init_from={tmp_path / 'missing.ckpt'}"], "model.init_from " + str(tmp_path / "missing.ckpt")
          + ": no such file"),
@@ -134,7 +134,7 @@ def test_user_errors_in_a_fit_are_one_sentence_before_any_run_folder(tiny_corpus
         (["--data.dataset=sewa", f"--data.root={tmp_path / 'nowhere'}"], f"data.root {tmp_path / 'nowhere'} (sewa): "),
         (["--model.lr=-0.001"], "model.lr must be > 0, got -0.001"),
         # a compute node without network and with a cold cache: not 90 s of retries and a traceback
-        (["--model.pretrained=true"], "model.pretrained=true: timm could not load the ImageNet weights of test_resnet"),
+        (["--model.net.pretrained=true"], "model.net.pretrained=true: timm could not load the ImageNet weights of test_resnet"),
     ]
     for i, (args, said) in enumerate(cases):
         cwd = tmp_path / f"case{i}"

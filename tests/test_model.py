@@ -58,7 +58,7 @@ def _batch(task, b=2, t=6, d=2, c=6):
 
 
 def test_finetune_loss_is_masked_ccc():
-    module = AffectModule(task="finetune", backbone="test_resnet", hidden_size=8, num_layers=1)
+    module = AffectModule(task="finetune", net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
     batch = _batch("finetune")
     preds = module(batch["frames"])
     assert module.loss(preds, batch["targets"], batch["mask"]).item() == pytest.approx(
@@ -66,7 +66,7 @@ def test_finetune_loss_is_masked_ccc():
 
 
 def test_pretrain_loss_is_cross_entropy_on_valid_frames_only():
-    module = AffectModule(task="pretrain", backbone="test_resnet", hidden_size=8, num_layers=1)
+    module = AffectModule(task="pretrain", net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
     batch = _batch("pretrain")
     logits = module(batch["frames"])
     assert logits.shape == (2, 6, 6)
@@ -78,7 +78,7 @@ def test_pretrain_loss_is_cross_entropy_on_valid_frames_only():
 
 def test_module_rejects_unknown_task():
     with pytest.raises(ValueError, match="model.task must be one of"):
-        AffectModule(task="regress", backbone="test_resnet")
+        AffectModule(task="regress", net=dict(backbone="test_resnet"))
 
 
 @pytest.mark.slow
@@ -92,8 +92,7 @@ def test_compiled_backbone_trains_like_the_eager_one_and_keeps_checkpoint_keys(t
     losses = {}
     for compiled in (False, True):
         L.seed_everything(0)
-        model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0,
-                             compile_backbone=compiled)
+        model = AffectModule(compile_backbone=compiled, net=dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0))
         dm = AffectDataModule(root=str(tiny_corpus), clip_len=4, image_size=32, batch_size=2, num_workers=0,
                               augment=False, train_reader="random")
         trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, logger=False,
@@ -108,7 +107,7 @@ def test_compiled_backbone_trains_like_the_eager_one_and_keeps_checkpoint_keys(t
             trainer.save_checkpoint(tmp_path / "compiled.ckpt")
     assert len(losses[False]) == 3 and losses[True] == pytest.approx(losses[False], abs=1e-4)
     ckpt = torch.load(tmp_path / "compiled.ckpt", map_location="cpu", weights_only=True)
-    eager = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1)
+    eager = AffectModule(net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
     eager.load_state_dict(ckpt["state_dict"], strict=True)  # no _orig_mod. prefixes
 
 
@@ -151,3 +150,34 @@ def test_the_network_runs_in_three_stages_and_a_causal_one_streams_in_chunks():
                     out, state = net.forward_temporal(feats[:, lo:lo + 4], state)
                     parts.append(net.forward_head(out))
                 torch.testing.assert_close(torch.cat(parts, 1), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_the_module_receives_its_network_as_one_config_and_reads_checkpoints_of_either_layout(tmp_path):
+    """``model.net`` is one NetworkConfig (validated once, stored as plain data); a checkpoint
+    written before it, with the network's keys flat among the hyper-parameters, still loads for
+    predict/evaluate/export and as ``init_from``, to the same outputs."""
+    from fer_lightning.models.affect_net import AffectNet
+    from fer_lightning.models.checkpoint import load_checkpoint_model
+    from fer_lightning.models.net_config import NetworkConfig
+    from fer_lightning.models.transfer import load_encoder
+
+    net = NetworkConfig(backbone="test_resnet", hidden_size=8, num_layers=1, bidirectional=False)
+    module = AffectModule(net=net).eval()
+    assert module.hparams.net == {"backbone": "test_resnet", "pretrained": False, "backbone_checkpoint": None,
+                                  "hidden_size": 8, "num_layers": 1, "bidirectional": False, "dropout": 0.1}
+    assert isinstance(module.net, AffectNet) and module.net.is_causal
+    with pytest.raises(ValueError, match="model.net.dropout must be in"):
+        AffectModule(net=dict(backbone="test_resnet", dropout=1.5))
+    with pytest.raises(ValueError, match="model.net: unknown hidden"):
+        AffectModule(net=dict(backbone="test_resnet", hidden=8))
+    frames = torch.randint(0, 256, (1, 5, 3, 32, 32), dtype=torch.uint8)
+    flat = {k: v for k, v in module.hparams.items() if k != "net"} | module.hparams.net
+    for name, hparams in (("nested", dict(module.hparams)), ("flat", flat)):
+        path = tmp_path / f"{name}.ckpt"
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, path)
+        loaded, _ = load_checkpoint_model(path)
+        assert NetworkConfig.of(loaded.hparams.net) == net
+        torch.testing.assert_close(loaded(frames), module(frames))
+        encoder, backbone = load_encoder(path)
+        assert backbone == "test_resnet"
+        torch.testing.assert_close(encoder.forward_features(frames), module.net.forward_features(frames))

@@ -83,14 +83,14 @@ def test_the_compute_node_recipe_fits_from_a_warm_hub_cache_without_network(tiny
 import torch
 from fer_lightning.cli.main import main
 from fer_lightning.models import AffectModule
-model = AffectModule(backbone="test_resnet.r160_in1k", pretrained=True, hidden_size=8, num_layers=1)
+model = AffectModule(net=dict(backbone="test_resnet.r160_in1k", pretrained=True, hidden_size=8, num_layers=1))
 got, want = model.net.encoder.model.state_dict(), torch.load({str(tmp_path / "expected.pt")!r})
 assert all(torch.equal(got[k], v) for k, v in want.items() if k in got), "not the cached weights"
 assert main(["fit", "--config", {str(root / "experiments/finetune_synthetic.yaml")!r},
              "--config", {str(root / "experiments/presets/cpu.yaml")!r},
              "--config", {str(root / "experiments/presets/debug.yaml")!r}, "--data.root={tiny_corpus}",
              "--data.image_size=32", "--data.num_workers=0", "--model.init_from=null",
-             "--model.backbone=test_resnet.r160_in1k", "--model.pretrained=true", "--model.hidden_size=8",
+             "--model.net.backbone=test_resnet.r160_in1k", "--model.net.pretrained=true", "--model.net.hidden_size=8",
              "--trainer.default_root_dir={tmp_path / "run"}"]) in (0, None)
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

@@ -68,7 +68,7 @@ def test_a_fit_whose_checkpoint_does_not_fit_on_the_disk(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     args = ["fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"), "--config",
             str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={tiny_corpus}", f"--run_root={run}",
-            "--trainer.max_epochs=1", "--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_size=32",
+            "--trainer.max_epochs=1", "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32",
             "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0", "--trainer.limit_train_batches=2",
             "--trainer.limit_val_batches=1", "--evaluate_after_fit=false", "--trainer.enable_progress_bar=false"]
     proc = run_on_small_disk(run / "logs", "64k", args)  # the CSV logs fit, a checkpoint does not

@@ -25,7 +25,7 @@ class StopAfterEpoch(L.Callback):
 
 def run(root, tmp, max_epochs, ckpt_path=None, seed=0, stop_after=None, augment_on="loader"):
     L.seed_everything(seed, workers=True)
-    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.3, lr=5e-3, warmup_steps=2)
+    model = AffectModule(lr=5e-3, warmup_steps=2, net=dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.3))
     dm = AffectDataModule(root=str(root), clip_len=4, image_size=32, batch_size=2, num_workers=0, augment=True,
                           augment_on=augment_on)
     ckpt = ModelCheckpoint(dirpath=tmp / "ckpt", save_last=True, every_n_epochs=1)
@@ -56,7 +56,7 @@ def test_a_nan_loss_stops_with_a_message_and_the_last_good_weights(tiny_corpus, 
     import pytest
 
     L.seed_everything(0)
-    model = AffectModule(backbone="test_resnet", hidden_size=8, num_layers=1)
+    model = AffectModule(net=dict(backbone="test_resnet", hidden_size=8, num_layers=1))
     real_loss = model.loss
     calls = []
 

@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
 
 def tiny(corpus: Path) -> list[str]:
-    return ["--trainer.accelerator=cpu", f"--data.root={corpus}", "--model.backbone=test_resnet",
-            "--model.hidden_size=8", "--data.image_size=32", "--data.clip_len=4", "--data.batch_size=3",
+    return ["--trainer.accelerator=cpu", f"--data.root={corpus}", "--model.net.backbone=test_resnet",
+            "--model.net.hidden_size=8", "--data.image_size=32", "--data.clip_len=4", "--data.batch_size=3",
             "--data.num_workers=0", "--trainer.enable_progress_bar=false", f"--trainer.limit_train_batches={BATCHES}",
             "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1", "--model.init_from=null"]
 
@@ -178,7 +178,7 @@ def test_two_sweep_agents_share_the_offline_engine_from_a_fresh_checkout(cluster
 
     work = fresh_checkout(tmp_path / "clone")
     assert sorted(p.name for p in (work / "runs").rglob("*")) == [".gitkeep", "slurm"]  # the log folder ships
-    quick = ["--trainer.accelerator=cpu", f"--data.root={tiny_corpus}", "--model.backbone=test_resnet",
+    quick = ["--trainer.accelerator=cpu", f"--data.root={tiny_corpus}", "--model.net.backbone=test_resnet",
              "--model.init_from=null", "--data.image_size=32", "--data.batch_size=3", "--data.num_workers=0",
              "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
              "--trainer.enable_progress_bar=false"]

@@ -22,7 +22,7 @@ SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
 def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
     sweep = load_sweep(path)
     assert sweep["method"] == "bayes" and sweep["early_terminate"]["type"] == "hyperband"
-    swept = {"finetune_synthetic": {"model.lr", "model.freeze_backbone", "data.clip_len", "model.hidden_size"},
+    swept = {"finetune_synthetic": {"model.lr", "model.freeze_backbone", "data.clip_len", "model.net.hidden_size"},
              # a real corpus: context up to 8 s, the raters' delay, how fast the encoder moves
              "finetune_recola": {"model.lr", "model.backbone_lr_scale", "data.clip_len", "data.dataset_args"},
              "finetune_manifest": {"model.lr", "model.backbone_lr_scale", "data.clip_len", "data.dataset_args"}}
@@ -37,8 +37,8 @@ def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
 
     args = [a for a in cmd[3:] if a.startswith("--") and "=" in a and not a.startswith("--model.init_from")]
     cli = lightning_main(["--config", str(ROOT / cmd[cmd.index("--config") + 1]), *args, "--data.dataset=synthetic",
-                          "--trainer.logger=false", "--model.init_from=null", "--model.backbone=test_resnet",
-                          "--model.pretrained=false"], run=False)
+                          "--trainer.logger=false", "--model.init_from=null", "--model.net.backbone=test_resnet",
+                          "--model.net.pretrained=false"], run=False)
     assert cli.model.hparams.lr == pytest.approx(lr)
     assert cli.datamodule.hparams.clip_len == suggestion.config["data.clip_len"]["value"]
     if "data.dataset_args" in suggestion.config:  # a mapping passes through wandb's ${args} intact
@@ -49,7 +49,7 @@ def test_sweep_files_are_valid_bayes_sweeps_over_the_recipe(path):
 def test_two_suggested_runs_execute_the_sweep_command_offline(tiny_corpus, tmp_path):
     (tmp_path / "experiments").symlink_to(ROOT / "experiments")
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the command runs .venv/bin/fer-lightning
-    quick = [f"--data.root={tiny_corpus}", "--trainer.accelerator=cpu", "--model.backbone=test_resnet",
+    quick = [f"--data.root={tiny_corpus}", "--trainer.accelerator=cpu", "--model.net.backbone=test_resnet",
              "--model.init_from=null", "--data.image_size=32", "--data.batch_size=3", "--data.num_workers=0",
              "--trainer.max_epochs=2", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
              "--trainer.enable_progress_bar=false"]
@@ -64,7 +64,7 @@ def test_two_suggested_runs_execute_the_sweep_command_offline(tiny_corpus, tmp_p
         assert -1.0 <= run["summary"]["val/ccc_mean"] <= 1.0 and run["summary"]["val/ccc_mean"] == r["val/ccc_mean"]
         # the suggested values reached the CLI: the run's saved config holds them
         saved = [yaml.safe_load(p.read_text()) for p in (tmp_path / "runs").rglob("config.yaml")]
-        assert any(c["model"]["lr"] == pytest.approx(r["model.lr"]) and c["model"]["hidden_size"] == r["model.hidden_size"]
+        assert any(c["model"]["lr"] == pytest.approx(r["model.lr"]) and c["model"]["net"]["hidden_size"] == r["model.net.hidden_size"]
                    and c["model"]["freeze_backbone"] == r["model.freeze_backbone"]
                    and c["data"]["clip_len"] == r["data.clip_len"] for c in saved), (r, saved)
     out = tmp_path / "runs" / "sweeps" / "finetune_synthetic"

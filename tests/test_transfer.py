@@ -13,7 +13,7 @@ from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.data.datamodule import AffectDataModule
 from fer_lightning.models import AffectModule
 
-TINY = dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0)
+TINY = dict(net=dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0))
 
 
 def datamodule(root, task):
@@ -70,7 +70,7 @@ def test_a_frozen_backbone_stays_put_until_it_is_unfrozen(tiny_corpus, pretraine
 
 def test_a_checkpoint_of_another_architecture_is_refused_with_its_keys(tiny_corpus, pretrained, tmp_path):
     path, _ = pretrained
-    model = AffectModule(task="finetune", init_from=str(path), backbone="resnet10t", hidden_size=8, num_layers=1)
+    model = AffectModule(task="finetune", init_from=str(path), net=dict(backbone="resnet10t", hidden_size=8, num_layers=1))
     with pytest.raises(ValueError) as err:
         trainer(tmp_path, max_epochs=1, limit_train_batches=0).fit(model, datamodule=datamodule(tiny_corpus, "finetune"))
     msg = str(err.value)
@@ -127,7 +127,7 @@ def test_a_fit_marks_its_run_finished_for_latest(tiny_corpus, tmp_path):
                           num_workers=0, generate_if_missing=False)
     trainer = L.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path / "runs" / "pretrain_synthetic")
-    trainer.fit(AffectModule(task="pretrain", backbone="test_resnet", hidden_size=8, num_layers=1), datamodule=dm)
+    trainer.fit(AffectModule(task="pretrain", net=dict(backbone="test_resnet", hidden_size=8, num_layers=1)), datamodule=dm)
     marks = list((tmp_path / "runs").rglob("finished.json"))
     assert len(marks) == 1 and json.loads(marks[0].read_text())["dataset"] == "synthetic"
     assert latest_checkpoint(tmp_path / "runs", synthetic=True).parent == marks[0].parent
@@ -141,7 +141,7 @@ def test_ablation_driver_writes_table_and_plot(tiny_corpus, pretrained, tmp_path
     path, _ = pretrained
     config = Path(__file__).resolve().parents[1] / "experiments/ablation_pretrain.yaml"
     monkeypatch.chdir(tmp_path)
-    overrides = ["--model.backbone=test_resnet", "--model.hidden_size=8", "--data.image_size=32",
+    overrides = ["--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32",
                  "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0", f"--data.root={tiny_corpus}",
                  "--data.train_subjects=2", "--data.windows_per_video=4", "--trainer.max_epochs=1",
                  "--trainer.check_val_every_n_epoch=1",

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from checkout import ROOT, fresh_checkout
 
-TINY = ("--model.backbone=test_resnet --model.pretrained=false --model.hidden_size=8 --model.num_layers=1 "
+TINY = ("--model.net.backbone=test_resnet --model.net.pretrained=false --model.net.hidden_size=8 --model.net.num_layers=1 "
         "--data.image_size=32 --data.clip_len=8 --data.batch_size=2 --data.num_workers=0 --data.chunk_len=32 "
         "--trainer.accelerator=cpu --trainer.precision=32-true --trainer.max_epochs=1 "
         "--trainer.limit_train_batches=2 --trainer.enable_progress_bar=false")

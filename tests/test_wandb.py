@@ -22,7 +22,7 @@ def find_run_files(save_dir: str | Path) -> list[Path]:
 def fit(tmp_path, corpus, *extra):
     args = ["fit", "--config", str(ROOT / "experiments/finetune_synthetic.yaml"),
             "--config", str(ROOT / "experiments/presets/cpu.yaml"), f"--data.root={corpus}",
-            "--model.backbone=test_resnet", "--model.hidden_size=8", "--model.warmup_steps=2",
+            "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--model.warmup_steps=2",
             "--data.image_size=32", "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0",
             "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1",
             "--evaluate_after_fit=false", *extra]
@@ -41,7 +41,7 @@ def test_offline_run_holds_config_metrics_and_plots_and_resumes_the_same_run(tin
     files = find_run_files(runs)
     assert len(files) == 1 and files[0].is_relative_to(runs / "wandb")
     run = read_run(files[0])
-    assert run["config"]["model"]["backbone"] == "test_resnet"  # the full resolved config
+    assert run["config"]["model"]["net"]["backbone"] == "test_resnet"  # the full resolved config
     assert run["config"]["data"]["clip_len"] == 4 and run["config"]["trainer"]["max_epochs"] == 2
     keys = set(run["summary"])
     for key in ("train/loss", "train/frames_per_s", "val/ccc_mean", "val/ccc_valence", "val/seq_ccc_arousal",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fer_lightning.checkpoints import is_newest_in_its_run, latest_checkpoint, load_checkpoint_file
+from fer_lightning.models.net_config import NetworkConfig
 from fer_lightning.training.cluster import LaunchError
 
 
@@ -39,12 +40,17 @@ def check_checkpoint_fits(path: str, model: dict, option: str) -> None:
     """A checkpoint that training, validation or test would load whole must be of the same task
     and network as the configured model: a LaunchError names what differs."""
     saved = _read_checkpoint(path, option)["hyper_parameters"]
+    net = model.get("net")
+    net = net.as_dict() if hasattr(net, "as_dict") else dict(net or {})  # a parsed Namespace, or a mapping
+    here = {"task": model.get("task"), **net}
+    there = {"task": saved.get("task"),
+             **(NetworkConfig.from_hparams(saved).as_dict() if "net" in saved or "backbone" in saved else {})}
     keys = ("task", "backbone", "hidden_size", "num_layers", "bidirectional")
-    differ = [f"{k} {saved.get(k)!r} there, {model.get(k)!r} here" for k in keys
-              if k in saved and model.get(k) is not None and saved.get(k) != model.get(k)]
+    differ = [f"{k} {there[k]!r} there, {here.get(k)!r} here" for k in keys
+              if there.get(k) is not None and here.get(k) is not None and there[k] != here[k]]
     if differ:
         hint = (" (a pretraining checkpoint starts a fine-tuning run with --model.init_from, not --ckpt_path)"
-                if saved.get("task") != model.get("task") else "")
+                if there["task"] != here["task"] else "")
         raise LaunchError(f"{option} {path} is not a checkpoint of this model: " + "; ".join(differ)
                           + f"{hint}; give a checkpoint of this experiment, or the experiment file it was trained with")
 

@@ -61,7 +61,7 @@ class FerLightningCLI(LightningCLI):
         loggers = loggers if isinstance(loggers, list) else [loggers] if loggers else []
         self._place_run(cfg, loggers)
         self._resolve_class_names(cfg)
-        check_backbone_name(cfg["model"]["backbone"])  # before the loggers make the run folder
+        check_backbone_name(cfg["model"]["net"]["backbone"])  # before the loggers make the run folder
         ckpt = self._resolve_ckpt_path(cfg)
         if self.subcommand != "fit":
             return

@@ -40,8 +40,8 @@ def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None, o
         "image_size": size,
         "face_margin": data_hp.get("face_margin"),
         "frame_step": data_hp.get("frame_step"),
-        "backbone": model.hparams.backbone,
-        "bidirectional": model.hparams.bidirectional,
+        "backbone": model.hparams.net["backbone"],
+        "bidirectional": model.hparams.net["bidirectional"],
         "checkpoint": str(ckpt),
     }
     example = torch.randint(0, 256, (1, 4, 3, size, size), dtype=torch.uint8)

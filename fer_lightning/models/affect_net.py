@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from fer_lightning.models.backbone import FrameEncoder
+from fer_lightning.models.net_config import NetworkConfig
 from fer_lightning.models.temporal import TemporalLSTM
 
 
@@ -41,6 +42,15 @@ class AffectNet(nn.Module):
         self.temporal = TemporalLSTM(self.encoder.num_features, hidden_size, num_layers, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.temporal.output_size, num_outputs)
+
+    @classmethod
+    def from_config(cls, config: NetworkConfig, num_outputs: int, pretrained: bool | None = None) -> AffectNet:
+        """The network ``config`` describes, with ``num_outputs`` outputs (``pretrained``
+        overrides the config's: a run whose encoder comes from a checkpoint never asks the hub)."""
+        return cls(num_outputs, backbone=config.backbone,
+                   pretrained=config.pretrained if pretrained is None else pretrained,
+                   backbone_checkpoint=config.backbone_checkpoint, hidden_size=config.hidden_size,
+                   num_layers=config.num_layers, bidirectional=config.bidirectional, dropout=config.dropout)
 
     @property
     def num_features(self) -> int:

@@ -21,7 +21,7 @@ def check_backbone_name(name: str) -> None:
 
     close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
     hint = f"; the closest timm names: {', '.join(close)}" if close else "; timm.list_models('*resnet*') lists them"
-    raise UserInputError(f"model.backbone {name!r} is not a timm model{hint}")
+    raise UserInputError(f"model.net.backbone {name!r} is not a timm model{hint}")
 
 
 class FrameEncoder(nn.Module):
@@ -63,10 +63,10 @@ class FrameEncoder(nn.Module):
             # no network and a cold cache: the hub's retries end in a long traceback that never
             # says what to do
             raise UserInputError(
-                f"model.pretrained=true: timm could not load the ImageNet weights of {name} ({type(err).__name__}: "
+                f"model.net.pretrained=true: timm could not load the ImageNet weights of {name} ({type(err).__name__}: "
                 f"{str(err).splitlines()[0][:200]}). Where there is no network, fill the cache on a machine that has "
                 f"it (python -c \"import timm; timm.create_model('{name}', pretrained=True)\") and run with "
-                "HF_HUB_OFFLINE=1, or give the weights file as --model.backbone_checkpoint=PATH") from err
+                "HF_HUB_OFFLINE=1, or give the weights file as --model.net.backbone_checkpoint=PATH") from err
         self.num_features: int = self.model.num_features
         cfg = self.model.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255, persistent=False)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.errors import UserInputError
 from fer_lightning.models.affect_net import AffectNet
+from fer_lightning.models.net_config import NetworkConfig
 from fer_lightning.models.objectives import OBJECTIVES
 from fer_lightning.models.transfer import load_encoder, load_parts
 from fer_lightning.tasks import EMOTIONS, TASKS
@@ -38,16 +39,9 @@ class AffectModule(L.LightningModule):
     Args:
         task: ``finetune`` or ``pretrain`` (linked from the datamodule by the CLI).
         target_names: continuous outputs for ``finetune``; class_names: logits for ``pretrain``.
-        backbone: the timm frame encoder, any timm name with an optional weights tag
-            (``resnet50``, ``resnet50.a1_in1k``, ``resnet18.tv_in1k``).
-        pretrained: start the encoder from timm's hub weights for that name and tag (ImageNet):
-            downloaded once into the Hugging Face cache (``HF_HOME``); a node without network
-            needs that cache warmed first (docs/training.md, "Start from ImageNet weights"). Checkpoints
-            hold the trained weights, so evaluate, predict and export never ask the hub; with
-            ``init_from`` set the encoder comes from there and the hub is not asked either.
-        backbone_checkpoint: a local weights file for the encoder instead (timm or torchvision
-            layout; a classifier of another size in it is dropped), no network at all.
-        hidden_size, num_layers, bidirectional, dropout: the LSTM and head.
+        net: the network (:class:`~fer_lightning.models.net_config.NetworkConfig`: backbone,
+            pretrained, backbone_checkpoint, hidden_size, num_layers, bidirectional, dropout);
+            ``model.net.backbone`` and so on in an experiment file.
         lr, weight_decay: AdamW. warmup_steps: linear warm-up, then cosine decay to
             ``min_lr_ratio * lr`` over the run's optimizer steps.
         init_from: a pretraining checkpoint whose ``init_parts`` are loaded before fitting
@@ -72,13 +66,7 @@ class AffectModule(L.LightningModule):
         task: str = "finetune",
         target_names: Sequence[str] = ("valence", "arousal"),
         class_names: Sequence[str] = EMOTIONS,
-        backbone: str = "resnet50",
-        pretrained: bool = False,
-        backbone_checkpoint: str | None = None,
-        hidden_size: int = 256,
-        num_layers: int = 2,
-        bidirectional: bool = True,
-        dropout: float = 0.1,
+        net: NetworkConfig = NetworkConfig(),  # noqa: B008 - frozen: one shared default is safe
         lr: float = 3e-4,
         weight_decay: float = 1e-4,
         warmup_steps: int = 100,
@@ -98,29 +86,20 @@ class AffectModule(L.LightningModule):
                 ("lr", lr, lr > 0, "> 0"), ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
                 ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
                 ("min_lr_ratio", min_lr_ratio, 0 <= min_lr_ratio <= 1, "in [0, 1]"),
-                ("dropout", dropout, 0 <= dropout < 1, "in [0, 1)"),
                 ("backbone_lr_scale", backbone_lr_scale, backbone_lr_scale >= 0, ">= 0"),
-                ("hidden_size", hidden_size, hidden_size >= 1, ">= 1"), ("num_layers", num_layers, num_layers >= 0, ">= 0"),
                 ("unfreeze_backbone_at_epoch", unfreeze_backbone_at_epoch,
                  unfreeze_backbone_at_epoch is None or unfreeze_backbone_at_epoch >= 0, ">= 0 or null")):
             if not ok:
                 raise UserInputError(f"model.{name} must be {what}, got {value}")
+        net = NetworkConfig.of(net)
         self.save_hyperparameters()
+        self.hparams.net = net.as_dict()  # plain data: checkpoints load with weights_only
         self.task = task
         self.target_names = tuple(target_names)
         self.class_names = tuple(class_names)
         self.objective = OBJECTIVES[task](self.target_names, self.class_names, faceless)
-        self.net = AffectNet(
-            len(self.objective.output_names),
-            backbone=backbone,
-            # a run that loads its encoder from a pretraining checkpoint never needs the hub's weights
-            pretrained=pretrained and not init_from,
-            backbone_checkpoint=backbone_checkpoint,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-        )
+        # a run that loads its encoder from a pretraining checkpoint never needs the hub's weights
+        self.net = AffectNet.from_config(net, len(self.objective.output_names), pretrained=net.pretrained and not init_from)
         self.metrics = nn.ModuleDict({s: self.objective.make_metrics() for s in EVAL_STAGES})
         self.loaded_from: str | None = None
         self._last_batch_end: float | None = None

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_lightning.models.net_config import NetworkConfig
+
 PARTS = ("encoder", "temporal")
 
 
@@ -28,7 +30,8 @@ def load_parts(net: nn.Module, checkpoint: str | Path, parts: tuple[str, ...] = 
         raise ValueError(f"model.init_parts: unknown {unknown}; choose from {PARTS}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt)
-    source_backbone = ckpt.get("hyper_parameters", {}).get("backbone", "?")
+    hp = ckpt.get("hyper_parameters") or {}
+    source_backbone = NetworkConfig.from_hparams(hp).backbone if ("net" in hp or "backbone" in hp) else "?"
     loaded = {}
     for part in parts:
         module = getattr(net, part)
@@ -64,9 +67,9 @@ def load_encoder(checkpoint: str | Path):
     from fer_lightning.models.affect_net import AffectNet  # imports timm
 
     hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    backbone = hp.get("backbone")
-    if not backbone:
+    if "net" not in hp and "backbone" not in hp:
         raise ValueError(f"{checkpoint} names no backbone in its hyper-parameters; is it an AffectModule checkpoint?")
+    backbone = NetworkConfig.from_hparams(hp).backbone
     net = AffectNet(1, backbone=backbone, hidden_size=8, num_layers=0)
     load_parts(net, checkpoint, ("encoder",))
     return net.eval(), backbone
