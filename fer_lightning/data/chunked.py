@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, WeightedRandomSampler, get_worker_info
 
 from fer_lightning.data.clips import ClipDataset
 from fer_lightning.media.video import VideoReadError
@@ -209,3 +209,16 @@ def class_balanced_weights(records, num_classes: int) -> np.ndarray:
     as one full of a common class is, frame for frame."""
     inv = inverse_class_frequency(records, num_classes)
     return np.array([inv[r.labels[(r.labels >= 0) & r.has_face]].sum() for r in records], np.float64)
+
+
+def class_balanced_sampler(clips: ClipDataset, num_classes: int) -> WeightedRandomSampler:
+    """For the ``random`` reader (one seek per window): draws windows with replacement, each
+    weighing its labelled frames' mean :func:`inverse_class_frequency`, so rare emotion classes
+    are seen as often as common ones, as :func:`class_balanced_weights` does for the stream."""
+    inv = inverse_class_frequency(clips.records, num_classes)
+    weights = []
+    for rec_i, start in clips.windows:
+        lab = clips.records[rec_i].labels[start: start + (clips.clip_len - 1) * clips.frame_step + 1: clips.frame_step]
+        lab = lab[lab >= 0]
+        weights.append(float(inv[lab].mean()) if len(lab) else 0.0)
+    return WeightedRandomSampler(weights, num_samples=len(clips), replacement=True)

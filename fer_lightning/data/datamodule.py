@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from fer_lightning.checkpoints import latest_checkpoint
 from fer_lightning.corpora.adapters import get_preparer, list_datasets
@@ -18,8 +18,8 @@ from fer_lightning.corpora.load import Corpus, corpus_settings, load_corpus
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.data.chunked import (
     ChunkedClipStream,
+    class_balanced_sampler,
     class_balanced_weights,
-    inverse_class_frequency,
 )
 from fer_lightning.data.clips import ClipDataset
 from fer_lightning.data.device_augment import build_device_augment
@@ -412,14 +412,7 @@ class AffectDataModule(L.LightningDataModule):
         if hp.train_reader == "random" or hp.feature_cache:  # cached features: no video to read
             if not hp.balance_classes:
                 return self._loader("train", shuffle=True)
-            inv = inverse_class_frequency(clips.records, len(hp.class_names))
-            weights = []
-            for rec_i, start in clips.windows:  # a window weighs its labelled frames' mean
-                rec = clips.records[rec_i]
-                lab = rec.labels[start : start + (clips.clip_len - 1) * clips.frame_step + 1 : clips.frame_step]
-                lab = lab[lab >= 0]
-                weights.append(float(inv[lab].mean()) if len(lab) else 0.0)
-            sampler = WeightedRandomSampler(weights, num_samples=len(clips), replacement=True)
+            sampler = class_balanced_sampler(clips, len(hp.class_names))
             return self._loader("train", shuffle=False, sampler=sampler)
         if len(clips) == 0:
             raise ValueError(f"the 'train' split of {hp.dataset} at {self.root} holds no clips")

@@ -176,8 +176,9 @@ def evaluate(ckpt: str | Path, split: str = "test", dev_split: str = "val",
     def step_scores(s: str) -> dict:
         """Pooled CCC per dimension after each post-processing step in turn."""
         steps = {"raw": {n: v["ccc"] for n, v in scores(raw[s], names, ddof).items()}}
-        for step in ("delay", "smoothing", "bias", "scale"):
-            steps[step] = {n: v["ccc"] for n, v in scores(final_of(s, post, step), names, ddof).items()}
+        for step in ("delay", "smoothing", "bias", "scale"):  # the last step is the final predictions themselves
+            traces = final[s] if step == "scale" else final_of(s, post, step)
+            steps[step] = {n: v["ccc"] for n, v in scores(traces, names, ddof).items()}
         return steps
 
     result = {

@@ -137,7 +137,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     from tqdm.auto import tqdm
 
     from fer_lightning.faces.detect import crop_face, face_crop
-    from fer_lightning.media.video import VideoReadError, count_frames, open_video
+    from fer_lightning.media.video import VideoReadError, open_video
     from fer_lightning.store.ids import source_id
 
     cfg = cfg or PredictConfig()
@@ -145,7 +145,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     path, out_dir = Path(path), Path(out_dir)
     start = time.perf_counter()
     reader = open_video(path)  # a clear VideoReadError for a missing, empty or broken file
-    fps = float(reader.get_avg_fps()) or 25.0
+    fps, listed = float(reader.get_avg_fps()) or 25.0, len(reader)  # rate and the progress bar's total, one open
     del reader
     mode, margin, size = crop_settings(data_hp, cfg)
     timings = Timings()
@@ -156,7 +156,7 @@ def predict_video(path: str | Path, model, data_hp: dict, out_dir: str | Path, c
     res = VideoResult()
     black = np.zeros((size, size, 3), np.uint8)
     previous = None
-    bar = tqdm(total=count_frames(path) or None, unit="frame", desc=path.name, disable=not progress, leave=False)
+    bar = tqdm(total=listed or None, unit="frame", desc=path.name, disable=not progress, leave=False)
     try:
         for f, frame, faces in tracked_frames(path, cfg, times, timings):
             t0 = time.perf_counter()
