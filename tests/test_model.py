@@ -164,7 +164,7 @@ def test_the_module_receives_its_network_as_one_config_and_reads_checkpoints_of_
     net = NetworkConfig(backbone="test_resnet", hidden_size=8, num_layers=1, bidirectional=False)
     module = AffectModule(net=net).eval()
     assert module.hparams.net == {"backbone": "test_resnet", "pretrained": False, "backbone_checkpoint": None,
-                                  "hidden_size": 8, "num_layers": 1, "bidirectional": False, "dropout": 0.1}
+                                  "temporal": "lstm", "hidden_size": 8, "num_layers": 1, "bidirectional": False, "dropout": 0.1}
     assert isinstance(module.net, AffectNet) and module.net.is_causal
     with pytest.raises(ValueError, match="model.net.dropout must be in"):
         AffectModule(net=dict(backbone="test_resnet", dropout=1.5))

@@ -25,6 +25,7 @@ from fer_lightning.cli.launch_checks import (
 from fer_lightning.data.datamodule import AffectDataModule, resolve_class_names
 from fer_lightning.models.backbone import check_backbone_name
 from fer_lightning.models.module import AffectModule
+from fer_lightning.models.temporal import list_temporal
 from fer_lightning.training.callbacks import TracePlot, run_dir
 from fer_lightning.training.cluster import (
     LaunchError,
@@ -62,6 +63,8 @@ class FerLightningCLI(LightningCLI):
         self._place_run(cfg, loggers)
         self._resolve_class_names(cfg)
         check_backbone_name(cfg["model"]["net"]["backbone"])  # before the loggers make the run folder
+        if (temporal := cfg["model"]["net"]["temporal"]) not in list_temporal():
+            raise LaunchError(f"model.net.temporal: unknown {temporal!r}; known: {', '.join(list_temporal())}")
         ckpt = self._resolve_ckpt_path(cfg)
         if self.subcommand != "fit":
             return

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from fer_lightning.models.backbone import FrameEncoder
 from fer_lightning.models.net_config import NetworkConfig
-from fer_lightning.models.temporal import TemporalLSTM
+from fer_lightning.models.temporal import create_temporal
 
 
 class AffectNet(nn.Module):
@@ -20,7 +20,9 @@ class AffectNet(nn.Module):
     Args:
         num_outputs: D regression outputs (arousal, valence, ...) or C class logits.
         backbone: timm model name. pretrained / backbone_checkpoint: see :class:`FrameEncoder`.
-        hidden_size, num_layers, bidirectional: the LSTM (``num_layers=0``: no temporal model).
+        temporal: the temporal model by name (:mod:`fer_lightning.models.temporal`: lstm, gru, tcn,
+            transformer). hidden_size, num_layers, bidirectional: its width, depth and whether it
+            sees the whole clip (false: causal, streamable); ``num_layers=0``: none.
         dropout: between LSTM layers and before the head.
     """
 
@@ -35,11 +37,13 @@ class AffectNet(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.0,
         channels_last: bool = True,
+        temporal: str = "lstm",
     ) -> None:
         super().__init__()
         self.backbone_name = backbone
         self.encoder = FrameEncoder(backbone, pretrained, backbone_checkpoint, channels_last)
-        self.temporal = TemporalLSTM(self.encoder.num_features, hidden_size, num_layers, bidirectional, dropout)
+        self.temporal = create_temporal(temporal, self.encoder.num_features, hidden_size, num_layers, bidirectional,
+                                        dropout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.temporal.output_size, num_outputs)
 
@@ -50,7 +54,8 @@ class AffectNet(nn.Module):
         return cls(num_outputs, backbone=config.backbone,
                    pretrained=config.pretrained if pretrained is None else pretrained,
                    backbone_checkpoint=config.backbone_checkpoint, hidden_size=config.hidden_size,
-                   num_layers=config.num_layers, bidirectional=config.bidirectional, dropout=config.dropout)
+                   num_layers=config.num_layers, bidirectional=config.bidirectional, dropout=config.dropout,
+                   temporal=config.temporal)
 
     @property
     def num_features(self) -> int:

@@ -25,13 +25,17 @@ class NetworkConfig:
             hub; a run with ``model.init_from`` takes its encoder from there and does not either.
         backbone_checkpoint: a local weights file for the encoder instead (timm or torchvision
             layout; a classifier of another size in it is dropped), no network at all.
-        hidden_size, num_layers, bidirectional: the LSTM (``num_layers: 0``: no temporal model).
+        temporal: the temporal model by name (:mod:`fer_lightning.models.temporal`): ``lstm`` (the
+            paper's), ``gru``, ``tcn`` (dilated convolutions), ``transformer``.
+        hidden_size, num_layers, bidirectional: its width, depth, and whether it sees the whole
+            clip (false: the causal form, streamable in ``predict``); ``num_layers: 0``: none.
         dropout: between LSTM layers and before the head.
     """
 
     backbone: str = "resnet50"
     pretrained: bool = False
     backbone_checkpoint: str | None = None
+    temporal: str = "lstm"
     hidden_size: int = 256
     num_layers: int = 2
     bidirectional: bool = True
