@@ -914,3 +914,49 @@ def test_data_check_reports_exactly_what_fit_trains_and_scores_on(dataset, reque
     assert summary["held_out_subjects"] == dm.held_out_subjects
     assert (code == 1) == bool(dm.skip_reasons)
     assert bool(dm.skip_reasons) == (dataset in ("affwild2", "sewa", "afewva", "manifest", "emotion"))
+
+
+def test_affwild2_expr_track_pretrains_from_the_abaw_folder_alone(affwild2_root, tmp_path, capsys):
+    """ABAW's expression track from ROOT alone (the 5th/6th editions' folder name, the same
+    video discovery as the VA track): the header's classes mapped by name onto the run's
+    (``Other`` outside ABAW's seven: unlabelled and counted), -1 frames masked, the length
+    policy and the splits of the VA track; a row that is not a class index names its line;
+    data check reads it as fit will."""
+    from fer_lightning.cli.main import main
+
+    root = shutil.copytree(affwild2_root, tmp_path / "ABAW")
+    ann = root / "6th_ABAW_Annotations" / "EXPR_Recognition_Challenge"
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
+    rows = {"Train_Set/1-30-1280x720.txt": [i % 8 for i in range(40)],
+            "Train_Set/video10_2_left.txt": [-1] * 5 + [4] * 27,  # 2 rows too many: truncated
+            "Validation_Set/118-30-640x480.txt": [5] * 30}
+    for rel, labels in rows.items():
+        (ann / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ann / rel).write_text(header + "\n" + "\n".join(map(str, labels)) + "\n")
+    seven = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+    context = AdapterContext(class_names=seven)
+    recs = {r.video_id: r for r in load_dataset("affwild2_expr", root, context)}
+    assert sorted(recs) == ["1-30-1280x720", "118-30-640x480", "video10_2_left"] and context.skipped == []
+    a = recs["1-30-1280x720"]
+    expected = np.array([i % 8 if i % 8 < 7 else -1 for i in range(40)])
+    np.testing.assert_array_equal(a.labels, expected)
+    assert a.values is None and a.split == "train" and a.extra["label_counts"]["out_of_range"] == 5
+    left = recs["video10_2_left"]
+    np.testing.assert_array_equal(left.labels, [-1] * 5 + [4] * 25)
+    assert left.extra["label_counts"]["invalid_marker"] == 5 and recs["118-30-640x480"].split == "val"
+    # the run's class order, not the file's: happiness first here
+    order = AdapterContext(class_names=["happiness", "neutral"])
+    np.testing.assert_array_equal(load_dataset("affwild2_expr", root, order)[1].labels, [-1] * 5 + [0] * 25)
+    with pytest.raises(ValueError, match="set data.class_names"):
+        load_dataset("affwild2_expr", root)
+    (ann / "Train_Set" / "1-30-1280x720.txt").write_text(header + "\n3\nhappy\n")
+    bad = AdapterContext(class_names=seven)
+    load_dataset("affwild2_expr", root, bad)
+    assert dict(bad.skipped)["1-30-1280x720"] == "1-30-1280x720.txt, line 3: 'happy' is not a class index in -1..7 " \
+                                                 "(the header names 8 classes)"
+    capsys.readouterr()
+    main(["data", "check", "--dataset", "affwild2_expr", "--root", str(root), "--data.task=pretrain",
+          f"--data.class_names=[{', '.join(seven)}]", "--data.held_out_from_train=0"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["splits"]["train"]["class_frames"]["happiness"] == 25
+    assert summary["splits"]["val"]["class_frames"]["sadness"] == 30

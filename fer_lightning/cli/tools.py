@@ -84,7 +84,7 @@ def data_main(argv: Sequence[str]) -> int:
                     config_help="an experiment file or preset whose data: section to check, layered exactly as "
                                 "`fit --config` layers them (repeatable); --data.KEY=VALUE overrides single fields")
     p.add_argument("--dataset", type=str | None, default=None,
-                   help="the adapter: synthetic, recola, affwild2, sewa, afewva, emotion_manifest, manifest, or one "
+                   help="the adapter: synthetic, recola, affwild2, affwild2_expr, sewa, afewva, emotion_manifest, manifest, or one "
                         "you registered (as data.dataset)")
     p.add_argument("--root", type=str | None, default=None, help="the corpus folder (as data.root)")
     p.add_argument("--dataset_args", type=dict | None, default=None,
