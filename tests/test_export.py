@@ -62,3 +62,26 @@ def test_a_missing_or_foreign_checkpoint_is_refused_clearly(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "fer_lightning.cli", "export", "--ckpt", str(path)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("temporal", ["gru", "tcn", "transformer"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_every_temporal_model_exports_to_onnx_with_a_dynamic_time_axis(temporal, bidirectional, tmp_path):
+    """model.net.temporal other than the LSTM: the ONNX graph gives PyTorch's outputs on clips of
+    another length than the export example's."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = AffectModule(net=dict(backbone="test_resnet", temporal=temporal, hidden_size=8, num_layers=2,
+                                  bidirectional=bidirectional, dropout=0.0)).eval()
+    ckpt = tmp_path / f"{temporal}.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "datamodule_hyper_parameters": {"image_size": 32, "clip_len": 8, "face_margin": 0.2}}, ckpt)
+    report = export(ckpt, "onnx", tmp_path / "m.onnx")
+    assert report["max_abs_diff"] < 1e-4
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randint(0, 256, (2, 19, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = model.net(x).numpy()
+    got = session.run(None, {"frames": x.numpy()})[0]
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4

@@ -66,9 +66,14 @@ def _onnx(net, example, path: Path, opset: int, meta: dict) -> None:
     # the TorchScript-based exporter keeps time dynamic through the LSTM; torch.export
     # (dynamo=True) specialised the output's time axis to the example's length
     buffer = io.BytesIO()  # in memory, then written by Python: a full disk is an OSError, not an abort
-    torch.onnx.export(net, (example,), buffer, input_names=["frames"], output_names=["outputs"],
-                      dynamic_axes={"frames": {0: "batch", 1: "time"}, "outputs": {0: "batch", 1: "time"}},
-                      opset_version=opset, dynamo=False)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the transformer's fused eval kernel has no ONNX form
+    try:
+        torch.onnx.export(net, (example,), buffer, input_names=["frames"], output_names=["outputs"],
+                          dynamic_axes={"frames": {0: "batch", 1: "time"}, "outputs": {0: "batch", 1: "time"}},
+                          opset_version=opset, dynamo=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     proto = onnx.load_from_string(buffer.getvalue())
     for key, value in meta.items():
         entry = proto.metadata_props.add()

@@ -1,5 +1,7 @@
-"""A transformer encoder over time: pre-norm layers, four heads, sinusoidal positions counted
-from the start of the clip (or stream).
+"""A transformer encoder over time: pre-norm blocks (attention, then a GELU MLP), four heads,
+sinusoidal positions counted from the start of the clip (or stream). Written out in plain
+operations rather than ``nn.TransformerEncoder``, whose fused inference path has no ONNX form and
+whose traced shapes do not stay dynamic: this one exports with a dynamic time axis.
 
 Causal (``bidirectional: false``): a frame attends to itself and earlier frames; over a stream
 the state holds the last ``CONTEXT`` frames' inputs and the position reached, so chunk by chunk
@@ -23,9 +25,32 @@ def sinusoidal_positions(positions: Tensor, size: int) -> Tensor:
     half = size // 2
     rates = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / max(half, 1))
     angles = positions.float()[:, None] * rates[None]
-    out = torch.zeros(len(positions), size, device=positions.device)
+    out = torch.zeros(positions.shape[0], size, device=positions.device)
     out[:, 0:2 * half:2], out[:, 1:2 * half:2] = torch.sin(angles), torch.cos(angles)
     return out
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block over (B, T, size)."""
+
+    def __init__(self, size: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(size), nn.LayerNorm(size)
+        self.qkv, self.out = nn.Linear(size, 3 * size), nn.Linear(size, size)
+        self.mlp = nn.Sequential(nn.Linear(size, 2 * size), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * size, size))
+        self.drop = nn.Dropout(dropout)
+        self.scale = (size // heads) ** -0.5
+
+    def forward(self, x: Tensor, future: Tensor | None) -> Tensor:
+        """``future``: (T, T), true where a frame must not attend (causal), or None."""
+        q, k, v = (t.transpose(1, 2) for t in self.qkv(self.norm1(x)).unflatten(-1, (3, self.heads, -1)).unbind(2))
+        scores = (q @ k.transpose(-1, -2)) * self.scale  # (B, heads, T, T)
+        if future is not None:
+            scores = scores.masked_fill(future, float("-inf"))
+        attended = (self.drop(scores.softmax(-1)) @ v).transpose(1, 2).flatten(2)
+        x = x + self.drop(self.out(attended))
+        return x + self.drop(self.mlp(self.norm2(x)))
 
 
 @register_temporal("transformer")
@@ -37,9 +62,8 @@ class TemporalTransformer(nn.Module):
         self.hidden_size = hidden_size
         self.project = nn.Linear(input_size, hidden_size) if num_layers > 0 else None
         heads = next(h for h in (4, 2, 1) if hidden_size % h == 0)
-        layer = nn.TransformerEncoderLayer(hidden_size, heads, dim_feedforward=2 * hidden_size, dropout=dropout,
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers > 0 else None
+        self.blocks = nn.ModuleList(Block(hidden_size, heads, dropout) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(hidden_size)
         self.output_size = hidden_size if num_layers > 0 else input_size
 
     @property
@@ -55,9 +79,12 @@ class TemporalTransformer(nn.Module):
         whole = torch.cat([past, x], dim=1) if self.causal else x
         positions = torch.arange(start, start + whole.shape[1], device=x.device)
         h = whole + sinusoidal_positions(positions, self.hidden_size).to(whole.dtype)
-        mask = (nn.Transformer.generate_square_subsequent_mask(whole.shape[1], device=x.device, dtype=h.dtype)
-                if self.causal else None)
-        out = self.encoder(h, mask=mask, is_causal=self.causal)[:, -x.shape[1]:]
+        # a frame attends to itself and the frames before it; built from the positions so that
+        # an exported graph keeps the time axis dynamic
+        future = positions[None, :] > positions[:, None] if self.causal else None
+        for block in self.blocks:
+            h = block(h, future)
+        out = self.norm(h)[:, -x.shape[1]:]
         if not self.causal:
             return out, None
         kept = whole[:, -CONTEXT:]
