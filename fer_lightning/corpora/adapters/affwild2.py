@@ -19,6 +19,7 @@ its earlier names), one emotion class per frame, for pretraining.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,30 @@ def _report_unannotated(found: dict[str, Path], ann_root: Path, track: str, cont
         context.without_labels(vid, f"no {track} annotation (the test set, or another ABAW track's video)")
 
 
+def _annotation_files(root: Path, annotations: str | None, videos: str | None, track: str,
+                      context: AdapterContext) -> Iterator[tuple[Path, str, Path, tuple[float, int, int, int]]]:
+    """(annotation file, split, its video, the video's fps, frame count, width, height) for every
+    annotation file of ``track`` whose video is there and readable; the others are left out with
+    the reason, and videos without an annotation file reported as unlabelled."""
+    ann_root = root / annotations if annotations else _find_annotations(root, track)
+    if not _annotation_sets(ann_root):
+        raise FileNotFoundError(f"no Aff-Wild2 {track} annotations at {ann_root} (expected Train_Set/, "
+                                "Validation_Set/): set data.dataset_args.annotations to that folder, relative to data.root")
+    video_root, found = _corpus_videos(root, videos, context)
+    _report_unannotated(found, ann_root, track, context)
+    for folder, split in _annotation_sets(ann_root).items():
+        for ann in sorted((ann_root / folder).glob("*.txt")):
+            video = _video_for(ann.stem, found)
+            try:
+                if video is None:
+                    raise FileNotFoundError(f"no video named {ann.stem} (.mp4/.avi) under {video_root}")
+                facts = context.video_info(video)
+            except (FileNotFoundError, VideoReadError) as err:
+                context.skip(ann.stem, str(err))
+                continue
+            yield ann, split, video, facts
+
+
 @register_dataset("affwild2")
 def load_affwild2(
     root: Path,
@@ -110,38 +135,27 @@ def load_affwild2(
     labels (``context.unlabelled``): each video with no VA annotation file (the test set's, and
     videos of the other ABAW tracks).
     """
-    ann_root = root / annotations if annotations else _find_annotations(root, "VA")
-    if not _annotation_sets(ann_root):
-        raise FileNotFoundError(f"no Aff-Wild2 annotations at {ann_root} (expected Train_Set/, Validation_Set/): "
-                                "set data.dataset_args.annotations to that folder, relative to data.root")
-    video_root, found = _corpus_videos(root, videos, context)
-    _report_unannotated(found, ann_root, "VA", context)
     records = []
-    for folder, split in _annotation_sets(ann_root).items():
-        for ann in sorted((ann_root / folder).glob("*.txt")):
-            vid = ann.stem
-            try:
-                video = _video_for(vid, found)
-                if video is None:
-                    raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {video_root}")
-                fps, n, w, h = context.video_info(video)
-                table = read_table(ann)
-                absent = [t for t in targets if t not in table.columns]
-                if absent:
-                    raise ValueError(f"{ann.name}: no column {absent} (header should be valence,arousal)")
-                counts = LabelCounts()
-                values = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, invalid=INVALID,
-                                       counts=counts)
-                rows, values = values, match_length(values, n, vid, length_tolerance, counts)
-            except (FileNotFoundError, ValueError, LabelLengthError, VideoReadError) as err:
-                context.skip(vid, str(err))
-                continue
-            counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
-            records.append(whole_frame_record(vid, video, subject=vid, split=split, values=values, fps=fps,
-                                              num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
-                                              value_names=list(targets)))
-            if len(rows) > n:  # rows past the decoded frames are still annotations the challenge scores
-                records[-1].extra["label_rows"] = rows
+    for ann, split, video, (fps, n, w, h) in _annotation_files(root, annotations, videos, "VA", context):
+        vid = ann.stem
+        try:
+            table = read_table(ann)
+            absent = [t for t in targets if t not in table.columns]
+            if absent:
+                raise ValueError(f"{ann.name}: no column {absent} (header should be valence,arousal)")
+            counts = LabelCounts()
+            values = scale_to_unit(table[list(targets)].to_numpy(np.float64), -1.0, 1.0, invalid=INVALID,
+                                   counts=counts)
+            rows, values = values, match_length(values, n, vid, length_tolerance, counts)
+        except (ValueError, LabelLengthError) as err:
+            context.skip(vid, str(err))
+            continue
+        counts.frames, counts.labelled = n, int(np.isfinite(values).all(axis=1).sum())
+        records.append(whole_frame_record(vid, video, subject=vid, split=split, values=values, fps=fps,
+                                          num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
+                                          value_names=list(targets)))
+        if len(rows) > n:  # rows past the decoded frames are still annotations the challenge scores
+            records[-1].extra["label_rows"] = rows
     return _val_from_train(records, val_from_train, seed)
 
 
@@ -204,34 +218,22 @@ def load_affwild2_expr(
         raise ValueError("affwild2_expr needs the emotion classes in logit order: set data.class_names, e.g. "
                          "[neutral, anger, disgust, fear, happiness, sadness, surprise]")
     wanted = {name.lower(): i for i, name in enumerate(context.class_names)}
-    ann_root = root / annotations if annotations else _find_annotations(root, "EXPR")
-    if not _annotation_sets(ann_root):
-        raise FileNotFoundError(f"no Aff-Wild2 EXPR annotations at {ann_root} (expected Train_Set/, Validation_Set/): "
-                                "set data.dataset_args.annotations to that folder, relative to data.root")
-    video_root, found = _corpus_videos(root, videos, context)
-    _report_unannotated(found, ann_root, "EXPR", context)
     records = []
-    for folder, split in _annotation_sets(ann_root).items():
-        for ann in sorted((ann_root / folder).glob("*.txt")):
-            vid = ann.stem
-            try:
-                video = _video_for(vid, found)
-                if video is None:
-                    raise FileNotFoundError(f"no video named {vid} (.mp4/.avi) under {video_root}")
-                fps, n, w, h = context.video_info(video)
-                header, raw = read_expr_file(ann)
-                to_run = np.array([wanted.get(name.lower(), -1) for name in header] + [-1], np.int64)
-                counts = LabelCounts(invalid_marker=int((raw < 0).sum()),
-                                     out_of_range=int(((raw >= 0) & (to_run[raw] < 0)).sum()))
-                labels = to_run[raw]  # -1 stays -1 (the last entry); an unwanted class becomes -1
-                fitted = match_length(labels.astype(np.float64), n, vid, length_tolerance, counts)
-                labels = np.where(np.isnan(fitted), -1, fitted).astype(np.int64)
-            except (FileNotFoundError, ValueError, LabelLengthError, VideoReadError) as err:
-                context.skip(vid, str(err))
-                continue
-            counts.frames, counts.labelled = n, int((labels >= 0).sum())
-            records.append(whole_frame_record(vid, video, subject=vid, split=split, values=None, labels=labels,
-                                              fps=fps, num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
-                                              class_counts=np.bincount(labels[labels >= 0],
-                                                                       minlength=len(wanted)).tolist()))
+    for ann, split, video, (fps, n, w, h) in _annotation_files(root, annotations, videos, "EXPR", context):
+        vid = ann.stem
+        try:
+            header, raw = read_expr_file(ann)
+            to_run = np.array([wanted.get(name.lower(), -1) for name in header] + [-1], np.int64)
+            counts = LabelCounts(invalid_marker=int((raw < 0).sum()),
+                                 out_of_range=int(((raw >= 0) & (to_run[raw] < 0)).sum()))
+            labels = to_run[raw]  # -1 stays -1 (the last entry); an unwanted class becomes -1
+            fitted = match_length(labels.astype(np.float64), n, vid, length_tolerance, counts)
+            labels = np.where(np.isnan(fitted), -1, fitted).astype(np.int64)
+        except (ValueError, LabelLengthError) as err:
+            context.skip(vid, str(err))
+            continue
+        counts.frames, counts.labelled = n, int((labels >= 0).sum())
+        records.append(whole_frame_record(vid, video, subject=vid, split=split, values=None, labels=labels,
+                                          fps=fps, num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
+                                          class_counts=np.bincount(labels[labels >= 0], minlength=len(wanted)).tolist()))
     return _val_from_train(records, val_from_train, seed)

@@ -39,3 +39,20 @@ def create_temporal(name: str, input_size: int, hidden_size: int, num_layers: in
 
         raise UserInputError(f"model.net.temporal: unknown {name!r}; known: {', '.join(list_temporal())}")
     return _TEMPORAL[name](input_size, hidden_size, num_layers, bidirectional, dropout)
+
+
+class ProjectedTemporal(nn.Module):
+    """What the convolutional and attention models share: features projected to
+    ``hidden_size`` first (nothing at all with ``num_layers=0``: features pass), and the causal
+    form with ``bidirectional: false``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool) -> None:
+        super().__init__()
+        self.causal = not bidirectional
+        self.project = nn.Linear(input_size, hidden_size) if num_layers > 0 else None
+        self.output_size = hidden_size if num_layers > 0 else input_size
+
+    @property
+    def is_causal(self) -> bool:
+        """Whether each output depends on the current and earlier frames only (streamable)."""
+        return self.causal or self.project is None

@@ -12,26 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fer_lightning.models.temporal.registry import register_temporal
+from fer_lightning.models.temporal.registry import ProjectedTemporal, register_temporal
 
 KERNEL = 3
 
 
 @register_temporal("tcn")
-class TemporalConvNet(nn.Module):
+class TemporalConvNet(ProjectedTemporal):
     def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 2, bidirectional: bool = True,
                  dropout: float = 0.0) -> None:
-        super().__init__()
-        self.causal = not bidirectional
-        self.project = nn.Linear(input_size, hidden_size) if num_layers > 0 else None
+        super().__init__(input_size, hidden_size, num_layers, bidirectional)
         self.dilations = [2 ** i for i in range(num_layers)]
         self.convs = nn.ModuleList(nn.Conv1d(hidden_size, hidden_size, KERNEL, dilation=d) for d in self.dilations)
         self.dropout = nn.Dropout(dropout)
-        self.output_size = hidden_size if num_layers > 0 else input_size
-
-    @property
-    def is_causal(self) -> bool:
-        return self.causal or self.project is None
 
     def forward(self, features: Tensor, state=None) -> tuple[Tensor, object]:
         """(B, T, F) -> (B, T, hidden_size); causal: with each block's last inputs as state."""

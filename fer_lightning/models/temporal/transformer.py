@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from fer_lightning.models.temporal.registry import register_temporal
+from fer_lightning.models.temporal.registry import ProjectedTemporal, register_temporal
 
 CONTEXT = 512  # frames a causal stream keeps (about 17 s at 30 fps)
 
@@ -54,21 +54,14 @@ class Block(nn.Module):
 
 
 @register_temporal("transformer")
-class TemporalTransformer(nn.Module):
+class TemporalTransformer(ProjectedTemporal):
     def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 2, bidirectional: bool = True,
                  dropout: float = 0.0) -> None:
-        super().__init__()
-        self.causal = not bidirectional
+        super().__init__(input_size, hidden_size, num_layers, bidirectional)
         self.hidden_size = hidden_size
-        self.project = nn.Linear(input_size, hidden_size) if num_layers > 0 else None
         heads = next(h for h in (4, 2, 1) if hidden_size % h == 0)
         self.blocks = nn.ModuleList(Block(hidden_size, heads, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_size)
-        self.output_size = hidden_size if num_layers > 0 else input_size
-
-    @property
-    def is_causal(self) -> bool:
-        return self.causal or self.project is None
 
     def forward(self, features: Tensor, state=None) -> tuple[Tensor, object]:
         """(B, T, F) -> (B, T, hidden_size); causal: with the kept past and position as state."""
