@@ -945,8 +945,13 @@ def test_affwild2_expr_track_pretrains_from_the_abaw_folder_alone(affwild2_root,
     np.testing.assert_array_equal(left.labels, [-1] * 5 + [4] * 25)
     assert left.extra["label_counts"]["invalid_marker"] == 5 and recs["118-30-640x480"].split == "val"
     # the run's class order, not the file's: happiness first here
-    order = AdapterContext(class_names=["happiness", "neutral"])
-    np.testing.assert_array_equal(load_dataset("affwild2_expr", root, order)[1].labels, [-1] * 5 + [0] * 25)
+    order = AdapterContext(class_names=["happy", "neutral"])  # spelt as the synthetic corpus spells it
+    others = ["anger", "disgust", "fear", "sadness", "surprise", "other"]
+    np.testing.assert_array_equal(load_dataset("affwild2_expr", root, order, drop=others)[1].labels,
+                                  [-1] * 5 + [0] * 25)
+    with pytest.raises(ValueError, match=r"classes \['Anger', 'Disgust', 'Fear', 'Sadness', 'Surprise'\] are not "
+                                         r"among data.class_names"):
+        load_dataset("affwild2_expr", root, AdapterContext(class_names=["happy", "neutral"]))
     with pytest.raises(ValueError, match="set data.class_names"):
         load_dataset("affwild2_expr", root)
     (ann / "Train_Set" / "1-30-1280x720.txt").write_text(header + "\n3\nhappy\n")

@@ -28,6 +28,8 @@ class AdapterContext:
             labels only).
         class_names: the run's emotion classes in logit order (``data.class_names``), for an
             adapter that reads class labels; None where the run has none.
+        image_size: the side of the run's face crops (``data.image_size``): image corpora read
+            their images at this size.
         skipped: ``(video_id, reason)`` for each video the adapter leaves out.
         unlabelled: ``(video_id, reason)`` for each video of a partition the corpus publishes
             without labels: how the corpus ships, not a problem with it.
@@ -35,6 +37,7 @@ class AdapterContext:
 
     index: StoreIndex | None = None
     class_names: Sequence[str] | None = None
+    image_size: int = 112
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unlabelled: list[tuple[str, str]] = field(default_factory=list)
 

@@ -65,6 +65,7 @@ def load_corpus(
     *,
     dataset_args: Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
+    image_size: int = 112,
     face_store: str | Path | None = None,
     store_length_tolerance: int = 5,
     strict: bool = False,
@@ -82,6 +83,7 @@ def load_corpus(
         root: the corpus folder.
         dataset_args: the adapter's own options.
         class_names: the emotion classes, in logit order, for adapters that read class labels.
+        image_size: the side of the face crops: image corpora read their images at this size.
         face_store: a store made by ``fer-lightning preprocess`` from this corpus, or a folder of
             per-video face image folders (ABAW's ``cropped_aligned``): records then read its
             aligned faces; its index answers for the raw videos, which need not be here.
@@ -108,12 +110,16 @@ def load_corpus(
             "per-video face image folders (ABAW's cropped_aligned); make a store first with "
             f"`fer-lightning preprocess --input {root} --output {store}`")
     context = AdapterContext(index=load_index(store) if store is not None else None,
-                             class_names=tuple(class_names) if class_names is not None else None)
+                             class_names=tuple(class_names) if class_names is not None else None,
+                             image_size=image_size)
     try:
         records = load_dataset(dataset, root, context, **dict(dataset_args or {}))
     except FileNotFoundError as err:  # the corpus is not where data.root says: the adapter says what it sought
         raise MissingInputError(f"data.root {root} ({dataset}): {err}") from err
     skipped = list(context.skipped)
+    if store is not None and any(r.frames is not None for r in records):
+        raise UserInputError(f"data.face_store: {dataset} is a corpus of face images, read as they are; a face store "
+                             "holds faces cut from videos: leave data.face_store unset for it")
     if store is not None:
         records, missing = attach_store(records, store, store_length_tolerance, strict)
         records = [labels_on_store_times(r) for r in records]  # labels on each face frame's own time

@@ -15,7 +15,9 @@ class VideoRecord:
     Arrays have one row per video frame. ``values`` holds continuous targets (NaN where a
     frame has no valid label) and ``labels`` categorical ones (-1 where invalid); an adapter
     fills whichever its corpus has. ``boxes`` are face boxes in frame pixels (x0, y0, x1, y1),
-    NaN where ``has_face`` is false.
+    NaN where ``has_face`` is false. ``frames`` is where the frames come from when they are not
+    the video file at ``path``: a list of images read as a video (image corpora, see
+    :mod:`fer_lightning.media.images`), with a ``read(indices)`` giving uint8 (N, H, W, 3).
     """
 
     video_id: str
@@ -29,6 +31,7 @@ class VideoRecord:
     values: np.ndarray | None = None
     labels: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    frames: object | None = None
 
     def __post_init__(self) -> None:
         n = self.num_frames

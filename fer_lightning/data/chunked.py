@@ -109,7 +109,7 @@ class ChunkedClipStream(IterableDataset):
     def _materialize(self, entry: _Entry, shard: int) -> dict:
         if entry.item is None:  # planned but not decoded (a replayed stream): one read of its own
             entry.item = self._make_item(entry, shard, lambda idx, r=self.clips.records[entry.rec_i]:
-                                         self.clips.readers.read(r.path, idx))
+                                         self.clips.read_frames(r, idx))
         return entry.item
 
     def _make_item(self, entry: _Entry, shard: int, decode) -> dict:
@@ -136,7 +136,7 @@ class ChunkedClipStream(IterableDataset):
         frames, failure = {}, None
         if len(wanted):
             try:
-                frames = dict(zip(wanted.tolist(), self.clips.readers.read(rec.path, wanted), strict=True))
+                frames = dict(zip(wanted.tolist(), self.clips.read_frames(rec, wanted), strict=True))
             except VideoReadError as err:  # make_item applies the dataset's on_read_error policy
                 failure = err
 

@@ -42,6 +42,13 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
     return starts
 
 
+def record_frames(rec: VideoRecord, readers: ReaderCache, indices: np.ndarray) -> np.ndarray:
+    """Frames ``indices`` of ``rec`` as uint8 (N, H, W, 3): from the record's own frame source
+    (a list of images), else decoded from its video with ``readers``."""
+    if rec.frames is not None:
+        return rec.frames.read(indices)
+    return readers.read(rec.path, indices)
+
 
 class ClipDataset(Dataset):
     """Windows of ``clip_len`` frames over a list of videos, read lazily with decord.
@@ -117,7 +124,11 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         rec_i, start = self.windows[i]
         rec = self.records[rec_i]
-        return self.make_item(rec_i, start, lambda idx: self.readers.read(rec.path, idx))
+        return self.make_item(rec_i, start, lambda idx: self.read_frames(rec, idx))
+
+    def read_frames(self, rec: VideoRecord, indices: np.ndarray) -> np.ndarray:
+        """Frames ``indices`` of ``rec`` (:func:`record_frames`, with this process's readers)."""
+        return record_frames(rec, self.readers, indices)
 
     def make_item(self, rec_i: int, start: int, decode: Callable[[np.ndarray], np.ndarray]) -> dict:
         """The item for the window of record ``rec_i`` that starts at frame ``start``;

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fer_lightning.corpora.records import VideoRecord
-from fer_lightning.data.clips import ClipDataset
+from fer_lightning.data.clips import ClipDataset, record_frames
 from fer_lightning.faces.detect import crop_face
 from fer_lightning.io import write_text_atomic
 
@@ -74,7 +74,7 @@ def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, 
             idx = np.arange(lo, min(lo + chunk, rec.num_frames))
             faces = idx[rec.has_face[idx]]
             if len(faces):
-                frames = readers.read(rec.path, faces)
+                frames = record_frames(rec, readers, faces)
                 crops = np.stack([crop_face(f, b, image_size, margin_rec) for f, b in zip(frames, rec.boxes[faces],
                                                                                           strict=True)])
                 x = torch.from_numpy(crops).permute(0, 3, 1, 2)[None].to(device)  # (1, n, 3, S, S) uint8

@@ -28,6 +28,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from fer_lightning.media.images import crop_face  # noqa: F401  (the crop every stage shares)
+
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
@@ -162,31 +164,6 @@ def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112, margin
     """Aligned ``size`` x ``size`` face crop: landmarks moved onto the five-point template."""
     m = alignment_matrix(landmarks, size, margin)
     return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA, borderValue=0)
-
-
-def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
-    """Square crop around ``box`` (x0, y0, x1, y1) enlarged by ``margin``, resized to ``size``.
-
-    The square is snapped to whole pixels (at most half a pixel off), sliced out of the frame,
-    zero-padded where it leaves the frame, and resized with area averaging when shrinking.
-    Only the crop is resampled, never the whole frame.
-    """
-    x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(int(round(max(x1 - x0, y1 - y0, 1.0) * (1.0 + margin))), 1)
-    left = int(round((x0 + x1) / 2 - side / 2))
-    top = int(round((y0 + y1) / 2 - side / 2))
-    h, w = frame.shape[:2]
-    x_lo, y_lo = max(left, 0), max(top, 0)
-    x_hi, y_hi = min(left + side, w), min(top + side, h)
-    if x_hi <= x_lo or y_hi <= y_lo:
-        return np.zeros((size, size, frame.shape[2]), frame.dtype)
-    roi = frame[y_lo:y_hi, x_lo:x_hi]
-    pad = (y_lo - top, top + side - y_hi, x_lo - left, left + side - x_hi)  # top, bottom, left, right
-    if any(pad):
-        roi = cv2.copyMakeBorder(roi, *pad, cv2.BORDER_CONSTANT, value=0)
-    if side == size:
-        return np.ascontiguousarray(roi)
-    return cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
 
 
 def face_crop(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None, size: int, margin: float) -> np.ndarray:

@@ -19,12 +19,13 @@ its earlier names), one emotion class per frame, for pretraining.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from fer_lightning.corpora.adapters.common import whole_frame_record
+from fer_lightning.corpora.classes import class_index_map
 from fer_lightning.corpora.context import AdapterContext
 from fer_lightning.corpora.labels import LabelCounts, LabelLengthError, match_length, scale_to_unit
 from fer_lightning.corpora.records import VideoRecord
@@ -202,14 +203,17 @@ def load_affwild2_expr(
     length_tolerance: int = 5,
     val_from_train: float = 0.0,
     seed: int = 0,
+    drop: Sequence[str] = ("other",),
+    rename: Mapping[str, str] | None = None,
 ) -> list[VideoRecord]:
     """Aff-Wild2's expression track as a pretraining corpus: one record per annotation file (per
     person), an emotion class on every frame (-1 where the file says -1, or where its class is
     not among the run's).
 
     The files' header names the classes (``Neutral,Anger,Disgust,Fear,Happiness,Sadness,
-    Surprise,Other``); each is mapped by name, case aside, onto the run's ``data.class_names``
-    (e.g. ABAW's seven, ``Other`` then unlabelled; or all eight). Folders as for the VA track:
+    Surprise,Other``); each is mapped by name onto the run's ``data.class_names``
+    (:func:`~fer_lightning.corpora.classes.class_index_map`: ``Other`` is dropped by default,
+    so ABAW's seven fit; a class neither among them nor in ``drop`` is an error). Folders as for the VA track:
     ``EXPR_Recognition_Challenge``, ``EXPR_Classification_Challenge`` or ABAW 2020's ``EXPR_Set``
     found under ``root``, videos found by name; the same ``length_tolerance``,
     ``val_from_train`` and ``seed``.
@@ -217,13 +221,16 @@ def load_affwild2_expr(
     if context.class_names is None:
         raise ValueError("affwild2_expr needs the emotion classes in logit order: set data.class_names, e.g. "
                          "[neutral, anger, disgust, fear, happiness, sadness, surprise]")
-    wanted = {name.lower(): i for i, name in enumerate(context.class_names)}
     records = []
     for ann, split, video, (fps, n, w, h) in _annotation_files(root, annotations, videos, "EXPR", context):
         vid = ann.stem
         try:
             header, raw = read_expr_file(ann)
-            to_run = np.array([wanted.get(name.lower(), -1) for name in header] + [-1], np.int64)
+        except ValueError as err:
+            context.skip(vid, str(err))
+            continue
+        to_run = class_index_map(header, context.class_names, f"affwild2_expr ({ann.name})", drop, rename)
+        try:
             counts = LabelCounts(invalid_marker=int((raw < 0).sum()),
                                  out_of_range=int(((raw >= 0) & (to_run[raw] < 0)).sum()))
             labels = to_run[raw]  # -1 stays -1 (the last entry); an unwanted class becomes -1
@@ -235,5 +242,6 @@ def load_affwild2_expr(
         counts.frames, counts.labelled = n, int((labels >= 0).sum())
         records.append(whole_frame_record(vid, video, subject=vid, split=split, values=None, labels=labels,
                                           fps=fps, num_frames=n, width=w, height=h, label_counts=counts.as_dict(),
-                                          class_counts=np.bincount(labels[labels >= 0], minlength=len(wanted)).tolist()))
+                                          class_counts=np.bincount(labels[labels >= 0],
+                                                                   minlength=len(context.class_names)).tolist()))
     return _val_from_train(records, val_from_train, seed)
