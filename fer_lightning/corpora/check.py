@@ -21,21 +21,29 @@ def labelled_mask(record: VideoRecord) -> np.ndarray:
     return np.zeros(record.num_frames, bool)
 
 
-def has_labels(split: str, records: Sequence[VideoRecord]) -> bool:
+def has_labels(split: str, records: Sequence[VideoRecord], task: str = "") -> bool:
     """Whether ``split`` has a frame to learn from (``train``: a face and a valid label) or to
-    score (evaluation: a valid label; a frame without a face is still scored)."""
+    score (evaluation: a valid label; a frame without a face is still scored); for ``selfsup``,
+    which needs no label, a frame with a face."""
+    if task == "selfsup":
+        return any(r.has_face.any() for r in records)
     if split == "train":
         return any(labelled_mask(r).any() for r in records)
     return any(labelled_mask(dataclasses.replace(r, has_face=np.ones(r.num_frames, bool))).any() for r in records)
 
 
-def check_labelled(split: str, records: Sequence[VideoRecord], name: str = "the corpus", root: object = "") -> None:
+def check_labelled(split: str, records: Sequence[VideoRecord], name: str = "the corpus", root: object = "",
+                   task: str = "") -> None:
     """Raise :class:`~fer_lightning.errors.UserInputError` for a split that has videos but
     nothing to learn from or score: training needs frames with a face and a valid label (else
     its loss is 0 and the run looks fine), evaluation frames with a valid label (a frame without
     a face is still scored; with no label at all the CCC is undefined)."""
-    if not records or has_labels(split, records):
+    if not records or has_labels(split, records, task):
         return
+    if task == "selfsup":
+        raise UserInputError(f"the {split!r} split of {name} at {root}: none of the {sum(r.num_frames for r in records)} "
+                             f"frames of its {len(records)} videos shows a face; check the face store with "
+                             "`fer-lightning data check`")
     train = split == "train"
     why: dict[str, int] = {}
     for r in records:

@@ -57,7 +57,7 @@ class ClipDataset(Dataset):
 
     - ``frames``: uint8 (T, 3, S, S), the face cropped from each frame (zeros without a face);
     - ``targets``: float32 (T, D) for ``finetune`` (columns ``target_names``) or int64 (T,)
-      class indices for ``pretrain`` (-1 where invalid);
+      class indices for ``pretrain`` (-1 where invalid; all -1 for ``selfsup``, which has none);
     - ``mask``: bool (T), true where the frame exists, shows a face and has a valid label (what
       the loss counts);
     - ``labelled``: bool (T), true where the frame exists and has a valid label, face or not
@@ -171,6 +171,9 @@ class ClipDataset(Dataset):
             values = rec.values[idx][:, self._columns[rec_i]]
             valid = np.isfinite(values).all(axis=1)
             targets = torch.from_numpy(np.nan_to_num(values, nan=0.0).astype(np.float32))
+        elif self.task == "selfsup":  # no label: every frame with a face is one to learn from
+            valid = np.ones(len(idx), bool)
+            targets = torch.full((len(idx),), -1, dtype=torch.int64)
         else:
             labels = rec.labels[idx]
             valid = labels >= 0

@@ -94,7 +94,9 @@ class AffectDataModule(L.LightningDataModule):
     Args:
         root: folder of the corpus.
         dataset: adapter name (see ``fer_lightning.corpora.adapters``).
-        task: ``finetune`` (continuous targets) or ``pretrain`` (emotion classes).
+        task: ``finetune`` (continuous targets), ``pretrain`` (emotion classes) or ``selfsup``
+            (no labels: the model learns from the frames alone; see
+            :mod:`fer_lightning.models.selfsup`).
         target_names: continuous targets, in output order.
         class_names: emotion classes, in logit order: your corpus's, in the order of its label
             indices (null: the synthetic corpus's own six; any other corpus must name its own).
@@ -376,12 +378,12 @@ class AffectDataModule(L.LightningDataModule):
         self.setup(stage)
         for split in {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ()):
             if split in self.datasets:
-                check_labelled(split, self.datasets[split].records, self.hparams.dataset, self.root)
+                check_labelled(split, self.datasets[split].records, self.hparams.dataset, self.root, self.hparams.task)
 
     def has_clips(self, split: str) -> bool:
         """Whether ``split`` has anything to evaluate (after setup): clips, and a valid label."""
         return split in self.datasets and len(self.datasets[split]) > 0 and \
-            has_labels(split, self.datasets[split].records)
+            has_labels(split, self.datasets[split].records, self.hparams.task)
 
     def _loader(self, split: str, shuffle: bool, sampler=None) -> DataLoader:
         ds = self.datasets[split]
@@ -389,7 +391,7 @@ class AffectDataModule(L.LightningDataModule):
             hint = (" (the corpus has no labelled test videos: data.held_out_from_train > 0 holds training subjects "
                     "out as a test split)" if split == "test" else "")
             raise ValueError(f"the {split!r} split of {self.hparams.dataset} at {self.root} holds no clips{hint}")
-        check_labelled(split, ds.records, self.hparams.dataset, self.root)  # e.g. every label invalid: loss 0
+        check_labelled(split, ds.records, self.hparams.dataset, self.root, self.hparams.task)  # e.g. every label invalid: loss 0
         workers = self.hparams.num_workers
         if workers:
             _single_threaded_opencv()
@@ -416,7 +418,7 @@ class AffectDataModule(L.LightningDataModule):
             return self._loader("train", shuffle=False, sampler=sampler)
         if len(clips) == 0:
             raise ValueError(f"the 'train' split of {hp.dataset} at {self.root} holds no clips")
-        check_labelled("train", clips.records, hp.dataset, self.root)
+        check_labelled("train", clips.records, hp.dataset, self.root, hp.task)
         world = self.trainer.world_size if self.trainer is not None else 1
         per_rank = hp.windows_per_video * len(clips.records) // world if hp.windows_per_video else None
         stream = ChunkedClipStream(clips, chunk_len=hp.chunk_len, buffer_size=hp.shuffle_buffer,

@@ -56,7 +56,10 @@ class FrameEncoder(nn.Module):
             pretrained = True  # timm loads "pretrained" weights from the local file, no network
         check_backbone_name(name)
         try:
-            self.model = timm.create_model(name, pretrained=pretrained, **kwargs)
+            try:  # a ViT takes frames of any size (its position embeddings resampled), as faces come
+                self.model = timm.create_model(name, pretrained=pretrained, dynamic_img_size=True, **kwargs)
+            except TypeError:  # not a ViT: convolutions need no telling
+                self.model = timm.create_model(name, pretrained=pretrained, **kwargs)
         except (OSError, RuntimeError) as err:
             if not pretrained or checkpoint_path:
                 raise

@@ -19,6 +19,13 @@ from fer_lightning.errors import UserInputError
 from fer_lightning.models.affect_net import AffectNet
 from fer_lightning.models.net_config import NetworkConfig
 from fer_lightning.models.objectives import OBJECTIVES
+from fer_lightning.models.selfsup import (
+    SelfSupConfig,
+    create_method,
+    make_views,
+    pair_faces,
+    view_augment,
+)
 from fer_lightning.models.transfer import load_encoder, load_parts
 from fer_lightning.tasks import EMOTIONS, TASKS
 from fer_lightning.training.distributed import average_gradients
@@ -34,10 +41,10 @@ class AffectModule(L.LightningModule):
     ``s/ccc_<target>`` (pooled over every labelled frame of the split, as the challenges score),
     ``s/ccc_mean``, ``s/seq_ccc_<target>`` (mean over videos), ``s/face_ccc_<target>``,
     ``s/face_ccc_mean`` (the labelled frames that show a face only) and ``s/face_coverage``;
-    for ``pretrain`` ``s/acc`` and ``s/f1_macro``.
+    for ``pretrain`` ``s/acc`` and ``s/f1_macro``; for ``selfsup`` the loss alone.
 
     Args:
-        task: ``finetune`` or ``pretrain`` (linked from the datamodule by the CLI).
+        task: ``finetune``, ``pretrain`` or ``selfsup`` (linked from the datamodule by the CLI).
         target_names: continuous outputs for ``finetune``; class_names: logits for ``pretrain``.
         net: the network (:class:`~fer_lightning.models.net_config.NetworkConfig`: backbone,
             pretrained, backbone_checkpoint, hidden_size, num_layers, bidirectional, dropout);
@@ -56,6 +63,9 @@ class AffectModule(L.LightningModule):
         backbone_lr_scale: the encoder's learning rate relative to ``lr`` (e.g. 0.1).
         compile_backbone: ``torch.compile`` the timm backbone in place when training starts
             (the LSTM stays eager: cuDNN's RNN breaks graphs); checkpoints keep the same keys.
+        selfsup: for ``task: selfsup``, the method and its settings
+            (:class:`~fer_lightning.models.selfsup.SelfSupConfig`: ``method`` simclr, vicreg or
+            mae, ...); the encoder alone learns, so ``net.num_layers`` must be 0.
         faceless: how a scored frame without a face is predicted: ``interpolate`` (between
             the nearest face frames' predictions), ``hold`` (the last face frame's) or ``model``
             (the model's output on the black frame); see :mod:`fer_lightning.metrics.faceless`.
@@ -78,6 +88,7 @@ class AffectModule(L.LightningModule):
         backbone_lr_scale: float = 1.0,
         compile_backbone: bool = False,
         faceless: str = "interpolate",
+        selfsup: SelfSupConfig | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -92,14 +103,25 @@ class AffectModule(L.LightningModule):
             if not ok:
                 raise UserInputError(f"model.{name} must be {what}, got {value}")
         net = NetworkConfig.of(net)
+        ssl = SelfSupConfig.of(selfsup) if task == "selfsup" else None
+        if ssl is not None and net.num_layers != 0:
+            raise UserInputError("task selfsup trains the face feature extractor alone: set model.net.num_layers: 0 "
+                                 "(fine-tuning then trains its own temporal model)")
         self.save_hyperparameters()
         self.hparams.net = net.as_dict()  # plain data: checkpoints load with weights_only
+        self.hparams.selfsup = ssl.as_dict() if ssl is not None else None
         self.task = task
         self.target_names = tuple(target_names)
         self.class_names = tuple(class_names)
         self.objective = OBJECTIVES[task](self.target_names, self.class_names, faceless)
         # a run that loads its encoder from a pretraining checkpoint never needs the hub's weights
-        self.net = AffectNet.from_config(net, len(self.objective.output_names), pretrained=net.pretrained and not init_from)
+        self.net = AffectNet.from_config(net, max(1, len(self.objective.output_names)),
+                                         pretrained=net.pretrained and not init_from)
+        self.selfsup = self.views = None
+        if ssl is not None:  # the encoder's features are the output; the method holds its heads
+            self.net.head = nn.Identity()
+            self.selfsup = create_method(ssl, self.net.encoder)
+            self.views = view_augment(ssl)
         self.metrics = nn.ModuleDict({s: self.objective.make_metrics() for s in EVAL_STAGES})
         self.loaded_from: str | None = None
         self._last_batch_end: float | None = None
@@ -229,9 +251,29 @@ class AffectModule(L.LightningModule):
         """The task's masked loss: 1 - CCC (finetune) or cross-entropy (pretrain)."""
         return self.objective.loss(preds, targets, mask)
 
+    def selfsup_loss(self, batch: dict, seed: int) -> Tensor:
+        """The self-supervised method's loss on a batch: the first and last frame of each clip,
+        each augmented with its own draw from ``seed``."""
+        frames, has_face = batch["frames"][:, [0, -1]], batch["mask"][:, [0, -1]]
+        views = make_views(self.views, pair_faces(frames, has_face), seed)
+        loss = self.selfsup(self.net.encoder, views)
+        return loss if has_face.any() else loss * 0.0  # a batch without a face: the collectives still run
+
+    def _step_seed(self, stage: str, batch_idx: int) -> int:
+        # training draws follow the step (a resumed run draws what an uninterrupted one did);
+        # evaluation draws the same views every epoch, so its loss compares across epochs
+        rank = self.global_rank if self._trainer is not None else 0
+        step = self.global_step if stage == "train" and self._trainer is not None else batch_idx
+        key = [int(torch.initial_seed()) % 2**32, {"train": 0, "val": 1, "test": 2}[stage], rank, step]
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        preds = self.predict_batch(batch)
-        loss = self.loss(preds, batch["targets"], batch["mask"])
+        if self.selfsup is not None:
+            loss = self.selfsup_loss(batch, self._step_seed("train", batch_idx))
+            preds = batch["frames"]
+        else:
+            preds = self.predict_batch(batch)
+            loss = self.loss(preds, batch["targets"], batch["mask"])
         self.log("train/loss", loss, prog_bar=True, batch_size=preds.shape[0])
         now = time.perf_counter()  # throughput including data loading: batch end to batch end
         if self._last_batch_end is not None:
@@ -240,7 +282,12 @@ class AffectModule(L.LightningModule):
         self._last_batch_end = now
         return loss
 
-    def _eval_step(self, batch: dict, stage: str) -> dict:
+    def _eval_step(self, batch: dict, stage: str, batch_idx: int = 0) -> dict:
+        if self.selfsup is not None:
+            loss = self.selfsup_loss(batch, self._step_seed(stage, batch_idx))
+            self.log(f"{stage}/loss", loss, batch_size=batch["frames"].shape[0], sync_dist=True,
+                     prog_bar=stage == "val")
+            return {}
         preds = self.predict_batch(batch)
         targets, mask = batch["targets"], batch["mask"]
         self.log(f"{stage}/loss", self.loss(preds, targets, mask), batch_size=preds.shape[0], sync_dist=True)
@@ -290,10 +337,10 @@ class AffectModule(L.LightningModule):
         self._score_annotations("test")
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._eval_step(batch, "val")
+        return self._eval_step(batch, "val", batch_idx)
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._eval_step(batch, "test")
+        return self._eval_step(batch, "test", batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

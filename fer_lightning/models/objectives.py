@@ -11,6 +11,8 @@ holds one (``AffectModule.objective``) instead of branching on the task's name.
   and ``s/face_coverage`` (their share of the labelled frames).
 - ``pretrain`` (:class:`EmotionClassification`): emotion class logits per frame, masked
   cross-entropy; logs ``s/acc`` and ``s/f1_macro``.
+- ``selfsup`` (:class:`SelfSupervision`): no labels; the module's self-supervised method gives
+  the loss (``s/loss``).
 """
 
 from __future__ import annotations
@@ -106,4 +108,28 @@ class EmotionClassification:
         return outputs.softmax(-1)  # class probabilities
 
 
-OBJECTIVES = {cls.task: cls for cls in (AffectRegression, EmotionClassification)}
+class SelfSupervision:
+    """``selfsup``: no labels; the loss is the self-supervised method's
+    (:mod:`fer_lightning.models.selfsup`), computed by the module, and ``s/loss`` is the figure."""
+
+    task = "selfsup"
+    continuous = False
+    monitor = "loss"
+
+    def __init__(self, target_names: Sequence[str], class_names: Sequence[str], faceless: str = "interpolate") -> None:
+        self.output_names = ()
+
+    def make_metrics(self) -> nn.ModuleDict:
+        return nn.ModuleDict()
+
+    def update(self, metrics: nn.ModuleDict, preds: Tensor, batch: dict) -> None:
+        pass
+
+    def log_epoch(self, metrics: nn.ModuleDict, stage: str, log: Log) -> None:
+        pass
+
+    def predictions(self, outputs: Tensor) -> Tensor:
+        return outputs  # the face features
+
+
+OBJECTIVES = {cls.task: cls for cls in (AffectRegression, EmotionClassification, SelfSupervision)}

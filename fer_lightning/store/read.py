@@ -40,6 +40,7 @@ class StoreIndex:
         self.side = int(table["size"].iloc[0]) if "size" in table.columns and len(table) else _store_side(self.root)
         ok = table[(table["status"] == "ok") & table["fps"].notna()]
         self.videos = set(ok["video_id"])
+        self.sources_of_videos = dict(zip(ok["video_id"], ok["source_id"], strict=True))  # face video -> source
         sources = ok.drop_duplicates("source_id")
         self.facts = {sid: (float(fps), int(n), self.side, self.side)
                       for sid, fps, n in zip(sources["source_id"], sources["fps"], sources["num_frames"], strict=True)}
