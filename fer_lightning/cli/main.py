@@ -14,6 +14,7 @@ value``; ``--help`` shows defaults).
     fer-lightning export --ckpt CKPT [--format onnx|torchscript --out PATH]
     fer-lightning sweep SWEEP_FILE [--runs N] [-- fit overrides]
     fer-lightning ablation [--config EXPERIMENT --seeds 0 1 2] [-- fit overrides]
+    fer-lightning compare-pretraining [--config COMPARISON --seeds 0 1 --routes ...] [-- fit overrides]
 
 Lightning's own ``predict`` subcommand is not offered (the datamodule has no predict split):
 ``fer-lightning predict`` runs a checkpoint on videos, and ``evaluate`` or ``test`` write the
@@ -48,6 +49,8 @@ TOOLS = {
     "sweep": ("fer_lightning.cli.sweep", "main", "run a W&B sweep here, offline, with W&B's sweep engine"),
     "ablation": ("fer_lightning.cli.ablation", "main",
                  "pretrained vs from-scratch fine-tuning on few subjects, over seeds (table + plot)"),
+    "compare-pretraining": ("fer_lightning.cli.compare", "main",
+                            "every pretraining route x temporal model x seed, tested on unseen identities (table + plot)"),
 }
 
 # LightningCLI's --optimizer/--lr_scheduler would replace AffectModule.configure_optimizers, and

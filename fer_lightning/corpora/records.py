@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_lightning.media.video import ReaderCache
+
 
 @dataclass
 class VideoRecord:
@@ -41,3 +43,11 @@ class VideoRecord:
                 raise ValueError(
                     f"{self.video_id}: {name} has {len(arr)} rows but the video has {n} frames"
                 )
+
+
+def record_frames(rec: VideoRecord, readers: ReaderCache, indices: np.ndarray) -> np.ndarray:
+    """Frames ``indices`` of ``rec`` as uint8 (N, H, W, 3): from the record's own frame source
+    (a list of images), else decoded from its video with ``readers``."""
+    if rec.frames is not None:
+        return rec.frames.read(indices)
+    return readers.read(rec.path, indices)

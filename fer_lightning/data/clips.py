@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_lightning.corpora.records import VideoRecord
+from fer_lightning.corpora.records import VideoRecord, record_frames
 from fer_lightning.faces.detect import crop_face
 from fer_lightning.media.video import ReaderCache, VideoReadError
 from fer_lightning.tasks import TASKS
@@ -40,14 +40,6 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
     if starts[-1] != last:
         starts.append(last)
     return starts
-
-
-def record_frames(rec: VideoRecord, readers: ReaderCache, indices: np.ndarray) -> np.ndarray:
-    """Frames ``indices`` of ``rec`` as uint8 (N, H, W, 3): from the record's own frame source
-    (a list of images), else decoded from its video with ``readers``."""
-    if rec.frames is not None:
-        return rec.frames.read(indices)
-    return readers.read(rec.path, indices)
 
 
 class ClipDataset(Dataset):

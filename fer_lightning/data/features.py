@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_lightning.corpora.records import VideoRecord
-from fer_lightning.data.clips import ClipDataset, record_frames
+from fer_lightning.corpora.records import VideoRecord, record_frames
+from fer_lightning.data.clips import ClipDataset
 from fer_lightning.faces.detect import crop_face
 from fer_lightning.io import write_text_atomic
 

@@ -165,5 +165,33 @@ def plot_ablation(rows: list[dict], path: Path) -> Path:
     return save_png(fig, path, dpi=110)
 
 
+def plot_route_comparison(rows: list[dict], path: Path) -> Path:
+    """``fer-lightning compare-pretraining``: test CCC per pretraining route (x) and temporal
+    model (bars side by side), mean and sd over seeds, each seed a dot."""
+    plt = pyplot()
+    routes = list(dict.fromkeys(r["route"] for r in rows))
+    temporals = list(dict.fromkeys(r["temporal"] for r in rows))
+    width = 0.8 / len(temporals)
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, 3, figsize=(4 + 1.6 * len(routes) * 3 / 2, 3.8), sharey=True)
+    for ax, m in zip(axes, ("ccc_valence", "ccc_arousal", "ccc_mean"), strict=True):
+        for j, temporal in enumerate(temporals):
+            for x, route in enumerate(routes):
+                v = np.array([r[m] for r in rows if r["route"] == route and r["temporal"] == temporal])
+                if not len(v):
+                    continue
+                pos = x - 0.4 + width * (j + 0.5)
+                ax.bar(pos, v.mean(), width, yerr=v.std(ddof=1) if len(v) > 1 else 0, color=colours[j % 10],
+                       alpha=0.6, capsize=3, label=temporal if x == 0 else None)
+                ax.scatter(np.full(len(v), pos), v, color="k", s=8, zorder=3)
+        ax.set_xticks(range(len(routes)), routes, rotation=30, ha="right")
+        ax.set_title(m.replace("ccc_", "test CCC "))
+        ax.axhline(0, color="k", lw=0.5)
+    axes[0].legend(title="temporal", fontsize=8)
+    fig.suptitle("Pretraining routes on identities never seen in fine-tuning (mean ± sd over seeds, dots: seeds)")
+    fig.tight_layout()
+    return save_png(fig, path, dpi=110)
+
+
 def _short(value: Any) -> str:
     return f"{value:.2g}" if isinstance(value, float) else str(value)

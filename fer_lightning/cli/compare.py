@@ -1,0 +1,249 @@
+"""Every pretraining route, compared on identities never seen in fine-tuning
+(``make compare-pretraining``).
+
+A comparison file (``experiments/compare_pretraining.yaml``) names the fine-tuning experiment,
+the seeds, the temporal models and the routes. A route is a chain of pretraining stages (each an
+experiment file and overrides, run once, starting from the stage before: ``model.init_from``),
+and may add fine-tuning overrides of its own (ImageNet weights from a local file). Then every
+(route, temporal model, seed) fine-tunes from the route's checkpoint, its best checkpoint (by
+validation CCC) is tested on the held-out split, and the figures go to ``results.csv`` (one row
+per run), ``summary.md`` (mean and sd per route and temporal model) and ``compare_pretraining.png``.
+
+Fair by construction where the tool can see it: before anything trains, every stage that reads
+the fine-tuning corpus is checked not to train on its held-out identities (an error names them);
+an image corpus made from the fine-tuning corpus (``export_images``) holds its training and
+validation subjects only. Stages shared by routes (self-supervision alone and chained) run once.
+
+    fer-lightning compare-pretraining [--config experiments/compare_pretraining.yaml]
+        [--seeds 0 1] [--temporal lstm tcn] [--routes scratch video] [--out DIR] [-- fit overrides]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fer_lightning.errors import UserInputError
+from fer_lightning.io import write_text_atomic
+
+METRICS = ("ccc_valence", "ccc_arousal", "ccc_mean")
+KNOWN_KEYS = {"finetune", "seeds", "temporal", "routes", "stage_args", "finetune_args", "export_images"}
+ROUTE_KEYS = {"stages", "finetune_args", "needs"}
+
+
+def read_comparison(path: str | Path) -> dict:
+    """The comparison file, checked, with experiment file names resolved against its folder and
+    ``${VAR}`` environment references expanded (an unset one leaves the route to be skipped)."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text()) or {}
+    if unknown := sorted(set(spec) - KNOWN_KEYS):
+        raise UserInputError(f"{path}: unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}")
+    if not spec.get("finetune") or not spec.get("routes"):
+        raise UserInputError(f"{path}: needs finetune (the fine-tuning experiment files) and routes")
+    base = path.parent
+
+    def resolve(items: list[str]) -> list[str]:
+        out = []
+        for item in items:
+            item = os.path.expandvars(str(item))
+            out.append(item if item.startswith("--") else str(base / item))
+        return out
+
+    routes = {}
+    for name, route in spec["routes"].items():
+        route = route or {}
+        if unknown := sorted(set(route) - ROUTE_KEYS):
+            raise UserInputError(f"{path}: route {name}: unknown keys {unknown}; known: {sorted(ROUTE_KEYS)}")
+        routes[name] = {"stages": [resolve(stage) for stage in route.get("stages", [])],
+                        "finetune_args": resolve(route.get("finetune_args", [])),
+                        "needs": [os.path.expandvars(str(p)) for p in route.get("needs", [])]}
+    return {"finetune": resolve(spec["finetune"]), "seeds": list(spec.get("seeds", [0])),
+            "temporal": list(spec.get("temporal", ["lstm"])), "routes": routes,
+            "stage_args": [str(a) for a in spec.get("stage_args", [])],
+            "finetune_args": [str(a) for a in spec.get("finetune_args", [])],
+            "export_images": spec.get("export_images")}
+
+
+def _configs_and_overrides(items: list[str], out: Path) -> tuple[list[str], list[str]]:
+    items = [i.replace("{out}", str(out)) for i in items]
+    return [i for i in items if not i.startswith("--")], [i for i in items if i.startswith("--")]
+
+
+def _data_of(items: list[str], out: Path) -> dict:
+    from fer_lightning.cli.main import experiment_data
+
+    configs, overrides = _configs_and_overrides(items, out)
+    return experiment_data({}, configs, overrides)
+
+
+def held_out_identities(finetune_items: list[str], out: Path) -> tuple[dict, set[str]]:
+    """The fine-tuning data settings and the subjects of its test split."""
+    from fer_lightning.corpora.load import corpus_settings, load_corpus
+
+    data = _data_of(finetune_items, out)
+    corpus = load_corpus(**corpus_settings(data))
+    return data, {r.subject for r in corpus.splits["test"]}
+
+
+def check_disjoint(route: str, stage_items: list[str], finetune_data: dict, held_out: set[str], out: Path) -> None:
+    """A stage on the fine-tuning corpus must not train on its held-out identities."""
+    from fer_lightning.corpora.load import corpus_settings, load_corpus
+
+    data = _data_of(stage_items, out)
+    if (data.get("dataset"), Path(str(data.get("root"))).resolve()) != \
+            (finetune_data.get("dataset"), Path(str(finetune_data.get("root"))).resolve()):
+        return  # another corpus: its people are not named alike (say in the report which corpora)
+    corpus = load_corpus(**corpus_settings(data))
+    seen = held_out & {r.subject for split in ("train", "val") for r in corpus.splits[split]}
+    if seen:
+        raise UserInputError(f"route {route}: a pretraining stage reads {len(seen)} of the identities fine-tuning holds "
+                             f"out for testing ({', '.join(sorted(seen)[:5])}): the comparison would not be on unseen "
+                             "people; give the stage the fine-tuning corpus's own splits (the same data.seed and "
+                             "held-out settings) or another corpus")
+
+
+def fit(items: list[str], extra: list[str], run_root: Path, test: bool) -> tuple[str, dict]:
+    """One ``fit`` of ``items`` (experiment files and overrides) with ``extra`` (the command
+    line's overrides, layered between the files and the items' own overrides) in ``run_root``;
+    returns its best checkpoint (else its last) and, with ``test``, the test figures of that
+    checkpoint."""
+    from fer_lightning.cli.main import lightning_main
+
+    configs, overrides = [i for i in items if not i.startswith("--")], [i for i in items if i.startswith("--")]
+    # the command line's overrides go under the stage's own (an image stage keeps its data.root)
+    args = [*(a for c in configs for a in ("--config", c)), *extra, *overrides, f"--run_root={run_root}"]
+    cli = lightning_main(args, run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    callback = cli.trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") or ""
+    if not best:
+        found = sorted(run_root.rglob("last.ckpt"))
+        best = str(found[-1]) if found else ""
+    if not best:
+        raise RuntimeError(f"the fit in {run_root} saved no checkpoint")
+    result = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0] if test else {}
+    return best, result
+
+
+def summarize(rows: list[dict], skipped: dict[str, str]) -> str:
+    """Markdown: mean ± sd of the test CCC per route and temporal model, over seeds."""
+    lines = ["| route | temporal | runs | CCC valence | CCC arousal | CCC mean |", "|---|---|---|---|---|---|"]
+    for route in dict.fromkeys(r["route"] for r in rows):
+        for temporal in dict.fromkeys(r["temporal"] for r in rows if r["route"] == route):
+            sel = [r for r in rows if r["route"] == route and r["temporal"] == temporal]
+            cells = []
+            for m in METRICS:
+                v = np.array([r[m] for r in sel])
+                cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}")
+            lines.append(f"| {route} | {temporal} | {len(sel)} | " + " | ".join(cells) + " |")
+    for route, why in skipped.items():
+        lines.append(f"| {route} | - | 0 | skipped: {why} | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fer-lightning compare-pretraining``: see the module docs."""
+    import sys
+
+    from fer_lightning.cli.parsing import tool_parser
+    from fer_lightning.cli.tools import split_experiment_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    configs, overrides, own = split_experiment_args(argv[:argv.index("--")] if "--" in argv else argv)
+    p = tool_parser("fer-lightning compare-pretraining", __doc__,
+                    config_help="the comparison file (default: experiments/compare_pretraining.yaml); "
+                                "--data./--model./--trainer. overrides (or any after --) go to every fit")
+    p.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds (default: the file's)")
+    p.add_argument("--temporal", nargs="+", help="temporal models (default: the file's)")
+    p.add_argument("--routes", nargs="+", help="the routes to run (default: all of the file's)")
+    p.add_argument("--out", default="runs/compare_pretraining", help="results folder")
+    a = p.parse_args(own)
+    spec = read_comparison(configs[0] if configs else "experiments/compare_pretraining.yaml")
+    seeds, temporals = a.seeds or spec["seeds"], a.temporal or spec["temporal"]
+    routes = {k: v for k, v in spec["routes"].items() if not a.routes or k in a.routes}
+    if a.routes and (unknown := sorted(set(a.routes) - set(spec["routes"]))):
+        raise UserInputError(f"--routes: unknown {unknown}; the file has {sorted(spec['routes'])}")
+    out = Path(a.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    every = [*overrides, *extra]
+
+    finetune_data, held_out = held_out_identities([*spec["finetune"], *spec["finetune_args"], *every], out)
+    print(f"fine-tuning on {finetune_data['dataset']} at {finetune_data['root']}; tested on {len(held_out)} held-out "
+          f"identities: {', '.join(sorted(held_out))}", flush=True)
+    if spec["export_images"] and any("{out}/images" in i for r in routes.values() for s in r["stages"] for i in s):
+        from fer_lightning.corpora.export import export_faces_by_class
+        from fer_lightning.corpora.load import corpus_settings, load_corpus
+
+        settings = corpus_settings(finetune_data) | {"held_out_from_train": finetune_data.get("held_out_from_train",
+                                                                                             0.0)}
+        corpus = load_corpus(**settings)
+        names = list(finetune_data.get("class_names") or [])
+        if not names:
+            from fer_lightning.tasks import EMOTIONS
+
+            names = list(EMOTIONS)
+        kept = [r for split in ("train", "val") for r in corpus.splits[split]]  # never the held-out people
+        written = export_faces_by_class(kept, names, out / "images", every=int(spec["export_images"].get("every", 5)))
+        print(f"image corpus from the fine-tuning corpus's training and validation subjects: {written}", flush=True)
+
+    skipped: dict[str, str] = {}
+    for name, route in list(routes.items()):
+        missing = [p for p in route["needs"] if not p or "$" in p or not Path(p).exists()]
+        if missing:
+            skipped[name] = f"needs {', '.join(missing) or 'a file'}"
+            del routes[name]
+            continue
+        for stage in route["stages"]:
+            check_disjoint(name, [*stage, *spec["stage_args"], *every], finetune_data, held_out, out)
+
+    stage_ckpts: dict[tuple, str] = {}
+    start_of: dict[str, str | None] = {}
+    for name, route in routes.items():
+        previous: str | None = None
+        for k, stage in enumerate(route["stages"]):
+            key = (tuple(stage), previous)
+            if key not in stage_ckpts:
+                init = [f"--model.init_from={previous}"] if previous else []
+                root = out / "stages" / f"{name}_{k}"
+                print(f"route {name}, stage {k + 1}/{len(route['stages'])}: {' '.join(stage)}", flush=True)
+                items = [i.replace("{out}", str(out)) for i in [*stage, *spec["stage_args"], *init]]
+                stage_ckpts[key] = fit(items, every, root, test=False)[0]
+            previous = stage_ckpts[key]
+        start_of[name] = previous
+
+    rows = []
+    for name, route in routes.items():
+        for temporal in temporals:
+            for seed in seeds:
+                run = out / "runs" / f"{name}_{temporal}_seed{seed}"
+                args = [*spec["finetune"], *spec["finetune_args"], *route["finetune_args"], f"--seed_everything={seed}",
+                        f"--data.seed={seed}", f"--model.net.temporal={temporal}",
+                        f"--model.init_from={start_of[name] or 'null'}"]
+                _, result = fit([i.replace("{out}", str(out)) for i in args], every, run, test=True)
+                rows.append({"route": name, "temporal": temporal, "seed": seed,
+                             **{m: float(result[f"test/{m}"]) for m in METRICS}})
+                print(rows[-1], flush=True)
+                header = list(rows[0])
+                write_text_atomic(out / "results.csv", ",".join(header) + "\n" + "".join(
+                    ",".join(str(r[h]) for h in header) + "\n" for r in rows))  # after each run: nothing lost
+    summary = summarize(rows, skipped)
+    sources = "\n".join(f"- {name}: " + (" -> ".join(Path(s[0]).name if s else "?" for s in r["stages"]) or
+                                        ("fine-tuning overrides " + " ".join(r["finetune_args"]) if r["finetune_args"]
+                                         else "random weights")) for name, r in routes.items())
+    write_text_atomic(out / "summary.md", f"Test CCC on {len(held_out)} identities never seen in fine-tuning "
+                                          f"({finetune_data['dataset']}); routes:\n{sources}\n\n{summary}\n")
+    if rows:
+        from fer_lightning.evaluation.plots import plot_route_comparison
+
+        plot_route_comparison(rows, out / "compare_pretraining.png")
+    print(f"\n{summary}\n\nresults: {out / 'results.csv'}\nsummary: {out / 'summary.md'}\n"
+          f"plot:    {out / 'compare_pretraining.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""``fer-lightning compare-pretraining``: every route chained and fine-tuned per temporal model
+and seed, tested on identities no stage saw; a stage that would read them is refused."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fer_lightning.errors import UserInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+
+
+def test_a_stage_that_reads_the_held_out_identities_is_refused_by_name(tmp_path):
+    """Fine-tuning and a pretraining stage on one corpus (a manifest split by subject): with
+    the fine-tuning's seed the stage never trains on its test people; with another seed it
+    would, and the comparison stops before anything trains, naming them."""
+    from test_datasets import write_manifest_corpus
+
+    from fer_lightning.cli.compare import check_disjoint, held_out_identities
+
+    write_manifest_corpus(tmp_path / "mine", with_split=False)
+    finetune = [str(EXPERIMENTS / "finetune_manifest.yaml"), f"--data.root={tmp_path / 'mine'}",
+                "--data.face_store=null", "--data.dataset_args={manifest: manifest.csv, scale: [0, 100], seed: 0}"]
+    data, held_out = held_out_identities(finetune, tmp_path)
+    assert held_out and held_out <= {f"s{i}" for i in range(4)}
+    check_disjoint("same splits", finetune, data, held_out, tmp_path)
+    leaky = [*finetune[:-1], "--data.dataset_args={manifest: manifest.csv, scale: [0, 100], seed: 3}"]
+    with pytest.raises(UserInputError, match="reads 1 of the identities fine-tuning holds out"):
+        check_disjoint("leaky", leaky, data, held_out, tmp_path)
+
+
+def test_a_comparison_file_is_checked_before_anything_runs(tmp_path):
+    from fer_lightning.cli.compare import read_comparison
+
+    (tmp_path / "c.yaml").write_text("finetune: [a.yaml]\nroutes: {x: {stages: [[b.yaml]], nedes: []}}\n")
+    with pytest.raises(UserInputError, match=r"route x: unknown keys \['nedes'\]"):
+        read_comparison(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("finetune: [a.yaml]\nseed: [1]\nroutes: {x: {}}\n")
+    with pytest.raises(UserInputError, match=r"unknown keys \['seed'\]"):
+        read_comparison(tmp_path / "c.yaml")
+
+
+@pytest.mark.slow
+def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_corpus, tmp_path, capsys):
+    """The shipped comparison file at test size: scratch, video, images (exported from the
+    corpus's training and validation subjects), self-supervised and chained routes, two temporal
+    models, one seed; ImageNet weights are skipped without a file, and say so."""
+    from fer_lightning.cli.compare import main
+
+    corpus = shutil.copytree(tiny_corpus, tmp_path / "synthetic")
+    tiny = ["--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32",
+            "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.check_val_every_n_epoch=1",
+            f"--data.root={corpus}", "--model.selfsup.image_size=32"]
+    code = main(["--config", str(EXPERIMENTS / "compare_pretraining.yaml"), "--seeds", "0", "--temporal", "lstm",
+                 "gru", "--out", str(tmp_path / "out"), "--", *tiny])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    routes = ["scratch", "video", "images", "selfsup", "selfsup+video"]
+    assert [(r["route"], r["temporal"]) for r in rows] == [(r, t) for r in routes for t in ("lstm", "gru")]
+    assert all(-1 <= float(r["ccc_mean"]) <= 1 for r in rows)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| imagenet | - | 0 | skipped: needs" in summary and "identities never seen in fine-tuning" in summary
+    assert (tmp_path / "out" / "compare_pretraining.png").stat().st_size > 10_000
+    import re
+
+    from fer_lightning.corpora.load import load_corpus
+
+    test_videos = {r.video_id for r in load_corpus("synthetic", corpus).splits["test"]}
+    assert re.search(rf"tested on {len(test_videos)} held-out identities", out)
+    # the image route's corpus holds the training and validation subjects' faces only
+    exported = list((tmp_path / "out" / "images").rglob("*.png"))
+    assert exported and not any(p.name.startswith(tuple(test_videos)) for p in exported)
+    # the self-supervised stage ran once and fed both routes that start with it
+    assert len(list((tmp_path / "out" / "stages").glob("selfsup*_0"))) == 1
