@@ -203,3 +203,36 @@ def test_routes_chain_from_self_supervision_to_emotion_classes_to_valence_arousa
             assert state["hyper_parameters"]["task"] == "selfsup" and state["hyper_parameters"]["selfsup"]["method"] \
                 == "simclr" and any(k.startswith("selfsup.head.") for k in state["state_dict"])
         previous = ckpt
+
+
+@pytest.mark.parametrize("method, backbone", [("simclr", "test_resnet"), ("mae", "test_vit")])
+def test_bf16_mixed_self_supervision_trains_with_a_float32_loss(tiny_corpus, tmp_path, method, backbone):
+    """Under bf16-mixed on the CPU the encoder runs in bf16, the loss computes in float32 and
+    stays finite, in training and validation alike."""
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    class Probe(L.Callback):
+        dtypes: set = set()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.dtypes.add(outputs["loss"].dtype)
+
+    L.seed_everything(0)
+    model = AffectModule(task="selfsup", net=dict(backbone=backbone, num_layers=0),
+                         selfsup=dict(method=method, image_size=32, hidden_dim=32, decoder_dim=32, decoder_heads=2))
+    features = {}
+    # the encoder's first convolution (mae runs the ViT's parts itself, not the encoder's forward)
+    watched = next(m for m in model.net.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    watched.register_forward_hook(lambda m, i, o: features.update(dtype=o.dtype))  # returns None
+    dm = AffectDataModule(root=str(tiny_corpus), task="selfsup", clip_len=2, frame_step=4, image_size=32,
+                          batch_size=4, num_workers=0, augment=False)
+    probe = Probe()
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=3, limit_val_batches=2, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        callbacks=[probe], default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    val = trainer.validate(model, datamodule=dm, verbose=False)[0]
+    assert features["dtype"] == torch.bfloat16 and probe.dtypes == {torch.float32}
+    assert np.isfinite(val["val/loss"])
