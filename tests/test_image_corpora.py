@@ -292,3 +292,69 @@ def test_image_pretraining_runs_from_its_experiment_files_and_feeds_video_fine_t
     fine = torch.load(sorted((tmp_path / "fine").rglob("last.ckpt"))[0], map_location="cpu", weights_only=True)
     encoder = [k for k in pre["state_dict"] if k.startswith("net.encoder.")]
     assert encoder and all(torch.equal(pre["state_dict"][k], fine["state_dict"][k]) for k in encoder)
+
+
+def test_video_and_images_pretrain_together_in_one_run(tiny_corpus, tmp_path):
+    """data.mix: the synthetic videos (4-frame clips) and an image corpus (one-frame clips,
+    class-balanced) train in one run, one batch of each per step; the loss is the cross-entropy
+    over all their labelled frames together, computed here apart from the model's code."""
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.models import AffectModule
+
+    images = synthetic_faces_by_class(tiny_corpus, tmp_path / "faces")
+    mix = [{"dataset": "image_folders", "root": str(images), "clip_len": 1, "batch_size": 6}]
+    dm = AffectDataModule(root=str(tiny_corpus), task="pretrain", clip_len=4, image_size=32, batch_size=2,
+                          num_workers=0, balance_classes=True, mix=mix)
+    L.seed_everything(0)
+    model = AffectModule(task="pretrain", net=dict(backbone="test_resnet", hidden_size=8, num_layers=1, dropout=0.0))
+    seen = []
+
+    class Check(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            parts = {k: (v["frames"].shape[:2], v["targets"].clone(), v["mask"].clone()) for k, v in batch.items()}
+            with torch.no_grad():
+                logits = torch.cat([pl_module.predict_batch(v).reshape(-1, len(pl_module.class_names))
+                                    for v in batch.values()])
+            labels = torch.cat([torch.where(v["mask"], v["targets"], -1).reshape(-1) for v in batch.values()])
+            seen.append((parts, F.cross_entropy(logits, labels, ignore_index=-1)))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            torch.testing.assert_close(outputs["loss"].detach(), seen[-1][1], rtol=1e-4, atol=1e-5)
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, callbacks=[Check()],
+                        default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert len(seen) == 3
+    for parts, _ in seen:
+        assert set(parts) == {"main", f"image_folders:{images.name}"}
+        assert parts["main"][0] == (2, 4) and parts[f"image_folders:{images.name}"][0] == (6, 1)
+    with pytest.raises(Exception, match="data.mix: each entry is a mapping with dataset and root"):
+        AffectDataModule(root=str(tiny_corpus), task="pretrain", mix=[{"dataset": "rafdb"}])
+
+
+@pytest.mark.ddp
+def test_video_and_images_mixed_train_under_two_gloo_ranks(tiny_corpus, tmp_path):
+    """data.mix under DDP: each rank draws its own share of both corpora and the run finishes
+    with the same weights on both ranks (one checkpoint)."""
+    import subprocess
+    import sys
+
+    images = synthetic_faces_by_class(tiny_corpus, tmp_path / "faces")
+    root = Path(__file__).resolve().parents[1]
+    args = ["fit", "--config", str(root / "experiments/pretrain_synthetic.yaml"), "--config",
+            str(root / "experiments/presets/ddp.yaml"), "--trainer.devices=2", f"--data.root={tiny_corpus}",
+            "--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32",
+            "--data.clip_len=4", "--data.batch_size=2", "--data.num_workers=0", "--trainer.max_steps=3",
+            "--trainer.limit_val_batches=1", "--evaluate_after_fit=false", "--trainer.enable_progress_bar=false",
+            f"--data.mix=[{{dataset: image_folders, root: {images}, clip_len: 1, batch_size: 4}}]",
+            "--data.balance_classes=true", f"--run_root={tmp_path / 'run'}"]
+    proc = subprocess.run([sys.executable, "-m", "fer_lightning.cli", *args], capture_output=True, text=True,
+                          timeout=600, env={**__import__("os").environ, "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "data.mix image_folders:faces" in proc.stdout + proc.stderr
+    assert len(list((tmp_path / "run").rglob("last.ckpt"))) == 1

@@ -28,6 +28,7 @@ from fer_lightning.data.transforms import build_augment
 from fer_lightning.errors import UserInputError
 from fer_lightning.tasks import EMOTIONS, TASKS
 
+MIX_KEYS = {"dataset", "root", "dataset_args", "face_store", "clip_len", "batch_size"}
 SPLITS = ("train", "val", "test")
 
 
@@ -159,6 +160,15 @@ class AffectDataModule(L.LightningDataModule):
         strict: per-video problems (a video the adapter leaves out, one missing from the face
             store or beyond the length tolerance) stop setup with an error instead of being
             skipped and reported.
+        mix: more corpora whose training splits train in the same run, beside this one's (an
+            image corpus beside a video corpus: AffectNet with Aff-Wild2's expression track).
+            Each entry is ``{dataset, root}`` and optionally ``dataset_args``, ``face_store``,
+            ``clip_len`` (1 for images; default this corpus's) and ``batch_size`` (default this
+            one's). Every training step takes one batch of each (Lightning's CombinedLoader,
+            cycling the shorter ones; an epoch is the longest), the loss counts all their
+            labelled frames together, each corpus is drawn in random order, class-balanced with
+            ``balance_classes``. Classes are this run's ``class_names`` (each adapter maps its own
+            onto them); validation and test are this corpus's.
     """
 
     def __init__(
@@ -195,6 +205,7 @@ class AffectDataModule(L.LightningDataModule):
         held_out_from_train: float = 0.2,
         store_length_tolerance: int = 5,
         strict: bool = False,
+        mix: Sequence[dict] | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -219,11 +230,20 @@ class AffectDataModule(L.LightningDataModule):
                                  f"[0, 1) (got {held_out_from_train})")
         if dataset not in list_datasets():
             raise UserInputError(f"data.dataset: unknown {dataset!r}; known: {', '.join(list_datasets())}")
+        for entry in mix or ():
+            if not isinstance(entry, dict) or not {"dataset", "root"} <= set(entry) or set(entry) - MIX_KEYS:
+                raise UserInputError(f"data.mix: each entry is a mapping with dataset and root (and optionally "
+                                     f"{', '.join(sorted(MIX_KEYS - {'dataset', 'root'}))}); got {entry!r}")
+            if entry["dataset"] not in list_datasets():
+                raise UserInputError(f"data.mix: unknown dataset {entry['dataset']!r}; known: {', '.join(list_datasets())}")
+        if mix and feature_cache:
+            raise UserInputError("data.mix with data.feature_cache: the cache holds this corpus's features only")
         class_names = resolve_class_names(class_names, dataset, task)
         self.save_hyperparameters()
         self.hparams.class_names = class_names
         self.root = Path(root)
         self.datasets: dict[str, ClipDataset] = {}
+        self.mixed: dict[str, ClipDataset] = {}  # data.mix: name -> its training clips
         self.corpus: Corpus | None = None  # what setup loaded (load_corpus)
         # built here, not in setup, so that a config error shows before any data is touched
         self.device_augment = (build_device_augment(augment) if augment_on == "device" and not feature_cache
@@ -333,6 +353,23 @@ class AffectDataModule(L.LightningDataModule):
                 on_read_error="mask",  # a file that breaks mid-epoch is masked and named, not a crash
                 **common,
             )
+        for entry in hp.mix or ():
+            name = self._mix_name(entry)
+            extra = load_corpus(**{**corpus_settings(hp), "dataset": entry["dataset"], "root": entry["root"],
+                                   "dataset_args": entry.get("dataset_args"), "face_store": entry.get("face_store"),
+                                   "held_out_from_train": 0.0, "train_subjects": None})
+            if extra.skipped:
+                rank_zero_warn(f"data.mix {name}: {len(extra.skipped)} videos are skipped: " + _listed(extra.skipped, 10))
+            clip_len = int(entry.get("clip_len", hp.clip_len))
+            self.mixed[name] = ClipDataset(
+                extra.splits["train"], clip_len=clip_len, stride=max(1, ((clip_len - 1) * hp.frame_step + 1) // 2),
+                frame_step=hp.frame_step, image_size=hp.image_size,
+                face_margin=0.0 if entry.get("face_store") else hp.face_margin, task=hp.task,
+                target_names=hp.target_names, transform=self._augment(), on_read_error="mask")
+            if hp.task == "pretrain":
+                frames = class_frames(extra.splits["train"], hp.class_names)
+                rank_zero_info(f"data.mix {name}: {len(self.mixed[name])} training clips of {clip_len} frames; "
+                               "frames per class: " + ", ".join(f"{c} {n}" for c, n in frames.items()))
 
     def _augment(self):
         if self.hparams.augment_on == "device":
@@ -408,7 +445,31 @@ class AffectDataModule(L.LightningDataModule):
             worker_init_fn=_worker_init,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    @staticmethod
+    def _mix_name(entry: dict) -> str:
+        return f"{entry['dataset']}:{Path(str(entry['root'])).name}"
+
+    def train_dataloader(self):
+        main = self._train_loader()
+        if not self.mixed:
+            return main
+        from lightning.pytorch.utilities import CombinedLoader
+
+        hp = self.hparams
+        loaders = {"main": main}
+        for entry in hp.mix:
+            name = self._mix_name(entry)
+            clips = self.mixed[name]
+            check_labelled("train", clips.records, name, entry["root"], hp.task)
+            sampler = class_balanced_sampler(clips, len(hp.class_names)) if hp.balance_classes else None
+            batch = int(entry.get("batch_size", hp.batch_size))
+            loaders[name] = DataLoader(clips, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+                                       drop_last=len(clips) > batch, num_workers=hp.num_workers,
+                                       persistent_workers=hp.num_workers > 0,
+                                       pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init)
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def _train_loader(self) -> DataLoader:
         hp = self.hparams
         clips = self.datasets["train"]
         if hp.train_reader == "random" or hp.feature_cache:  # cached features: no video to read

@@ -267,18 +267,32 @@ class AffectModule(L.LightningModule):
         key = [int(torch.initial_seed()) % 2**32, {"train": 0, "val": 1, "test": 2}[stage], rank, step]
         return int(np.random.SeedSequence(key).generate_state(1)[0])
 
+    def _mixed_loss(self, parts: dict) -> tuple[Tensor, int, int]:
+        """The loss of one batch of each corpus (``data.mix``): every part's frames side by side
+        as one clip, so the loss counts all labelled frames alike whatever their clip length."""
+        preds, targets, masks = [], [], []
+        for part in parts.values():
+            p = self.predict_batch(part)
+            preds.append(p.reshape(1, -1, p.shape[-1]))
+            targets.append(part["targets"].reshape(1, -1, *part["targets"].shape[2:]))
+            masks.append(part["mask"].reshape(1, -1))
+        loss = self.loss(torch.cat(preds, 1), torch.cat(targets, 1), torch.cat(masks, 1))
+        return loss, sum(p["mask"].shape[0] for p in parts.values()), sum(m.numel() for m in masks)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         if self.selfsup is not None:
             loss = self.selfsup_loss(batch, self._step_seed("train", batch_idx))
-            preds = batch["frames"]
+            size, frames = batch["frames"].shape[0], batch["mask"].numel()
+        elif "frames" not in batch and "features" not in batch:  # one batch per corpus (data.mix)
+            loss, size, frames = self._mixed_loss(batch)
         else:
             preds = self.predict_batch(batch)
             loss = self.loss(preds, batch["targets"], batch["mask"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=preds.shape[0])
+            size, frames = preds.shape[0], batch["mask"].numel()
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
         now = time.perf_counter()  # throughput including data loading: batch end to batch end
         if self._last_batch_end is not None:
-            frames = batch["mask"].numel()
-            self.log("train/frames_per_s", frames / max(1e-9, now - self._last_batch_end), batch_size=preds.shape[0])
+            self.log("train/frames_per_s", frames / max(1e-9, now - self._last_batch_end), batch_size=size)
         self._last_batch_end = now
         return loss
 

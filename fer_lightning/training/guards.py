@@ -19,9 +19,24 @@ class DatasetEpoch(L.Callback):
     which epoch this is, also after a resume."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        dataset = getattr(trainer.train_dataloader, "dataset", None)
-        if callable(getattr(dataset, "set_epoch", None)):
-            dataset.set_epoch(trainer.current_epoch)
+        for loader in _loaders(trainer.train_dataloader):
+            dataset = getattr(loader, "dataset", None)
+            if callable(getattr(dataset, "set_epoch", None)):
+                dataset.set_epoch(trainer.current_epoch)
+
+
+def _loaders(obj):
+    """The DataLoaders inside ``obj``: itself, or those of a CombinedLoader, mapping or list."""
+    if hasattr(obj, "iterables"):
+        obj = obj.iterables
+    if isinstance(obj, dict):
+        for value in obj.values():
+            yield from _loaders(value)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            yield from _loaders(value)
+    elif obj is not None:
+        yield obj
 
 
 class StopOnBadLoss(L.Callback):
