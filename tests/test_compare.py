@@ -38,7 +38,7 @@ def test_a_comparison_file_is_checked_before_anything_runs(tmp_path):
     from fer_lightning.cli.compare import read_comparison
 
     (tmp_path / "c.yaml").write_text("finetune: [a.yaml]\nroutes: {x: {stages: [[b.yaml]], nedes: []}}\n")
-    with pytest.raises(UserInputError, match=r"route x: unknown keys \['nedes'\]"):
+    with pytest.raises(UserInputError, match=r"route x: a mapping of .*'nedes'"):
         read_comparison(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("finetune: [a.yaml]\nseed: [1]\nroutes: {x: {}}\n")
     with pytest.raises(UserInputError, match=r"unknown keys \['seed'\]"):
@@ -79,3 +79,14 @@ def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_c
     assert exported and not any(p.name.startswith(tuple(test_videos)) for p in exported)
     # the self-supervised stage ran once and fed both routes that start with it
     assert len(list((tmp_path / "out" / "stages").glob("selfsup*_0"))) == 1
+
+
+def test_a_flat_stage_list_is_refused_by_route_and_key(tmp_path):
+    from fer_lightning.cli.compare import read_comparison
+
+    (tmp_path / "c.yaml").write_text("finetune: [a.yaml]\nroutes: {x: {stages: [b.yaml]}}\n")
+    with pytest.raises(UserInputError, match="route x: stages is a list of stages"):
+        read_comparison(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("finetune: a.yaml\nroutes: {x: {}}\n")
+    with pytest.raises(UserInputError, match="finetune must be a list"):
+        read_comparison(tmp_path / "c.yaml")

@@ -331,10 +331,14 @@ def test_video_and_images_pretrain_together_in_one_run(tiny_corpus, tmp_path):
     trainer.fit(model, datamodule=dm)
     assert len(seen) == 3
     for parts, _ in seen:
-        assert set(parts) == {"main", f"image_folders:{images.name}"}
-        assert parts["main"][0] == (2, 4) and parts[f"image_folders:{images.name}"][0] == (6, 1)
+        assert set(parts) == {"main", f"image_folders:{images}"}
+        assert parts["main"][0] == (2, 4) and parts[f"image_folders:{images}"][0] == (6, 1)
     with pytest.raises(Exception, match="data.mix: each entry is a mapping with dataset and root"):
         AffectDataModule(root=str(tiny_corpus), task="pretrain", mix=[{"dataset": "rafdb"}])
+    with pytest.raises(Exception, match="data.mix lists one corpus twice"):
+        AffectDataModule(root=str(tiny_corpus), task="pretrain", mix=mix + mix)
+    with pytest.raises(Exception, match="use augment_on: loader"):
+        AffectDataModule(root=str(tiny_corpus), task="pretrain", mix=mix, augment_on="device")
 
 
 @pytest.mark.ddp
@@ -356,5 +360,31 @@ def test_video_and_images_mixed_train_under_two_gloo_ranks(tiny_corpus, tmp_path
     proc = subprocess.run([sys.executable, "-m", "fer_lightning.cli", *args], capture_output=True, text=True,
                           timeout=600, env={**__import__("os").environ, "WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "data.mix image_folders:faces" in proc.stdout + proc.stderr
+    assert f"data.mix image_folders:{images}" in proc.stdout + proc.stderr
     assert len(list((tmp_path / "run").rglob("last.ckpt"))) == 1
+
+
+def test_almost_right_image_corpora_are_named_not_guessed(feat_data, tmp_path):
+    """A FER2013 row with a stray token or an emotion outside 0-6 names its line; files where no
+    class is (loose in a split folder, nested, not an image) are counted and named."""
+    write_fer2013(tmp_path / "fer", feat_data)
+    csv_path = tmp_path / "fer" / "fer2013.csv"
+    lines = csv_path.read_text().splitlines()
+    good = lines[2]
+    lines[2] = good.replace(",", ",x ", 1)
+    csv_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="line 3: pixels hold something that is not a whole number"):
+        load_dataset("fer2013", tmp_path / "fer", AdapterContext(class_names=SEVEN))
+    lines[2] = "9" + good[1:]
+    csv_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="line 3: emotion '9' is not 0..6"):
+        load_dataset("fer2013", tmp_path / "fer", AdapterContext(class_names=SEVEN))
+
+    root = write_folders(tmp_path / "folders", feat_data, with_splits=True)
+    (root / "test" / "loose.jpg").write_bytes((root / "test" / "Happy" / "000.jpg").read_bytes())
+    (root / "train" / "Happy" / "nested").mkdir()
+    (root / "train" / "Happy" / "notes.txt").write_text("x")
+    context = AdapterContext(class_names=SEVEN)
+    load_dataset("image_folders", root, context)
+    [(what, why)] = context.skipped
+    assert what == "image_folders: 3 entries" and "test/loose.jpg" in why and "train/Happy/notes.txt" in why

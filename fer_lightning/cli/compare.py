@@ -45,7 +45,9 @@ def read_comparison(path: str | Path) -> dict:
         raise UserInputError(f"{path}: needs finetune (the fine-tuning experiment files) and routes")
     base = path.parent
 
-    def resolve(items: list[str]) -> list[str]:
+    def resolve(items, where: str) -> list[str]:
+        if not isinstance(items, list) or not all(isinstance(i, str | int | float) for i in items):
+            raise UserInputError(f"{path}: {where} must be a list of experiment files and --overrides, got {items!r}")
         out = []
         for item in items:
             item = os.path.expandvars(str(item))
@@ -55,12 +57,16 @@ def read_comparison(path: str | Path) -> dict:
     routes = {}
     for name, route in spec["routes"].items():
         route = route or {}
-        if unknown := sorted(set(route) - ROUTE_KEYS):
-            raise UserInputError(f"{path}: route {name}: unknown keys {unknown}; known: {sorted(ROUTE_KEYS)}")
-        routes[name] = {"stages": [resolve(stage) for stage in route.get("stages", [])],
-                        "finetune_args": resolve(route.get("finetune_args", [])),
-                        "needs": [os.path.expandvars(str(p)) for p in route.get("needs", [])]}
-    return {"finetune": resolve(spec["finetune"]), "seeds": list(spec.get("seeds", [0])),
+        if not isinstance(route, dict) or (unknown := sorted(set(route) - ROUTE_KEYS)):
+            raise UserInputError(f"{path}: route {name}: a mapping of {sorted(ROUTE_KEYS)}, got {route!r}")
+        stages = route.get("stages") or []
+        if not isinstance(stages, list) or not all(isinstance(stage, list) for stage in stages):
+            raise UserInputError(f"{path}: route {name}: stages is a list of stages, each a list of experiment files "
+                                 f"and --overrides ([[a.yaml], [b.yaml, --data.root=...]]), got {stages!r}")
+        routes[name] = {"stages": [resolve(stage, f"route {name} stage {k + 1}") for k, stage in enumerate(stages)],
+                        "finetune_args": resolve(route.get("finetune_args") or [], f"route {name} finetune_args"),
+                        "needs": [os.path.expandvars(str(p)) for p in route.get("needs") or []]}
+    return {"finetune": resolve(spec["finetune"], "finetune"), "seeds": list(spec.get("seeds", [0])),
             "temporal": list(spec.get("temporal", ["lstm"])), "routes": routes,
             "stage_args": [str(a) for a in spec.get("stage_args", [])],
             "finetune_args": [str(a) for a in spec.get("finetune_args", [])],
@@ -88,14 +94,16 @@ def held_out_identities(finetune_items: list[str], out: Path) -> tuple[dict, set
     return data, {r.subject for r in corpus.splits["test"]}
 
 
-def check_disjoint(route: str, stage_items: list[str], finetune_data: dict, held_out: set[str], out: Path) -> None:
-    """A stage on the fine-tuning corpus must not train on its held-out identities."""
+def check_disjoint(route: str, stage_items: list[str], finetune_data: dict, held_out: set[str], out: Path) -> str:
+    """A stage on the fine-tuning corpus must not train on its held-out identities (an error
+    names them). Returns "" when checked, else what the stage reads instead (another corpus,
+    whose people the tool cannot match by name: the report lists it)."""
     from fer_lightning.corpora.load import corpus_settings, load_corpus
 
     data = _data_of(stage_items, out)
     if (data.get("dataset"), Path(str(data.get("root"))).resolve()) != \
             (finetune_data.get("dataset"), Path(str(finetune_data.get("root"))).resolve()):
-        return  # another corpus: its people are not named alike (say in the report which corpora)
+        return f"{data.get('dataset')} at {data.get('root')}"
     corpus = load_corpus(**corpus_settings(data))
     seen = held_out & {r.subject for split in ("train", "val") for r in corpus.splits[split]}
     if seen:
@@ -103,6 +111,7 @@ def check_disjoint(route: str, stage_items: list[str], finetune_data: dict, held
                              f"out for testing ({', '.join(sorted(seen)[:5])}): the comparison would not be on unseen "
                              "people; give the stage the fine-tuning corpus's own splits (the same data.seed and "
                              "held-out settings) or another corpus")
+    return ""
 
 
 def fit(items: list[str], extra: list[str], run_root: Path, test: bool) -> tuple[str, dict]:
@@ -160,18 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds (default: the file's)")
     p.add_argument("--temporal", nargs="+", help="temporal models (default: the file's)")
     p.add_argument("--routes", nargs="+", help="the routes to run (default: all of the file's)")
-    p.add_argument("--out", default="runs/compare_pretraining", help="results folder")
+    p.add_argument("--out", default=None, help="results folder (default: runs/<the comparison file's name>)")
     a = p.parse_args(own)
-    spec = read_comparison(configs[0] if configs else "experiments/compare_pretraining.yaml")
+    config = configs[0] if configs else "experiments/compare_pretraining.yaml"
+    spec = read_comparison(config)
     seeds, temporals = a.seeds or spec["seeds"], a.temporal or spec["temporal"]
     routes = {k: v for k, v in spec["routes"].items() if not a.routes or k in a.routes}
     if a.routes and (unknown := sorted(set(a.routes) - set(spec["routes"]))):
         raise UserInputError(f"--routes: unknown {unknown}; the file has {sorted(spec['routes'])}")
-    out = Path(a.out).resolve()
+    out = Path(a.out or Path("runs") / Path(config).stem).resolve()
     out.mkdir(parents=True, exist_ok=True)
     every = [*overrides, *extra]
 
-    finetune_data, held_out = held_out_identities([*spec["finetune"], *spec["finetune_args"], *every], out)
+    # each seed may hold out other people (a corpus whose test split is carved with data.seed):
+    # no stage may read any of them
+    held_out: set[str] = set()
+    for seed in seeds:
+        finetune_data, people = held_out_identities([*spec["finetune"], *spec["finetune_args"], *every,
+                                                     f"--data.seed={seed}"], out)
+        held_out |= people
     print(f"fine-tuning on {finetune_data['dataset']} at {finetune_data['root']}; tested on {len(held_out)} held-out "
           f"identities: {', '.join(sorted(held_out))}", flush=True)
     if spec["export_images"] and any("{out}/images" in i for r in routes.values() for s in r["stages"] for i in s):
@@ -186,19 +202,26 @@ def main(argv: list[str] | None = None) -> int:
             from fer_lightning.tasks import EMOTIONS
 
             names = list(EMOTIONS)
-        kept = [r for split in ("train", "val") for r in corpus.splits[split]]  # never the held-out people
+        kept = [r for split in ("train", "val") for r in corpus.splits[split] if r.subject not in held_out]
+        import shutil
+
+        shutil.rmtree(out / "images", ignore_errors=True)  # never another comparison's images
         written = export_faces_by_class(kept, names, out / "images", every=int(spec["export_images"].get("every", 5)))
         print(f"image corpus from the fine-tuning corpus's training and validation subjects: {written}", flush=True)
 
     skipped: dict[str, str] = {}
+    unchecked: list[str] = []
     for name, route in list(routes.items()):
         missing = [p for p in route["needs"] if not p or "$" in p or not Path(p).exists()]
         if missing:
             skipped[name] = f"needs {', '.join(missing) or 'a file'}"
             del routes[name]
             continue
-        for stage in route["stages"]:
-            check_disjoint(name, [*stage, *spec["stage_args"], *every], finetune_data, held_out, out)
+        for k, stage in enumerate(route["stages"]):
+            other = check_disjoint(name, [*stage, *spec["stage_args"], *every], finetune_data, held_out, out)
+            if other:
+                unchecked.append(f"route {name}, stage {k + 1}: {other} (another corpus: make sure it holds none of "
+                                 "the held-out people)")
 
     stage_ckpts: dict[tuple, str] = {}
     start_of: dict[str, str | None] = {}
@@ -234,12 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     sources = "\n".join(f"- {name}: " + (" -> ".join(Path(s[0]).name if s else "?" for s in r["stages"]) or
                                         ("fine-tuning overrides " + " ".join(r["finetune_args"]) if r["finetune_args"]
                                          else "random weights")) for name, r in routes.items())
+    caveat = ("\n\nNot checked for the held-out people (read by name only on the fine-tuning corpus):\n"
+              + "\n".join(f"- {u}" for u in unchecked)) if unchecked else ""
     write_text_atomic(out / "summary.md", f"Test CCC on {len(held_out)} identities never seen in fine-tuning "
-                                          f"({finetune_data['dataset']}); routes:\n{sources}\n\n{summary}\n")
+                                          f"({finetune_data['dataset']}); routes:\n{sources}\n\n{summary}{caveat}\n")
     if rows:
         from fer_lightning.evaluation.plots import plot_route_comparison
 
         plot_route_comparison(rows, out / "compare_pretraining.png")
+    if unchecked:
+        print("\n".join(["not checked for the held-out people:", *unchecked]))
     print(f"\n{summary}\n\nresults: {out / 'results.csv'}\nsummary: {out / 'summary.md'}\n"
           f"plot:    {out / 'compare_pretraining.png'}")
     return 0

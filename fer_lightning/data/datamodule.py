@@ -238,6 +238,14 @@ class AffectDataModule(L.LightningDataModule):
                 raise UserInputError(f"data.mix: unknown dataset {entry['dataset']!r}; known: {', '.join(list_datasets())}")
         if mix and feature_cache:
             raise UserInputError("data.mix with data.feature_cache: the cache holds this corpus's features only")
+        if mix and (task == "selfsup" or augment_on == "device"):
+            raise UserInputError("data.mix trains emotion classes or valence/arousal from several corpora; with "
+                                 + ("task selfsup, preprocess the corpora into one face store instead"
+                                    if task == "selfsup" else "augment_on: device each corpus would go unaugmented: "
+                                    "use augment_on: loader"))
+        names = [self._mix_name(e) for e in mix or ()]
+        if len(set(names)) != len(names):
+            raise UserInputError(f"data.mix lists one corpus twice: {sorted(n for n in names if names.count(n) > 1)}")
         class_names = resolve_class_names(class_names, dataset, task)
         self.save_hyperparameters()
         self.hparams.class_names = class_names
@@ -447,7 +455,7 @@ class AffectDataModule(L.LightningDataModule):
 
     @staticmethod
     def _mix_name(entry: dict) -> str:
-        return f"{entry['dataset']}:{Path(str(entry['root'])).name}"
+        return f"{entry['dataset']}:{entry['root']}"
 
     def train_dataloader(self):
         main = self._train_loader()
@@ -460,11 +468,15 @@ class AffectDataModule(L.LightningDataModule):
         for entry in hp.mix:
             name = self._mix_name(entry)
             clips = self.mixed[name]
+            if len(clips) == 0:
+                raise ValueError(f"data.mix {name}: its training split holds no clips")
             check_labelled("train", clips.records, name, entry["root"], hp.task)
             sampler = class_balanced_sampler(clips, len(hp.class_names)) if hp.balance_classes else None
             batch = int(entry.get("batch_size", hp.batch_size))
             loaders[name] = DataLoader(clips, batch_size=batch, shuffle=sampler is None, sampler=sampler,
-                                       drop_last=len(clips) > batch, num_workers=hp.num_workers,
+                                       # never drop a rank's only partial batch: an empty loader would end
+                                       # every combined epoch at once
+                                       drop_last=False, num_workers=hp.num_workers,
                                        persistent_workers=hp.num_workers > 0,
                                        pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init)
         return CombinedLoader(loaders, mode="max_size_cycle")

@@ -170,11 +170,23 @@ def load_image_folders(root: Path, context: AdapterContext, drop: Sequence[str] 
     to_run = dict(zip(natives, class_index_map(natives, class_names, "image_folders", drop, rename).tolist(),
                       strict=False))
     files, labels, splits = [], [], []
+    ignored: list[str] = []  # files where no class is: named in the report, never silently dropped
+    for d in (subdirs if by_split else [root]):
+        ignored += [str(p.relative_to(root)) for p in d.iterdir() if p.is_file() and not p.name.startswith(".")]
     for split, folder in layout:
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = []
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+                found.append(p)
+            elif not p.name.startswith("."):
+                ignored.append(str(p.relative_to(root)))
         files += found
         labels += [to_run[folder.name]] * len(found)
         splits += [split] * len(found)
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else "")
+        context.skip(f"image_folders: {len(ignored)} entries", "outside a class folder, a folder inside one, or not "
+                     f"an image ({', '.join(IMAGE_SUFFIXES)}): {shown}")
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in class folders under {root}")
     images = LabelledImages(names=[str(f.relative_to(root)) for f in files], labels=np.array(labels, np.int64),
@@ -266,8 +278,12 @@ def load_rafdb(root: Path, context: AdapterContext, faces: str = "aligned", drop
 def _fer_pixels(column: pd.Series, path: Path) -> np.ndarray:
     """FER2013's ``pixels`` strings (2,304 grey values each) as uint8 (N, 48, 48)."""
     out = np.zeros((len(column), 48, 48), np.uint8)
-    for i, text in enumerate(column.astype(str)):
-        values = np.array(text.split(), dtype=np.int64)
+    for i, text in enumerate(column.tolist()):
+        try:
+            values = np.array(str(text).split(), dtype=np.int64) if isinstance(text, str) else np.zeros(0, np.int64)
+        except ValueError:
+            raise ValueError(f"{path}: line {i + 2}: pixels hold something that is not a whole number "
+                             f"({str(text)[:40]!r}...)") from None
         if values.size != 48 * 48 or values.min(initial=0) < 0 or values.max(initial=0) > 255:
             raise ValueError(f"{path}: line {i + 2}: pixels hold {values.size} values (expected 2304 in 0..255)")
         out[i] = values.reshape(48, 48)
@@ -310,8 +326,11 @@ def load_fer2013(root: Path, context: AdapterContext, labels: str = "fer2013", d
                          "PrivateTest")
     if labels == "fer2013":
         to_run = class_index_map(FER2013_CLASSES, class_names, "fer2013", drop, rename)
-        raw = pd.to_numeric(table["emotion"], errors="coerce").fillna(-1).to_numpy(np.int64, copy=True)
-        raw[(raw < 0) | (raw >= len(FER2013_CLASSES))] = -1
+        emotion = pd.to_numeric(table["emotion"], errors="coerce")
+        bad = np.flatnonzero(~emotion.isin(range(len(FER2013_CLASSES))).to_numpy())
+        if len(bad):
+            raise ValueError(f"{path}: line {bad[0] + 2}: emotion {str(table['emotion'][bad[0]])!r} is not 0..6")
+        raw = emotion.to_numpy(np.int64, copy=True)
     else:
         plus_path = path.parent / "fer2013new.csv"
         if not plus_path.is_file():

@@ -104,8 +104,10 @@ def find_portraits(sources: list[Path], min_face: int = 60) -> list[Portrait]:
                 image = crop_face(frame, square, PORTRAIT, 0.0).astype(np.float32)
                 scale = PORTRAIT / side
                 origin = np.array([cx - side / 2, cy - side / 2])
-                name = src.stem if len(faces) == 1 else f"{src.stem}_{k}"
-                out.append(Portrait(name=name.replace(" ", "_"), source=src.name, image=image,
+                name = (src.stem if len(faces) == 1 else f"{src.stem}_{k}").replace(" ", "_")
+                while name in {p.name for p in out}:  # a.jpg and a.png: two people, two names
+                    name += "+"
+                out.append(Portrait(name=name, source=src.name, image=image,
                                     landmarks=(np.asarray(d.landmarks, np.float64) - origin) * scale,
                                     box=np.array([(x0 - origin[0]) * scale, (y0 - origin[1]) * scale,
                                                   (x1 - origin[0]) * scale, (y1 - origin[1]) * scale])))
@@ -233,6 +235,10 @@ def generate_real_faces(sources: list[Path], out: str | Path, cfg: RealFacesConf
                          "are needed (train, validation, test)")
     for sub in ("videos", "annotations/VA", "annotations/EXPR", "faces", "portraits"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    faceless = sorted({s.name for s in sources} - {p.source for p in portraits})
+    if faceless:
+        print(f"real faces: no face of at least {cfg.min_face} px with landmarks in {len(faceless)} sources, left out: "
+              + ", ".join(faceless))
     splits = assign_splits(len(portraits), cfg.split, cfg.seed)
     n = int(round(cfg.seconds * cfg.fps))
     rows = []
@@ -251,6 +257,7 @@ def generate_real_faces(sources: list[Path], out: str | Path, cfg: RealFacesConf
     bar.close()
     meta = asdict(cfg) | {"faces": "real", "classes": list(EMOTIONS), "targets": ["valence", "arousal"],
                           "invalid_va": INVALID_VA, "invalid_label": INVALID_LABEL,
+                          "sources_without_a_face": faceless,
                           "identities": {p.name: {"source": p.source, "split": s}
                                          for p, s in zip(portraits, splits, strict=True)}}
     write_text_atomic(out / "corpus.json", json.dumps(meta, indent=2) + "\n")
