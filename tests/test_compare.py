@@ -79,6 +79,12 @@ def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_c
     assert exported and not any(p.name.startswith(tuple(test_videos)) for p in exported)
     # the self-supervised stage ran once and fed both routes that start with it
     assert len(list((tmp_path / "out" / "stages").glob("selfsup*_0"))) == 1
+    # run again into the same folder: nothing trains again, the table is the same
+    assert main(["--config", str(EXPERIMENTS / "compare_pretraining.yaml"), "--seeds", "0", "--temporal", "lstm",
+                 "gru", "--out", str(tmp_path / "out"), "--", *tiny]) == 0
+    again = capsys.readouterr().out
+    assert again.count("done before") == 4 and "Trainable params" not in again
+    assert list(csv.DictReader((tmp_path / "out" / "results.csv").open())) == rows
 
 
 def test_a_flat_stage_list_is_refused_by_route_and_key(tmp_path):

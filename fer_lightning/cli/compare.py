@@ -8,6 +8,9 @@ and may add fine-tuning overrides of its own (ImageNet weights from a local file
 (route, temporal model, seed) fine-tunes from the route's checkpoint, its best checkpoint (by
 validation CCC) is tested on the held-out split, and the figures go to ``results.csv`` (one row
 per run), ``summary.md`` (mean and sd per route and temporal model) and ``compare_pretraining.png``.
+Run again into the same folder, it reuses each stage that ran with the same settings and each
+row whose route started from the same checkpoint: an interrupted comparison picks up where it
+stopped.
 
 Fair by construction where the tool can see it: before anything trains, every stage that reads
 the fine-tuning corpus is checked not to train on its held-out identities (an error names them);
@@ -20,7 +23,9 @@ validation subjects only. Stages shared by routes (self-supervision alone and ch
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +142,37 @@ def fit(items: list[str], extra: list[str], run_root: Path, test: bool) -> tuple
     return best, result
 
 
+def slug(name: str) -> str:
+    """A route's name as a folder name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9+._-]+", "_", name).strip("_")
+
+
+def finished_stage(root: Path, items: list[str]) -> str | None:
+    """The checkpoint of a stage this results folder already ran with the same settings."""
+    record = root / "stage.json"
+    if not record.is_file():
+        return None
+    done = json.loads(record.read_text())
+    return done["checkpoint"] if done.get("items") == items and Path(done["checkpoint"]).is_file() else None
+
+
+def previous_rows(path: Path, start_of: dict[str, str | None]) -> dict[tuple, dict]:
+    """Rows of an earlier run of this comparison whose route started from the same checkpoint."""
+    if not path.is_file():
+        return {}
+    import csv
+
+    out = {}
+    for row in csv.DictReader(path.open()):
+        if row.get("route") in start_of and row.get("start", "") == (start_of[row["route"]] or ""):
+            out[(row["route"], row["temporal"], row["seed"])] = {
+                "route": row["route"], "temporal": row["temporal"], "seed": int(row["seed"]),
+                **{m: float(row[m]) for m in METRICS}, "start": row.get("start", "")}
+    return out
+
+
 def summarize(rows: list[dict], skipped: dict[str, str]) -> str:
     """Markdown: mean ± sd of the test CCC per route and temporal model, over seeds."""
     lines = ["| route | temporal | runs | CCC valence | CCC arousal | CCC mean |", "|---|---|---|---|---|---|"]
@@ -203,8 +239,6 @@ def main(argv: list[str] | None = None) -> int:
 
             names = list(EMOTIONS)
         kept = [r for split in ("train", "val") for r in corpus.splits[split] if r.subject not in held_out]
-        import shutil
-
         shutil.rmtree(out / "images", ignore_errors=True)  # never another comparison's images
         written = export_faces_by_class(kept, names, out / "images", every=int(spec["export_images"].get("every", 5)))
         print(f"image corpus from the fine-tuning corpus's training and validation subjects: {written}", flush=True)
@@ -231,24 +265,35 @@ def main(argv: list[str] | None = None) -> int:
             key = (tuple(stage), previous)
             if key not in stage_ckpts:
                 init = [f"--model.init_from={previous}"] if previous else []
-                root = out / "stages" / f"{name}_{k}"
-                print(f"route {name}, stage {k + 1}/{len(route['stages'])}: {' '.join(stage)}", flush=True)
+                root = out / "stages" / f"{slug(name)}_{k}"
                 items = [i.replace("{out}", str(out)) for i in [*stage, *spec["stage_args"], *init]]
-                stage_ckpts[key] = fit(items, every, root, test=False)[0]
+                done = finished_stage(root, [*items, *every])
+                if done:  # this results folder already ran it (an interrupted comparison, rerun)
+                    print(f"route {name}, stage {k + 1}/{len(route['stages'])}: done before, {done}", flush=True)
+                    stage_ckpts[key] = done
+                else:
+                    print(f"route {name}, stage {k + 1}/{len(route['stages'])}: {' '.join(stage)}", flush=True)
+                    shutil.rmtree(root, ignore_errors=True)
+                    stage_ckpts[key] = fit(items, every, root, test=False)[0]
+                    write_text_atomic(root / "stage.json", json.dumps({"items": [*items, *every],
+                                                                       "checkpoint": stage_ckpts[key]}, indent=1))
             previous = stage_ckpts[key]
         start_of[name] = previous
 
-    rows = []
+    rows, earlier = [], previous_rows(out / "results.csv", start_of)
     for name, route in routes.items():
         for temporal in temporals:
             for seed in seeds:
-                run = out / "runs" / f"{name}_{temporal}_seed{seed}"
+                if (name, temporal, str(seed)) in earlier:  # measured before from the same starting point
+                    rows.append(earlier[(name, temporal, str(seed))])
+                    continue
+                run = out / "runs" / f"{slug(name)}_{temporal}_seed{seed}"
                 args = [*spec["finetune"], *spec["finetune_args"], *route["finetune_args"], f"--seed_everything={seed}",
                         f"--data.seed={seed}", f"--model.net.temporal={temporal}",
                         f"--model.init_from={start_of[name] or 'null'}"]
                 _, result = fit([i.replace("{out}", str(out)) for i in args], every, run, test=True)
                 rows.append({"route": name, "temporal": temporal, "seed": seed,
-                             **{m: float(result[f"test/{m}"]) for m in METRICS}})
+                             **{m: float(result[f"test/{m}"]) for m in METRICS}, "start": start_of[name] or ""})
                 print(rows[-1], flush=True)
                 header = list(rows[0])
                 write_text_atomic(out / "results.csv", ",".join(header) + "\n" + "".join(
