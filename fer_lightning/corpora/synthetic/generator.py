@@ -290,35 +290,15 @@ def draw_synthetic_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth
     valence, arousal = affect_signals(rng, n, fps)
     bg = background(rng, size)
 
-    # head pose: slow wander of position, scale and roll, plus jitter whose energy is arousal's
-    scale = size / 256 * (1.0 + 0.18 * smooth_signal(rng, n, fps, 2.0, 4.0).clip(-2, 2) / 2)
-    margin = 0.32 * size
-    cx = size / 2 + (size / 2 - margin) * np.tanh(0.8 * smooth_signal(rng, n, fps, 2.0, 5.0))
-    cy = size / 2 + (size / 2 - margin) * np.tanh(0.8 * smooth_signal(rng, n, fps, 2.0, 5.0))
-    roll = 8.0 * np.tanh(smooth_signal(rng, n, fps, 1.5, 3.0) / 2)
-    energy = ((arousal + 1) / 2) ** 2 * 2.5 * size / 256
-    jx = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
-    jy = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
-    light = (1.0 + 0.22 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
-    tilt = (0.15 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
+    scale, cx, cy, roll, jx, jy, light, tilt = head_motion(rng, n, fps, size, arousal, size / 256)
     ramp = np.linspace(-1, 1, size, dtype=np.float32)[None, :, None]
-
-    has_face = np.ones(n, dtype=bool)
-    if n > 2 and rng.random() < cfg.faceless_prob:
-        gap = int(np.clip(rng.uniform(0.4, 1.2) * fps, 1, max(1, n // 4)))
-        start = int(rng.integers(0, n - gap + 1))
-        has_face[start : start + gap] = False
+    has_face = faceless_stretch(rng, n, fps, cfg.faceless_prob)
 
     extent = face_extent(ident)
     canvas_corners = np.array([[0, 0], [CANVAS, 0], [CANVAS, CANVAS], [0, CANVAS]], dtype=np.float64)
     boxes = np.full((n, 4), np.nan, dtype=np.float32)
     with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w", format="mp4")
-        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
-        stream.codec_context.thread_count = 1  # one encoder thread: same bytes every run
+        container, stream = open_h264(tmp, size, fps)
         for t in range(n):
             frame = bg.copy()
             if has_face[t]:
@@ -347,6 +327,48 @@ def draw_synthetic_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth
         container.close()
     np.clip(boxes, 0, size, out=boxes)
     return VideoTruth(valence=valence, arousal=arousal, has_face=has_face, boxes=boxes)
+
+
+def head_motion(rng: np.random.Generator, n: int, fps: float, size: int, arousal: np.ndarray,
+                base_scale: float) -> tuple[np.ndarray, ...]:
+    """Per-frame head pose and light: slow wander of position, scale (around ``base_scale``) and
+    roll, jitter whose energy is arousal's, drifting light and a left-right light tilt. Returns
+    (scale, cx, cy, roll, jx, jy, light, tilt)."""
+    scale = base_scale * (1.0 + 0.18 * smooth_signal(rng, n, fps, 2.0, 4.0).clip(-2, 2) / 2)
+    margin = 0.32 * size
+    cx = size / 2 + (size / 2 - margin) * np.tanh(0.8 * smooth_signal(rng, n, fps, 2.0, 5.0))
+    cy = size / 2 + (size / 2 - margin) * np.tanh(0.8 * smooth_signal(rng, n, fps, 2.0, 5.0))
+    roll = 8.0 * np.tanh(smooth_signal(rng, n, fps, 1.5, 3.0) / 2)
+    energy = ((arousal + 1) / 2) ** 2 * 2.5 * size / 256
+    jx = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
+    jy = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
+    light = (1.0 + 0.22 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
+    tilt = (0.15 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
+    return scale, cx, cy, roll, jx, jy, light, tilt
+
+
+def faceless_stretch(rng: np.random.Generator, n: int, fps: float, prob: float) -> np.ndarray:
+    """(n,) has_face: with chance ``prob``, one stretch of 0.4-1.2 s (at most a quarter) without it."""
+    has_face = np.ones(n, dtype=bool)
+    if n > 2 and rng.random() < prob:
+        gap = int(np.clip(rng.uniform(0.4, 1.2) * fps, 1, max(1, n // 4)))
+        start = int(rng.integers(0, n - gap + 1))
+        has_face[start : start + gap] = False
+    return has_face
+
+
+def open_h264(path: Path, size: int, fps: float):
+    """(container, stream) writing ``size`` x ``size`` H.264 at ``fps``: one encoder thread, the
+    same bytes every run."""
+    import av
+
+    container = av.open(str(path), mode="w", format="mp4")
+    stream = container.add_stream("libx264", rate=_fps_fraction(fps))
+    stream.width = stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
+    stream.codec_context.thread_count = 1
+    return container, stream
 
 
 def _fps_fraction(fps: float):

@@ -31,10 +31,11 @@ from fer_lightning.corpora.synthetic.generator import (
     INVALID_LABEL,
     INVALID_VA,
     VideoTruth,
-    _fps_fraction,
     affect_signals,
     assign_splits,
     background,
+    faceless_stretch,
+    open_h264,
     smooth_signal,
     write_annotations,
 )
@@ -176,31 +177,22 @@ def animate_identity(portrait: Portrait, cfg: RealFacesConfig, index: int, path:
     warp = ExpressionWarp(portrait)
     alpha = face_mask(portrait)[..., None]
     face_side = float(portrait.box[2] - portrait.box[0])
-    base = 0.36 * size / face_side  # the face about a third of the frame, as the drawn faces
-    scale = base * (1.0 + 0.15 * np.tanh(smooth_signal(rng, n, fps, 2.0, 4.0) / 2))
+    # the drawn faces' motion with gentler scale and light (a photo is not redrawn at each size)
+    scale = 0.36 * size / face_side * (1.0 + 0.15 * np.tanh(smooth_signal(rng, n, fps, 2.0, 4.0) / 2))
     margin = 0.3 * size
     cx = size / 2 + (size / 2 - margin) * np.tanh(0.8 * smooth_signal(rng, n, fps, 2.0, 5.0))
     cy = size / 2 + (size / 2 - margin) * np.tanh(0.8 * smooth_signal(rng, n, fps, 2.0, 5.0))
     roll = 8.0 * np.tanh(smooth_signal(rng, n, fps, 1.5, 3.0) / 2)
-    energy = ((arousal + 1) / 2) ** 2 * 2.5 * size / 256
+    energy = ((arousal + 1) / 2) ** 2 * 2.5 * size / 256  # jitter whose energy is arousal's
     jx = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
     jy = smooth_signal(rng, n, fps, 0.04, 0.08) * energy
     light = (1.0 + 0.2 * np.tanh(smooth_signal(rng, n, fps, 3.0, 6.0))).astype(np.float32)
-    has_face = np.ones(n, bool)
-    if n > 2 and rng.random() < cfg.faceless_prob:
-        gap = int(np.clip(rng.uniform(0.4, 1.2) * fps, 1, max(1, n // 4)))
-        start = int(rng.integers(0, n - gap + 1))
-        has_face[start:start + gap] = False
+    has_face = faceless_stretch(rng, n, fps, cfg.faceless_prob)
     x0, y0, x1, y1 = portrait.box
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
     boxes = np.full((n, 4), np.nan, np.float32)
     with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w", format="mp4")
-        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
-        stream.codec_context.thread_count = 1
+        container, stream = open_h264(tmp, size, fps)
         for t in range(n):
             frame = bg.copy()
             if has_face[t]:
