@@ -46,10 +46,12 @@ def test_a_comparison_file_is_checked_before_anything_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_corpus, tmp_path, capsys):
+def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_corpus, tmp_path, capsys,
+                                                                           monkeypatch):
     """The shipped comparison file at test size: scratch, video, images (exported from the
     corpus's training and validation subjects), self-supervised and chained routes, two temporal
-    models, one seed; ImageNet weights are skipped without a file, and say so."""
+    models, one seed; the weights-file route is skipped without a file, and says so, and runs
+    with one when the comparison is run again, the rest reused."""
     from fer_lightning.cli.compare import main
 
     corpus = shutil.copytree(tiny_corpus, tmp_path / "synthetic")
@@ -79,12 +81,23 @@ def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_c
     assert exported and not any(p.name.startswith(tuple(test_videos)) for p in exported)
     # the self-supervised stage ran once and fed both routes that start with it
     assert len(list((tmp_path / "out" / "stages").glob("selfsup*_0"))) == 1
-    # run again into the same folder: nothing trains again, the table is the same
+    # run again into the same folder, now with a local weights file for the backbone (timm's
+    # layout; random here, ImageNet's in use): only that route trains, the rest is reused
+    import timm
+    import torch
+
+    weights = tmp_path / "backbone.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), weights)
+    monkeypatch.setenv("IMAGENET_WEIGHTS", str(weights))
     assert main(["--config", str(EXPERIMENTS / "compare_pretraining.yaml"), "--seeds", "0", "--temporal", "lstm",
                  "gru", "--out", str(tmp_path / "out"), "--", *tiny]) == 0
     again = capsys.readouterr().out
-    assert again.count("done before") == 4 and "Trainable params" not in again
-    assert list(csv.DictReader((tmp_path / "out" / "results.csv").open())) == rows
+    assert again.count("done before") == 4
+    rows_again = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [r for r in rows_again if r["route"] != "imagenet"] == rows
+    assert [(r["route"], r["temporal"]) for r in rows_again if r["route"] == "imagenet"] == \
+        [("imagenet", "lstm"), ("imagenet", "gru")]
+    assert "skipped" not in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_a_flat_stage_list_is_refused_by_route_and_key(tmp_path):

@@ -286,15 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 if (name, temporal, str(seed)) in earlier:  # measured before from the same starting point
                     rows.append(earlier[(name, temporal, str(seed))])
-                    continue
-                run = out / "runs" / f"{slug(name)}_{temporal}_seed{seed}"
-                args = [*spec["finetune"], *spec["finetune_args"], *route["finetune_args"], f"--seed_everything={seed}",
-                        f"--data.seed={seed}", f"--model.net.temporal={temporal}",
-                        f"--model.init_from={start_of[name] or 'null'}"]
-                _, result = fit([i.replace("{out}", str(out)) for i in args], every, run, test=True)
-                rows.append({"route": name, "temporal": temporal, "seed": seed,
-                             **{m: float(result[f"test/{m}"]) for m in METRICS}, "start": start_of[name] or ""})
-                print(rows[-1], flush=True)
+                else:
+                    run = out / "runs" / f"{slug(name)}_{temporal}_seed{seed}"
+                    args = [*spec["finetune"], *spec["finetune_args"], *route["finetune_args"],
+                            f"--seed_everything={seed}", f"--data.seed={seed}", f"--model.net.temporal={temporal}",
+                            f"--model.init_from={start_of[name] or 'null'}"]
+                    _, result = fit([i.replace("{out}", str(out)) for i in args], every, run, test=True)
+                    rows.append({"route": name, "temporal": temporal, "seed": seed,
+                                 **{m: float(result[f"test/{m}"]) for m in METRICS}, "start": start_of[name] or ""})
+                    print(rows[-1], flush=True)
                 header = list(rows[0])
                 write_text_atomic(out / "results.csv", ",".join(header) + "\n" + "".join(
                     ",".join(str(r[h]) for h in header) + "\n" for r in rows))  # after each run: nothing lost
