@@ -388,3 +388,27 @@ def test_almost_right_image_corpora_are_named_not_guessed(feat_data, tmp_path):
     load_dataset("image_folders", root, context)
     [(what, why)] = context.skipped
     assert what == "image_folders: 3 entries" and "test/loose.jpg" in why and "train/Happy/notes.txt" in why
+
+
+def test_affectnet_valence_arousal_trains_as_a_per_image_regression(feat_data, tmp_path):
+    """AffectNet's per-image valence and arousal as the fine-tuning target: one-frame clips,
+    1 - CCC, validation and test scored on the images' own labels."""
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+    from fer_lightning.models import AffectModule
+
+    root = tmp_path / "AffectNet"
+    write_affectnet(root, feat_data)
+    L.seed_everything(0)
+    dm = AffectDataModule(root=str(root), dataset="affectnet", task="finetune", class_names=SEVEN, clip_len=1,
+                          image_size=32, batch_size=2, num_workers=0, train_reader="random",
+                          dataset_args={"drop": ["contempt"], "val_fraction": 0.3})
+    model = AffectModule(task="finetune", net=dict(backbone="test_resnet", hidden_size=8, num_layers=0))
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    test = trainer.test(model, datamodule=dm, verbose=False)[0]
+    assert np.isfinite(test["test/loss"]) and -1 <= test["test/ccc_mean"] <= 1
+    labelled = sum(int(np.isfinite(r.values).all(axis=1).sum()) for r in dm.datasets["train"].records)
+    assert labelled == len(dm.datasets["train"])  # every training clip is one image with its valence/arousal
