@@ -34,6 +34,16 @@ def test_a_stage_that_reads_the_held_out_identities_is_refused_by_name(tmp_path)
         check_disjoint("leaky", leaky, data, held_out, tmp_path)
 
 
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("compare_*.yaml")), ids=lambda p: p.stem)
+def test_each_shipped_comparison_file_names_experiments_that_exist(path):
+    from fer_lightning.cli.compare import read_comparison
+
+    spec = read_comparison(path)
+    files = [*spec["finetune"], *(i for r in spec["routes"].values() for s in r["stages"] for i in s)]
+    assert all(Path(f).is_file() for f in files if not f.startswith("--")), files
+    assert {"scratch", "imagenet", "video", "images", "selfsup", "selfsup+video"} <= set(spec["routes"])
+
+
 def test_a_comparison_file_is_checked_before_anything_runs(tmp_path):
     from fer_lightning.cli.compare import read_comparison
 
