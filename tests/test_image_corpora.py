@@ -246,6 +246,16 @@ def test_data_check_reports_an_image_corpus_as_fit_reads_it(feat_data, tmp_path,
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["test"]["class_frames"] == {c: int(c in ("disgust", "happiness")) for c in SEVEN}
     assert summary["splits"]["train"]["frames"] + summary["splits"]["val"]["frames"] == 4
+    # AffectNet's images: a class labels them for pretraining, valence/arousal for fine-tuning
+    write_affectnet(tmp_path / "AffectNet", feat_data)
+    labelled = {}
+    for task in ("pretrain", "finetune"):
+        main(["data", "check", "--dataset", "affectnet", "--root", str(tmp_path / "AffectNet"), f"--data.task={task}",
+              f"--data.class_names=[{', '.join(SEVEN)}]", "--data.clip_len=1",
+              "--data.dataset_args={drop: [contempt], val_fraction: 0.0}"])
+        train = json.loads(capsys.readouterr().out)["splits"]["train"]
+        labelled[task] = (train["frames"], train["labelled_frames"])
+    assert labelled == {"pretrain": (6, 4), "finetune": (6, 6)}  # None and Contempt: no class, but valence/arousal
 
 
 def synthetic_faces_by_class(corpus: Path, out: Path, every: int = 3) -> Path:
@@ -412,3 +422,88 @@ def test_affectnet_valence_arousal_trains_as_a_per_image_regression(feat_data, t
     assert np.isfinite(test["test/loss"]) and -1 <= test["test/ccc_mean"] <= 1
     labelled = sum(int(np.isfinite(r.values).all(axis=1).sum()) for r in dm.datasets["train"].records)
     assert labelled == len(dm.datasets["train"])  # every training clip is one image with its valence/arousal
+
+
+def test_a_corrupt_image_or_a_box_off_its_image_masks_that_image_alone_and_is_named(feat_data, tmp_path):
+    """Images that fail at read time (bytes that are no image, an AffectNet box beyond its image)
+    mask exactly their own one-frame clips, each named once, whether read one by one or in the
+    training stream's chunks; every other image of the class record reads as it should."""
+    import warnings
+
+    from fer_lightning.data.chunked import ChunkedClipStream
+
+    root = write_folders(tmp_path / "folders", feat_data, with_splits=False)
+    bad = {1, 4}
+    for k in bad:
+        (root / "Happy" / f"{k:03d}.jpg").write_bytes(b"not a jpeg at all" * 20)
+    [happy] = [r for r in load_dataset("image_folders", root, AdapterContext(class_names=SEVEN, image_size=32),
+                                       val_fraction=0.0, test_fraction=0.0) if r.video_id.endswith("happiness")]
+    files = [Path(f).name for f in happy.frames.files]
+    clips = ClipDataset([happy], clip_len=1, image_size=32, task="pretrain", on_read_error="mask")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        masked = {files[i] for i in range(len(clips)) if not clips[i]["mask"].any()}
+        for i in range(len(clips)):  # read again: named once each
+            clips[i]
+    assert masked == {f"{k:03d}.jpg" for k in bad}
+    named = [str(w.message) for w in caught if "masking unreadable" in str(w.message)]
+    assert len(named) == 2 and all(any(f"{k:03d}.jpg" in m for m in named) for k in bad)
+    good = next(i for i in range(len(clips)) if files[i] not in masked)
+    expected = reference_frame(root / "Happy" / files[good], 32)
+    assert np.abs(clips[good]["frames"][0].numpy().transpose(1, 2, 0).astype(int) - expected).max() <= 1
+
+    chunked = ClipDataset([happy], clip_len=1, image_size=32, task="pretrain", on_read_error="mask")
+    stream = ChunkedClipStream(chunked, chunk_len=6, buffer_size=6, clips_per_epoch=36, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        items = list(stream)
+    by_image = {}
+    for it in items:
+        by_image.setdefault(files[int(it["frame_index"][0])], set()).add(bool(it["mask"].all()))
+    assert {f for f, m in by_image.items() if m == {False}} == {f"{k:03d}.jpg" for k in bad} & set(by_image)
+    assert all(m == {True} for f, m in by_image.items() if f not in masked) and len(by_image) > len(bad)
+
+    affectnet = tmp_path / "AffectNet"
+    write_affectnet(affectnet, feat_data)
+    listed = affectnet / "Manually_Annotated_file_lists" / "validation.csv"
+    listed.write_text(listed.read_text().replace("201/v.jpg,10,20,80,80", "201/v.jpg,500,400,80,80"))
+    corpus = load_corpus("affectnet", affectnet, dataset_args={"drop": ["contempt"]}, class_names=SEVEN,
+                         image_size=32)
+    [anger] = [r for r in corpus.splits["test"] if r.video_id.endswith("anger")]
+    strict = ClipDataset([anger], clip_len=1, image_size=32, task="pretrain")
+    from fer_lightning.media.video import VideoReadError
+
+    with pytest.raises(VideoReadError, match=r"201/v.jpg lies mostly outside its 100 x 120 image"):
+        strict[0]
+
+
+def test_every_image_that_can_train_is_read_and_none_that_cannot(feat_data, tiny_corpus, tmp_path, caplog):
+    """A mixed-in image corpus lends all its images to training (none carved off for a
+    validation or test split it never uses); AffectNet's images with valence/arousal but no
+    class are left out of emotion pretraining (named), and kept for valence/arousal."""
+    import logging
+
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    flat = write_folders(tmp_path / "flat", feat_data, with_splits=False)  # 18 images, no split folders
+    mix = [{"dataset": "image_folders", "root": str(flat), "clip_len": 1}]
+    dm = AffectDataModule(root=str(tiny_corpus), task="pretrain", clip_len=4, image_size=32, num_workers=0, mix=mix)
+    dm.setup("fit")
+    assert sum(r.num_frames for r in dm.mixed[f"image_folders:{flat}"].records) == 18
+
+    root = tmp_path / "AffectNet"
+    write_affectnet(root, feat_data)
+    args = dict(root=str(root), dataset="affectnet", class_names=SEVEN, clip_len=1, image_size=32, num_workers=0,
+                dataset_args={"drop": ["contempt"], "val_fraction": 0.0})
+    with caplog.at_level(logging.INFO):
+        pre = AffectDataModule(task="pretrain", **args)
+        pre.setup("fit")
+    train = pre.datasets["train"].records
+    # Happy x2, Anger, Surprise keep their class; None (8) and dropped Contempt have none
+    assert sorted(r.video_id for r in train) == ["affectnet_train_anger", "affectnet_train_happiness",
+                                                 "affectnet_train_surprise"]
+    assert "affectnet train: 1 videos hold no emotion class on any frame and are not read: " \
+        "affectnet_train_no_class" in caplog.text
+    va = AffectDataModule(task="finetune", **args)
+    va.setup("fit")
+    assert "affectnet_train_no_class" in {r.video_id for r in va.datasets["train"].records}

@@ -236,3 +236,33 @@ def test_bf16_mixed_self_supervision_trains_with_a_float32_loss(tiny_corpus, tmp
     val = trainer.validate(model, datamodule=dm, verbose=False)[0]
     assert features["dtype"] == torch.bfloat16 and probe.dtypes == {torch.float32}
     assert np.isfinite(val["val/loss"])
+
+
+def test_views_differ_between_accumulated_micro_batches_and_replay_on_resume(tiny_corpus, tmp_path):
+    """Every micro-batch of an accumulated step draws views of its own; a run resumed from its
+    checkpoint draws, batch for batch, what an uninterrupted one did."""
+    import lightning as L
+
+    from fer_lightning.data.datamodule import AffectDataModule
+
+    def fit(epochs: int, ckpt_path: str | None = None) -> tuple[list[int], L.Trainer]:
+        L.seed_everything(0)
+        model = AffectModule(task="selfsup", net=dict(backbone="test_resnet", num_layers=0),
+                             selfsup=dict(method="simclr", image_size=32, hidden_dim=32))
+        seeds: list[int] = []
+        loss = model.selfsup_loss
+        model.selfsup_loss = lambda batch, seed: seeds.append(seed) or loss(batch, seed)
+        dm = AffectDataModule(root=str(tiny_corpus), task="selfsup", clip_len=2, frame_step=4, image_size=32,
+                              batch_size=2, num_workers=0, augment=False)
+        trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, limit_train_batches=4, limit_val_batches=0,
+                            accumulate_grad_batches=2, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return seeds, trainer
+
+    whole, _ = fit(2)
+    assert len(whole) == 8 and len(set(whole)) == 8  # 4 micro-batches x 2 epochs, each its own draw
+    first, trainer = fit(1)
+    trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
+    resumed, _ = fit(2, str(tmp_path / "epoch1.ckpt"))
+    assert first == whole[:4] and resumed == whole[4:]

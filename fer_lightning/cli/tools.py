@@ -134,7 +134,7 @@ def data_main(argv: Sequence[str]) -> int:
     records = corpus.records
     names = corpus.class_names if any(r.labels is not None for r in records) else None
     summary = summarize(records, list(corpus.skipped.items()), list(corpus.unlabelled.items()),
-                        class_names=list(names) if names is not None else None)
+                        class_names=list(names) if names is not None else None, task=str(data.get("task") or ""))
     summary = {"corpus": {"dataset": corpus.name, "root": str(corpus.root),
                           "face_store": str(corpus.face_store) if corpus.face_store else None},
                **summary, "held_out_subjects": corpus.held_out_subjects}

@@ -12,13 +12,32 @@ from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.errors import UserInputError
 
 
-def labelled_mask(record: VideoRecord) -> np.ndarray:
-    """The frames of ``record`` that a loss or a score counts: a face, and a valid label."""
-    if record.values is not None:
-        return np.isfinite(record.values).all(axis=1) & record.has_face
-    if record.labels is not None:
-        return (record.labels >= 0) & record.has_face
+def labelled_mask(record: VideoRecord, task: str = "") -> np.ndarray:
+    """The frames of ``record`` that a loss or a score counts: a face, and a valid label of the
+    kind ``task`` learns (``pretrain``: an emotion class; ``finetune``: values; unnamed: values
+    where the record has them, else classes). A record can hold both (AffectNet's images)."""
+    values = record.values if task != "pretrain" else None
+    labels = record.labels if task != "finetune" else None
+    if values is not None:
+        return np.isfinite(values).all(axis=1) & record.has_face
+    if labels is not None:
+        return (labels >= 0) & record.has_face
     return np.zeros(record.num_frames, bool)
+
+
+def drop_unlabelled_records(records: Sequence[VideoRecord], task: str) -> tuple[list[VideoRecord], list[str]]:
+    """``records`` without those that hold no valid label of ``task``'s kind on any frame
+    (AffectNet's images with valence/arousal but no class, in pretraining), and their ids: they
+    would be read and fully masked. Where no record has a label the list is kept whole, so that
+    :func:`check_labelled` explains why."""
+    if task not in ("pretrain", "finetune"):
+        return list(records), []
+    every = [dataclasses.replace(r, has_face=np.ones(r.num_frames, bool)) for r in records]
+    keep = [labelled_mask(r, task).any() for r in every]
+    if not any(keep):
+        return list(records), []
+    return ([r for r, k in zip(records, keep, strict=True) if k],
+            [r.video_id for r, k in zip(records, keep, strict=True) if not k])
 
 
 def has_labels(split: str, records: Sequence[VideoRecord], task: str = "") -> bool:
@@ -28,8 +47,9 @@ def has_labels(split: str, records: Sequence[VideoRecord], task: str = "") -> bo
     if task == "selfsup":
         return any(r.has_face.any() for r in records)
     if split == "train":
-        return any(labelled_mask(r).any() for r in records)
-    return any(labelled_mask(dataclasses.replace(r, has_face=np.ones(r.num_frames, bool))).any() for r in records)
+        return any(labelled_mask(r, task).any() for r in records)
+    return any(labelled_mask(dataclasses.replace(r, has_face=np.ones(r.num_frames, bool)), task).any()
+               for r in records)
 
 
 def check_labelled(split: str, records: Sequence[VideoRecord], name: str = "the corpus", root: object = "",
@@ -71,13 +91,15 @@ def class_frames(records: Sequence[VideoRecord], class_names: Sequence[str]) -> 
 
 
 def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]],
-              unlabelled: Sequence[tuple[str, str]] = (), class_names: Sequence[str] | None = None) -> dict:
+              unlabelled: Sequence[tuple[str, str]] = (), class_names: Sequence[str] | None = None,
+              task: str = "") -> dict:
     """Per split: videos, frames, labelled and unlabelled frames, why frames lack labels, the
     videos whose label file's length differs from their frame count (and by how much), the
     annotations the challenge scores and, per video, those that describe a moment before the
     first or after the last decoded frame (:mod:`fer_lightning.corpora.annotations`), and for
     emotion labels the frames of each class (``class_names``); then every video left out with
-    its reason, and the videos of a partition the corpus ships without labels. ``ok`` is false
+    its reason, and the videos of a partition the corpus ships without labels. Labels are the
+    kind ``task`` learns (:func:`labelled_mask`). ``ok`` is false
     when any video was left out or none is usable; an unlabelled partition is how the corpus
     ships, not a failure."""
     splits: dict[str, dict] = {}
@@ -85,7 +107,7 @@ def summarize(records: Sequence[VideoRecord], skipped: Sequence[tuple[str, str]]
         s = splits.setdefault(r.split, {"videos": 0, "frames": 0, "labelled_frames": 0, "unlabelled_frames": 0,
                                         "why_unlabelled": {}, "length_mismatch": {}, "annotations": 0,
                                         "annotations_outside_video": {}})
-        labelled = labelled_mask(r)
+        labelled = labelled_mask(r, task)
         s["videos"] += 1
         s["frames"] += r.num_frames
         s["labelled_frames"] += int(labelled.sum())

@@ -141,6 +141,8 @@ class ChunkedClipStream(IterableDataset):
                 failure = err
 
         def decode(idx: np.ndarray) -> np.ndarray:
+            if failure is not None and rec.frames is not None:  # images fail one by one: only the bad one's clips mask
+                return self.clips.read_frames(rec, idx)
             if failure is not None:
                 raise failure
             return np.stack([frames[int(i)] for i in idx])

@@ -58,7 +58,7 @@ class ClipDataset(Dataset):
 
     ``on_read_error``: ``raise`` (default) raises :class:`VideoReadError` naming the file when
     frames cannot be decoded; ``mask`` (what training uses) returns the clip with every frame
-    masked, warns once per video and keeps the video's id in ``unreadable``.
+    masked, warns once per video (per image, for an image corpus) and keeps its id in ``unreadable``.
 
     Decoders are opened on first use inside whichever process reads (DataLoader workers), never
     when the dataset is built.
@@ -140,10 +140,13 @@ class ClipDataset(Dataset):
                 if self.on_read_error == "raise":
                     raise
                 # a file that opened at setup but fails to decode now: its frames are masked,
-                # the epoch goes on, and the video is named once per process
-                if rec.video_id not in self.unreadable:
-                    self.unreadable.add(rec.video_id)
-                    warnings.warn(f"masking unreadable frames of {rec.video_id}: {err}", stacklevel=2)
+                # the epoch goes on, and the video (of an image corpus: the image) is named once
+                # per process, with the count so far
+                key = rec.video_id if rec.frames is None else f"{rec.video_id}: {err}"
+                if key not in self.unreadable:
+                    self.unreadable.add(key)
+                    warnings.warn(f"masking unreadable frames of {rec.video_id}: {err} ({len(self.unreadable)} "
+                                  "unreadable so far in this process)", stacklevel=2)
                 has_face = np.zeros_like(has_face)
                 decoded = np.zeros((0, 1, 1, 3), np.uint8)
             margin = rec.extra.get("face_margin", self.face_margin)  # whole-frame records: 0

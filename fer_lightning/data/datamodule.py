@@ -12,8 +12,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from fer_lightning.checkpoints import latest_checkpoint
-from fer_lightning.corpora.adapters import get_preparer, list_datasets
-from fer_lightning.corpora.check import check_labelled, class_frames, has_labels
+from fer_lightning.corpora.adapters import adapter_options, get_preparer, list_datasets
+from fer_lightning.corpora.check import (
+    check_labelled,
+    class_frames,
+    drop_unlabelled_records,
+    has_labels,
+)
 from fer_lightning.corpora.load import Corpus, corpus_settings, load_corpus
 from fer_lightning.corpora.records import VideoRecord
 from fer_lightning.data.chunked import (
@@ -61,6 +66,16 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         pass
+
+
+def _learnable(records: list[VideoRecord], task: str, what: str) -> list[VideoRecord]:
+    """``records`` without those that hold no label the task learns from, which are named."""
+    kept, dropped = drop_unlabelled_records(records, task)
+    if dropped:
+        kind = "emotion class" if task == "pretrain" else "valid value"
+        rank_zero_info(f"{what}: {len(dropped)} videos hold no {kind} on any frame and are not read: "
+                       + ", ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""))
+    return kept
 
 
 def _listed(reasons: dict[str, str], most: int) -> str:
@@ -313,7 +328,8 @@ class AffectDataModule(L.LightningDataModule):
             rank_zero_info(f"{hp.dataset} has no labelled test split: {len(corpus.held_out_subjects)} training subjects "
                            f"held out as test (data.held_out_from_train={hp.held_out_from_train}): "
                            + ", ".join(corpus.held_out_subjects))
-        by_split = corpus.splits
+        by_split = {split: _learnable(records, hp.task, f"{hp.dataset} {split}")
+                    for split, records in corpus.splits.items()}
         margin = 0.0 if hp.face_store else hp.face_margin  # store frames are aligned crops with their own margin
         if hp.task == "pretrain":  # what the loss will see of each class, before a long run starts
             frames = class_frames(by_split["train"], hp.class_names)
@@ -363,14 +379,20 @@ class AffectDataModule(L.LightningDataModule):
             )
         for entry in hp.mix or ():
             name = self._mix_name(entry)
+            args = dict(entry.get("dataset_args") or {})
+            # a mixed corpus lends its training split alone: what it would carve off for its own
+            # validation or test (image corpora do) would never be read, so it is not carved
+            args.update({k: 0.0 for k in ("val_fraction", "test_fraction")
+                         if k in adapter_options(entry["dataset"]) and k not in args})
             extra = load_corpus(**{**corpus_settings(hp), "dataset": entry["dataset"], "root": entry["root"],
-                                   "dataset_args": entry.get("dataset_args"), "face_store": entry.get("face_store"),
+                                   "dataset_args": args, "face_store": entry.get("face_store"),
                                    "held_out_from_train": 0.0, "train_subjects": None})
             if extra.skipped:
                 rank_zero_warn(f"data.mix {name}: {len(extra.skipped)} videos are skipped: " + _listed(extra.skipped, 10))
             clip_len = int(entry.get("clip_len", hp.clip_len))
             self.mixed[name] = ClipDataset(
-                extra.splits["train"], clip_len=clip_len, stride=max(1, ((clip_len - 1) * hp.frame_step + 1) // 2),
+                _learnable(extra.splits["train"], hp.task, f"data.mix {name} train"), clip_len=clip_len,
+                stride=max(1, ((clip_len - 1) * hp.frame_step + 1) // 2),
                 frame_step=hp.frame_step, image_size=hp.image_size,
                 face_margin=0.0 if entry.get("face_store") else hp.face_margin, task=hp.task,
                 target_names=hp.target_names, transform=self._augment(), on_read_error="mask")

@@ -72,7 +72,8 @@ class ImageFrames:
         size: side of every frame, pixels.
         boxes: optional (N, 4) face boxes (x0, y0, x1, y1) in each image's own pixels, as a corpus
             ships them (AffectNet); a frame is then the box's square, not the whole image. A row
-            with a non-finite value means the whole image.
+            with a non-finite value means the whole image; a box mostly (over half) outside its
+            image is a :class:`VideoReadError`, as an unreadable image is.
         fps: the frame rate it claims (images have none; only durations in reports use it).
     """
 
@@ -95,7 +96,13 @@ class ImageFrames:
         """Frame ``i``: image ``i`` (its face box, where given) squared and resized."""
         image = read_rgb(self.files[i])
         if self.boxes is not None and np.isfinite(self.boxes[i]).all():
-            return crop_face(image, self.boxes[i], self.size, 0.0)  # the box's square, black outside the image
+            box = self.boxes[i]
+            h, w = image.shape[:2]
+            inside = max(0.0, min(box[2], w) - max(box[0], 0)) * max(0.0, min(box[3], h) - max(box[1], 0))
+            if inside < 0.5 * (box[2] - box[0]) * (box[3] - box[1]):  # a black square is no face to label
+                raise VideoReadError(f"face box {box.round(1).tolist()} of {self.files[i]} lies mostly outside "
+                                     f"its {w} x {h} image (a list for other images?)")
+            return crop_face(image, box, self.size, 0.0)  # the box's square, black where it leaves the image
         return square_resize(image, self.size)
 
     def read(self, indices: np.ndarray) -> np.ndarray:

@@ -260,10 +260,14 @@ class AffectModule(L.LightningModule):
         return loss if has_face.any() else loss * 0.0  # a batch without a face: the collectives still run
 
     def _step_seed(self, stage: str, batch_idx: int) -> int:
-        # training draws follow the step (a resumed run draws what an uninterrupted one did);
-        # evaluation draws the same views every epoch, so its loss compares across epochs
+        # training draws follow the batch count, not the optimizer step: the micro-batches of one
+        # accumulated step draw apart; Lightning restores the count, so a resumed run draws what an
+        # uninterrupted one did. Evaluation draws the same views every epoch, so its loss compares
+        # across epochs.
         rank = self.global_rank if self._trainer is not None else 0
-        step = self.global_step if stage == "train" and self._trainer is not None else batch_idx
+        step = batch_idx
+        if stage == "train" and self._trainer is not None:
+            step = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
         key = [int(torch.initial_seed()) % 2**32, {"train": 0, "val": 1, "test": 2}[stage], rank, step]
         return int(np.random.SeedSequence(key).generate_state(1)[0])
 

@@ -11,6 +11,7 @@ from fer_lightning.corpora.adapters import recola as _recola  # noqa: F401
 from fer_lightning.corpora.adapters import sewa as _sewa  # noqa: F401
 from fer_lightning.corpora.registry import (
     Adapter,
+    adapter_options,
     get_adapter,
     get_preparer,
     list_datasets,
@@ -19,4 +20,4 @@ from fer_lightning.corpora.registry import (
 )
 from fer_lightning.corpora.synthetic import adapter as _synthetic  # noqa: F401
 
-__all__ = ["Adapter", "get_adapter", "get_preparer", "list_datasets", "load_dataset", "register_dataset"]
+__all__ = ["Adapter", "adapter_options", "get_adapter", "get_preparer", "list_datasets", "load_dataset", "register_dataset"]

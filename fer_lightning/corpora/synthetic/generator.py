@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -281,8 +282,6 @@ class VideoTruth:
 
 def draw_synthetic_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth:
     """Draw, encode and write one video (atomically); return its per-frame ground truth."""
-    import av  # imported here: worker processes import it themselves
-
     cv2.setNumThreads(1)  # one process per video already fills the cores
     rng = np.random.default_rng([cfg.seed, index])
     n, size, fps = cfg.num_frames, cfg.size, cfg.fps
@@ -297,8 +296,7 @@ def draw_synthetic_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth
     extent = face_extent(ident)
     canvas_corners = np.array([[0, 0], [CANVAS, 0], [CANVAS, CANVAS], [0, CANVAS]], dtype=np.float64)
     boxes = np.full((n, 4), np.nan, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        container, stream = open_h264(tmp, size, fps)
+    with h264_writer(path, size, fps) as write:
         for t in range(n):
             frame = bg.copy()
             if has_face[t]:
@@ -319,12 +317,7 @@ def draw_synthetic_video(cfg: SynthConfig, index: int, path: Path) -> VideoTruth
                 corners = extent @ m[:, :2].T + m[:, 2]
                 boxes[t] = (*corners.min(axis=0), *corners.max(axis=0))
             frame *= light[t] + tilt[t] * ramp
-            rgb = np.clip(frame, 0, 255, out=frame).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        container.close()
+            write(np.clip(frame, 0, 255, out=frame).astype(np.uint8))
     np.clip(boxes, 0, size, out=boxes)
     return VideoTruth(valence=valence, arousal=arousal, has_face=has_face, boxes=boxes)
 
@@ -357,18 +350,31 @@ def faceless_stretch(rng: np.random.Generator, n: int, fps: float, prob: float) 
     return has_face
 
 
-def open_h264(path: Path, size: int, fps: float):
-    """(container, stream) writing ``size`` x ``size`` H.264 at ``fps``: one encoder thread, the
-    same bytes every run."""
+@contextmanager
+def h264_writer(path: Path, size: int, fps: float) -> Iterator[Callable[[np.ndarray], None]]:
+    """``write(rgb)`` appending ``size`` x ``size`` uint8 RGB frames to ``path`` as H.264 at
+    ``fps``: one encoder thread (the same bytes every run), flushed, closed and renamed into place
+    when the block ends (nothing is left at ``path`` if it fails)."""
     import av
 
-    container = av.open(str(path), mode="w", format="mp4")
-    stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-    stream.width = stream.height = size
-    stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
-    stream.codec_context.thread_count = 1
-    return container, stream
+    with atomic_path(path) as tmp:
+        container = av.open(str(tmp), mode="w", format="mp4")
+        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
+        stream.codec_context.thread_count = 1
+
+        def write(rgb: np.ndarray) -> None:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+
+        try:
+            yield write
+            for packet in stream.encode():
+                container.mux(packet)
+        finally:
+            container.close()
 
 
 def _fps_fraction(fps: float):

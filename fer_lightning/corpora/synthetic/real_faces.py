@@ -35,11 +35,11 @@ from fer_lightning.corpora.synthetic.generator import (
     assign_splits,
     background,
     faceless_stretch,
-    open_h264,
+    h264_writer,
     smooth_signal,
     write_annotations,
 )
-from fer_lightning.io import atomic_path, write_text_atomic
+from fer_lightning.io import write_text_atomic
 from fer_lightning.tasks import EMOTIONS
 
 PORTRAIT = 192  # side of an identity's portrait, pixels
@@ -167,7 +167,6 @@ def face_mask(portrait: Portrait) -> np.ndarray:
 
 def animate_identity(portrait: Portrait, cfg: RealFacesConfig, index: int, path: Path) -> VideoTruth:
     """Write one video of ``portrait`` (atomically); return its per-frame ground truth."""
-    import av
 
     cv2.setNumThreads(1)
     rng = np.random.default_rng([cfg.seed, index, 7])
@@ -191,8 +190,7 @@ def animate_identity(portrait: Portrait, cfg: RealFacesConfig, index: int, path:
     x0, y0, x1, y1 = portrait.box
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
     boxes = np.full((n, 4), np.nan, np.float32)
-    with atomic_path(path) as tmp:
-        container, stream = open_h264(tmp, size, fps)
+    with h264_writer(path, size, fps) as write:
         for t in range(n):
             frame = bg.copy()
             if has_face[t]:
@@ -205,12 +203,7 @@ def animate_identity(portrait: Portrait, cfg: RealFacesConfig, index: int, path:
                 land = corners @ m[:, :2].T + m[:, 2]
                 boxes[t] = (*land.min(axis=0), *land.max(axis=0))
             frame *= light[t]
-            rgb = np.clip(frame, 0, 255, out=frame).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        container.close()
+            write(np.clip(frame, 0, 255, out=frame).astype(np.uint8))
     np.clip(boxes, 0, size, out=boxes)
     return VideoTruth(valence=valence, arousal=arousal, has_face=has_face, boxes=boxes)
 
