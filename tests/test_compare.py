@@ -1,5 +1,6 @@
 """``fer-lightning compare-pretraining``: every route chained and fine-tuned per temporal model
-and seed, tested on identities no stage saw; a stage that would read them is refused."""
+and seed, tested on identities no stage saw; a stage that would read them reads its corpus
+without them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_datasets import affwild2_root  # noqa: F401  (a fixture: Aff-Wild2 as shipped)
 
 from fer_lightning.errors import UserInputError
 
@@ -15,23 +17,59 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
 
-def test_a_stage_that_reads_the_held_out_identities_is_refused_by_name(tmp_path):
+def test_a_stage_on_the_fine_tuning_corpus_reads_it_without_the_held_out_people(tmp_path):
     """Fine-tuning and a pretraining stage on one corpus (a manifest split by subject): with
-    the fine-tuning's seed the stage never trains on its test people; with another seed it
-    would, and the comparison stops before anything trains, naming them."""
+    the fine-tuning's seed the stage reads none of its test people; with another seed it would,
+    and it is given them to leave out (data.exclude_subjects), after which it reads none. A stage
+    on another folder is reported as not checked."""
     from test_datasets import write_manifest_corpus
 
     from fer_lightning.cli.compare import check_disjoint, held_out_identities
+    from fer_lightning.corpora.load import corpus_settings, load_corpus
 
     write_manifest_corpus(tmp_path / "mine", with_split=False)
     finetune = [str(EXPERIMENTS / "finetune_manifest.yaml"), f"--data.root={tmp_path / 'mine'}",
                 "--data.face_store=null", "--data.dataset_args={manifest: manifest.csv, scale: [0, 100], seed: 0}"]
-    data, held_out = held_out_identities(finetune, tmp_path)
+    data, held_out, videos = held_out_identities(finetune, tmp_path)
     assert held_out and held_out <= {f"s{i}" for i in range(4)}
-    check_disjoint("same splits", finetune, data, held_out, tmp_path)
+    assert check_disjoint("same splits", finetune, data, held_out, tmp_path, videos) == ("", [])
     leaky = [*finetune[:-1], "--data.dataset_args={manifest: manifest.csv, scale: [0, 100], seed: 3}"]
-    with pytest.raises(UserInputError, match="reads 1 of the identities fine-tuning holds out"):
-        check_disjoint("leaky", leaky, data, held_out, tmp_path)
+    other, leaking = check_disjoint("leaky", leaky, data, held_out, tmp_path, videos)
+    assert other == "" and len(leaking) == 1 and set(leaking) <= held_out
+    fixed = [*leaky, f"--data.exclude_subjects={leaking}"]
+    assert check_disjoint("leaky", fixed, data, held_out, tmp_path, videos) == ("", [])
+    from fer_lightning.cli.compare import _data_of
+
+    corpus = load_corpus(**corpus_settings(_data_of(fixed, tmp_path)))
+    assert corpus.excluded_subjects == leaking and not {r.subject for r in corpus.records} & set(leaking)
+    shutil.copytree(tmp_path / "mine", tmp_path / "elsewhere")
+    elsewhere = [*leaky[:1], f"--data.root={tmp_path / 'elsewhere'}", *leaky[2:]]
+    assert check_disjoint("other", elsewhere, data, held_out, tmp_path, videos) == \
+        (f"manifest at {tmp_path / 'elsewhere'}", [])
+
+
+def test_aff_wild2_expression_pretraining_leaves_out_the_valence_arousal_test_people(affwild2_root, tmp_path):  # noqa: F811
+    """Aff-Wild2's two tracks share their videos: fine-tuning on valence-arousal holds
+    training subjects out as its test split, and the expression track (another adapter on the
+    same folder) would train on them; it is matched by name and reads the folder without them."""
+    from fer_lightning.cli.compare import check_disjoint, held_out_identities
+
+    root = shutil.copytree(affwild2_root, tmp_path / "ABAW")
+    ann = root / "6th_ABAW_Annotations" / "EXPR_Recognition_Challenge"
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
+    for rel, n in {"Train_Set/1-30-1280x720.txt": 40, "Train_Set/video10_2_left.txt": 30,
+                   "Validation_Set/118-30-640x480.txt": 30}.items():
+        (ann / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ann / rel).write_text(header + "\n" + "\n".join(str(i % 7) for i in range(n)) + "\n")
+    finetune = [str(EXPERIMENTS / "finetune_affwild2.yaml"), f"--data.root={root}", "--data.face_store=null",
+                "--data.held_out_from_train=0.5"]
+    data, held_out, videos = held_out_identities(finetune, tmp_path)
+    assert len(held_out) == 1 and held_out <= {"1-30-1280x720", "video10_2_left"}
+    stage = [str(EXPERIMENTS / "pretrain_affwild2_expr.yaml"), f"--data.root={root}", "--data.face_store=null",
+             "--data.held_out_from_train=0"]
+    assert check_disjoint("expr", stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
+    stage.append(f"--data.exclude_subjects={sorted(held_out)}")
+    assert check_disjoint("expr", stage, data, held_out, tmp_path, videos) == ("", [])
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("compare_*.yaml")), ids=lambda p: p.stem)

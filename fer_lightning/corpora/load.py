@@ -42,6 +42,7 @@ class Corpus:
         held_out_subjects: training subjects made the test split (``held_out_from_train``).
         class_names: the emotion classes the labels index, in logit order (None: none).
         face_store: the face store the records read from (None: the source videos).
+        excluded_subjects: the subjects ``exclude_subjects`` left out that the corpus holds.
     """
 
     name: str
@@ -52,6 +53,7 @@ class Corpus:
     held_out_subjects: list[str] = field(default_factory=list)
     class_names: tuple[str, ...] | None = None
     face_store: Path | None = None
+    excluded_subjects: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> list[VideoRecord]:
@@ -71,6 +73,7 @@ def load_corpus(
     strict: bool = False,
     held_out_from_train: float = 0.0,
     train_subjects: int | None = None,
+    exclude_subjects: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Corpus:
     """Read corpus ``dataset`` at ``root`` into the records each split uses.
@@ -92,6 +95,8 @@ def load_corpus(
         held_out_from_train: for a corpus without a labelled test split, this fraction of the
             training subjects (drawn with ``seed``) becomes the test split.
         train_subjects: keep this many training subjects (drawn with ``seed``).
+        exclude_subjects: subjects left out of every split, before any is carved (names the
+            corpus does not hold are ignored; ``Corpus.excluded_subjects`` says which it held).
         seed: the draws' seed.
 
     Raises:
@@ -131,6 +136,11 @@ def load_corpus(
     if skipped and strict:
         raise UserInputError(f"data.strict: {len(skipped)} videos would be skipped: "
                              + "; ".join(f"{vid}: {why}" for vid, why in skipped))
+    excluded: list[str] = []
+    if exclude_subjects:
+        gone = set(exclude_subjects)
+        excluded = sorted({r.subject for r in records if r.subject in gone})
+        records = [r for r in records if r.subject not in gone]
     records, moved = carve_held_out(records, held_out_from_train, seed)
     splits: dict[str, list[VideoRecord]] = {s: [] for s in SPLIT_NAMES}
     for r in records:
@@ -142,7 +152,8 @@ def load_corpus(
         keep = set(np.random.default_rng(seed).permutation(subjects)[:train_subjects].tolist())
         splits["train"] = [r for r in splits["train"] if r.subject in keep]
     return Corpus(name=dataset, root=root, splits=splits, skipped=dict(skipped), unlabelled=dict(context.unlabelled),
-                  held_out_subjects=moved, class_names=context.class_names, face_store=store)
+                  held_out_subjects=moved, class_names=context.class_names, face_store=store,
+                  excluded_subjects=excluded)
 
 
 def corpus_settings(data: Mapping[str, Any]) -> dict[str, Any]:

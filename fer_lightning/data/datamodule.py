@@ -152,6 +152,10 @@ class AffectDataModule(L.LightningDataModule):
         feature_cache_dir: where (default: ``<face_store>/features``, else ``<root>/features``).
         train_subjects: train on this many training subjects only (drawn with ``seed``), for
             few-subject experiments; validation and test keep all of theirs.
+        exclude_subjects: subjects no split reads (by the corpus's subject names): the people
+            another run holds out for testing, where both read one corpus (Aff-Wild2's
+            expression and valence-arousal tracks share their videos). ``compare-pretraining``
+            sets it for each stage that would read its held-out people.
         eval_overlap: fraction of a window that consecutive validation/test windows share
             (0.5: every frame is predicted by two windows and gets their mean; 0: each once).
         seed: the chunked stream's random seed.
@@ -215,6 +219,7 @@ class AffectDataModule(L.LightningDataModule):
         balance_classes: bool = False,
         eval_overlap: float = 0.5,
         train_subjects: int | None = None,
+        exclude_subjects: Sequence[str] | None = None,
         feature_cache: str | None = None,
         feature_cache_dir: str | None = None,
         held_out_from_train: float = 0.2,
@@ -324,6 +329,10 @@ class AffectDataModule(L.LightningDataModule):
                            + _listed(corpus.unlabelled, 5))
         if corpus.skipped:
             rank_zero_warn(f"{len(corpus.skipped)} videos are skipped: " + _listed(corpus.skipped, 10))
+        if hp.exclude_subjects:
+            rank_zero_info(f"data.exclude_subjects: {len(corpus.excluded_subjects)} of the {len(hp.exclude_subjects)} "
+                           f"subjects listed are in {hp.dataset} and are left out of every split"
+                           + (": " + ", ".join(corpus.excluded_subjects[:10]) if corpus.excluded_subjects else ""))
         if corpus.held_out_subjects:
             rank_zero_info(f"{hp.dataset} has no labelled test split: {len(corpus.held_out_subjects)} training subjects "
                            f"held out as test (data.held_out_from_train={hp.held_out_from_train}): "
@@ -386,7 +395,7 @@ class AffectDataModule(L.LightningDataModule):
                          if k in adapter_options(entry["dataset"]) and k not in args})
             extra = load_corpus(**{**corpus_settings(hp), "dataset": entry["dataset"], "root": entry["root"],
                                    "dataset_args": args, "face_store": entry.get("face_store"),
-                                   "held_out_from_train": 0.0, "train_subjects": None})
+                                   "held_out_from_train": 0.0, "train_subjects": None, "exclude_subjects": None})
             if extra.skipped:
                 rank_zero_warn(f"data.mix {name}: {len(extra.skipped)} videos are skipped: " + _listed(extra.skipped, 10))
             clip_len = int(entry.get("clip_len", hp.clip_len))
