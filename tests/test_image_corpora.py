@@ -486,10 +486,16 @@ def test_every_image_that_can_train_is_read_and_none_that_cannot(feat_data, tiny
     from fer_lightning.data.datamodule import AffectDataModule
 
     flat = write_folders(tmp_path / "flat", feat_data, with_splits=False)  # 18 images, no split folders
-    mix = [{"dataset": "image_folders", "root": str(flat), "clip_len": 1}]
+    mix = [{"dataset": "image_folders", "root": str(flat)}]  # still images: one-frame clips unless told
     dm = AffectDataModule(root=str(tiny_corpus), task="pretrain", clip_len=4, image_size=32, num_workers=0, mix=mix)
     dm.setup("fit")
-    assert sum(r.num_frames for r in dm.mixed[f"image_folders:{flat}"].records) == 18
+    mixed = dm.mixed[f"image_folders:{flat}"]
+    assert sum(r.num_frames for r in mixed.records) == 18 and mixed.clip_len == 1 and len(mixed) == 18
+    from fer_lightning.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="a corpus of still images is read as one-frame clips; its clip_len is 4"):
+        AffectDataModule(root=str(tiny_corpus), task="pretrain", clip_len=4, image_size=32, num_workers=0,
+                         mix=[{**mix[0], "clip_len": 4}]).setup("fit")
 
     root = tmp_path / "AffectNet"
     write_affectnet(root, feat_data)
@@ -507,3 +513,24 @@ def test_every_image_that_can_train_is_read_and_none_that_cannot(feat_data, tiny
     va = AffectDataModule(task="finetune", **args)
     va.setup("fit")
     assert "affectnet_train_no_class" in {r.video_id for r in va.datasets["train"].records}
+    with pytest.raises(UserInputError, match="affectnet is a corpus of still images, each a one-frame clip"):
+        AffectDataModule(task="pretrain", **{**args, "clip_len": 8}).setup("fit")
+
+
+def test_an_image_corpus_whose_images_mostly_fail_stops_with_a_clear_error(feat_data, tmp_path):
+    """Not a run that looks fine: where most reads of an image corpus fail (its lists name other
+    images, a folder of broken files) the masking policy gives way to an error that says so."""
+    from fer_lightning.media.video import VideoReadError
+
+    root = tmp_path / "broken"
+    (root / "Happy").mkdir(parents=True)
+    good = cv2.imencode(".jpg", photo(feat_data, "happiness", (40, 40)))[1].tobytes()
+    for k in range(60):
+        (root / "Happy" / f"{k:03d}.jpg").write_bytes(good if k % 10 == 0 else b"broken" * 30)
+    [happy] = load_dataset("image_folders", root, AdapterContext(class_names=SEVEN, image_size=32),
+                           val_fraction=0.0, test_fraction=0.0)
+    clips = ClipDataset([happy], clip_len=1, image_size=32, task="pretrain", on_read_error="mask")
+    with pytest.warns(UserWarning, match="masking unreadable"), \
+            pytest.raises(VideoReadError, match=r"50 of the 5\d image reads of this process failed .*data.root"):
+        for i in range(len(clips)):
+            clips[i]

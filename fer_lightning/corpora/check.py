@@ -25,15 +25,25 @@ def labelled_mask(record: VideoRecord, task: str = "") -> np.ndarray:
     return np.zeros(record.num_frames, bool)
 
 
-def drop_unlabelled_records(records: Sequence[VideoRecord], task: str) -> tuple[list[VideoRecord], list[str]]:
-    """``records`` without those that hold no valid label of ``task``'s kind on any frame
-    (AffectNet's images with valence/arousal but no class, in pretraining), and their ids: they
-    would be read and fully masked. Where no record has a label the list is kept whole, so that
+def drop_unlabelled_records(records: Sequence[VideoRecord], task: str,
+                            target_names: Sequence[str] = ("valence", "arousal")) -> tuple[list[VideoRecord], list[str]]:
+    """Training ``records`` without those that hold no label ``task`` learns on any frame (no
+    emotion class for ``pretrain``: AffectNet's images with valence/arousal alone; no finite
+    value in any of ``target_names`` for ``finetune``), and their ids: they would be read and
+    fully masked. Where no record has a label the list is kept whole, so that
     :func:`check_labelled` explains why."""
+    def learns(r: VideoRecord) -> bool:
+        if task == "pretrain":
+            return r.labels is not None and bool((r.labels >= 0).any())
+        if r.values is None:
+            return False
+        names = list(r.extra.get("value_names", ("valence", "arousal")))
+        columns = [names.index(t) for t in target_names if t in names]
+        return bool(columns) and bool(np.isfinite(r.values[:, columns]).any())
+
     if task not in ("pretrain", "finetune"):
         return list(records), []
-    every = [dataclasses.replace(r, has_face=np.ones(r.num_frames, bool)) for r in records]
-    keep = [labelled_mask(r, task).any() for r in every]
+    keep = [learns(r) for r in records]
     if not any(keep):
         return list(records), []
     return ([r for r, k in zip(records, keep, strict=True) if k],

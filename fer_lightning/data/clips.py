@@ -42,6 +42,9 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
     return starts
 
 
+MAX_NAMED = 20  # unreadable images named one by one in a process; the rest are counted
+
+
 class ClipDataset(Dataset):
     """Windows of ``clip_len`` frames over a list of videos, read lazily with decord.
 
@@ -58,7 +61,10 @@ class ClipDataset(Dataset):
 
     ``on_read_error``: ``raise`` (default) raises :class:`VideoReadError` naming the file when
     frames cannot be decoded; ``mask`` (what training uses) returns the clip with every frame
-    masked, warns once per video (per image, for an image corpus) and keeps its id in ``unreadable``.
+    masked, warns once per video (per image, for an image corpus: the first ``MAX_NAMED``, then
+    every 1000th with the count) and keeps it in ``unreadable`` (per process: each DataLoader
+    worker names its own). Where most of an image corpus's reads fail (at least 50), it raises
+    whatever the policy: the images are not where its lists say.
 
     Decoders are opened on first use inside whichever process reads (DataLoader workers), never
     when the dataset is built.
@@ -84,7 +90,8 @@ class ClipDataset(Dataset):
         if on_read_error not in ("raise", "mask"):
             raise ValueError(f"on_read_error must be 'raise' or 'mask', got {on_read_error!r}")
         self.on_read_error = on_read_error
-        self.unreadable: set[str] = set()  # videos that failed to decode in this process
+        self.unreadable: set[str] = set()  # videos (images: "record: error") that failed to decode in this process
+        self._image_reads = [0, 0]  # image corpora's reads in this process: decoded, failed
         self.records = list(records)
         self.clip_len = clip_len
         self.frame_step = frame_step
@@ -142,13 +149,24 @@ class ClipDataset(Dataset):
                 # a file that opened at setup but fails to decode now: its frames are masked,
                 # the epoch goes on, and the video (of an image corpus: the image) is named once
                 # per process, with the count so far
+                if rec.frames is not None:
+                    self._image_reads[1] += 1
+                    if self._image_reads[1] >= 50 and self._image_reads[1] > self._image_reads[0]:
+                        raise VideoReadError(f"{self._image_reads[1]} of the {sum(self._image_reads)} image reads of "
+                                             f"this process failed (the last: {err}): are the images where the "
+                                             "corpus's lists say (data.root)?") from err
                 key = rec.video_id if rec.frames is None else f"{rec.video_id}: {err}"
                 if key not in self.unreadable:
                     self.unreadable.add(key)
-                    warnings.warn(f"masking unreadable frames of {rec.video_id}: {err} ({len(self.unreadable)} "
-                                  "unreadable so far in this process)", stacklevel=2)
+                    n = len(self.unreadable)
+                    if n <= MAX_NAMED or n % 1000 == 0:  # a few named, then a running count
+                        warnings.warn(f"masking unreadable frames of {rec.video_id}: {err} ({n} unreadable so far in "
+                                      "this process" + ("; further ones are counted every 1000" if n == MAX_NAMED
+                                                        else "") + ")", stacklevel=2)
                 has_face = np.zeros_like(has_face)
                 decoded = np.zeros((0, 1, 1, 3), np.uint8)
+            else:
+                self._image_reads[0] += rec.frames is not None
             margin = rec.extra.get("face_margin", self.face_margin)  # whole-frame records: 0
             for k, frame, box in zip(np.flatnonzero(has_face), decoded, rec.boxes[idx[has_face]], strict=True):
                 frames[k] = crop_face(frame, box, size, margin)

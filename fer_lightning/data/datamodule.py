@@ -68,12 +68,12 @@ def _return_freed_memory() -> None:
         pass
 
 
-def _learnable(records: list[VideoRecord], task: str, what: str) -> list[VideoRecord]:
-    """``records`` without those that hold no label the task learns from, which are named."""
-    kept, dropped = drop_unlabelled_records(records, task)
+def _learnable(records: list[VideoRecord], hp, what: str) -> list[VideoRecord]:
+    """Training ``records`` without those that hold no label the task learns from, which are named."""
+    kept, dropped = drop_unlabelled_records(records, hp.task, hp.target_names)
     if dropped:
-        kind = "emotion class" if task == "pretrain" else "valid value"
-        rank_zero_info(f"{what}: {len(dropped)} videos hold no {kind} on any frame and are not read: "
+        kind = "emotion class" if hp.task == "pretrain" else f"value of {', '.join(hp.target_names)}"
+        rank_zero_info(f"{what} train: {len(dropped)} videos hold no {kind} on any frame and are not read: "
                        + ", ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""))
     return kept
 
@@ -182,9 +182,10 @@ class AffectDataModule(L.LightningDataModule):
         mix: more corpora whose training splits train in the same run, beside this one's (an
             image corpus beside a video corpus: AffectNet with Aff-Wild2's expression track).
             Each entry is ``{dataset, root}`` and optionally ``dataset_args``, ``face_store``,
-            ``clip_len`` (1 for images; default this corpus's) and ``batch_size`` (default this
-            one's). Every training step takes one batch of each (Lightning's CombinedLoader,
-            cycling the shorter ones; an epoch is the longest), the loss counts all their
+            ``clip_len`` (default 1 for images, which can take nothing else; else this corpus's)
+            and ``batch_size`` (default this one's). Every training step takes one batch of each
+            (Lightning's CombinedLoader, cycling the shorter ones; an epoch is the longest), the
+            loss counts all their
             labelled frames together, each corpus is drawn in random order, class-balanced with
             ``balance_classes``. Classes are this run's ``class_names`` (each adapter maps its own
             onto them); validation and test are this corpus's.
@@ -337,8 +338,13 @@ class AffectDataModule(L.LightningDataModule):
             rank_zero_info(f"{hp.dataset} has no labelled test split: {len(corpus.held_out_subjects)} training subjects "
                            f"held out as test (data.held_out_from_train={hp.held_out_from_train}): "
                            + ", ".join(corpus.held_out_subjects))
-        by_split = {split: _learnable(records, hp.task, f"{hp.dataset} {split}")
-                    for split, records in corpus.splits.items()}
+        if hp.clip_len > 1 and any(r.frames is not None for r in corpus.records):
+            raise UserInputError(f"{hp.dataset} is a corpus of still images, each a one-frame clip: set data.clip_len: 1 "
+                                 f"(it is {hp.clip_len}) and model.net.num_layers: 0, as experiments/pretrain_images.yaml "
+                                 "does")
+        # training reads only what it learns from; evaluation keeps every video (each is scored,
+        # written and plotted, whatever it holds)
+        by_split = {**corpus.splits, "train": _learnable(corpus.splits["train"], hp, hp.dataset)}
         margin = 0.0 if hp.face_store else hp.face_margin  # store frames are aligned crops with their own margin
         if hp.task == "pretrain":  # what the loss will see of each class, before a long run starts
             frames = class_frames(by_split["train"], hp.class_names)
@@ -398,9 +404,13 @@ class AffectDataModule(L.LightningDataModule):
                                    "held_out_from_train": 0.0, "train_subjects": None, "exclude_subjects": None})
             if extra.skipped:
                 rank_zero_warn(f"data.mix {name}: {len(extra.skipped)} videos are skipped: " + _listed(extra.skipped, 10))
-            clip_len = int(entry.get("clip_len", hp.clip_len))
+            images = any(r.frames is not None for r in extra.records)  # still images: one-frame clips
+            clip_len = int(entry.get("clip_len", 1 if images else hp.clip_len))
+            if images and clip_len > 1:
+                raise UserInputError(f"data.mix {name}: a corpus of still images is read as one-frame clips; its "
+                                     f"clip_len is {clip_len}: leave it unset or 1")
             self.mixed[name] = ClipDataset(
-                _learnable(extra.splits["train"], hp.task, f"data.mix {name} train"), clip_len=clip_len,
+                _learnable(extra.splits["train"], hp, f"data.mix {name}"), clip_len=clip_len,
                 stride=max(1, ((clip_len - 1) * hp.frame_step + 1) // 2),
                 frame_step=hp.frame_step, image_size=hp.image_size,
                 face_margin=0.0 if entry.get("face_store") else hp.face_margin, task=hp.task,

@@ -359,17 +359,17 @@ def h264_writer(path: Path, size: int, fps: float) -> Iterator[Callable[[np.ndar
 
     with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
-        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
-        stream.codec_context.thread_count = 1
-
-        def write(rgb: np.ndarray) -> None:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-
         try:
+            stream = container.add_stream("libx264", rate=_fps_fraction(fps))
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "20", "preset": "veryfast", "g": str(max(1, int(fps)))}
+            stream.codec_context.thread_count = 1
+
+            def write(rgb: np.ndarray) -> None:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    container.mux(packet)
+
             yield write
             for packet in stream.encode():
                 container.mux(packet)
