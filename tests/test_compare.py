@@ -5,6 +5,7 @@ without them."""
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -146,6 +147,46 @@ def test_every_route_fine_tunes_per_temporal_model_and_lands_in_one_table(tiny_c
     assert [(r["route"], r["temporal"]) for r in rows_again if r["route"] == "imagenet"] == \
         [("imagenet", "lstm"), ("imagenet", "gru")]
     assert "skipped" not in (tmp_path / "out" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_stage_that_would_read_the_held_out_people_runs_without_them_and_says_so(tmp_path, capsys):
+    """End to end: a self-supervised stage on the fine-tuning corpus with splits of its own
+    (another seed) would train on held-out people; the comparison runs it with them left out
+    (data.exclude_subjects, in the stage's settings and in summary.md) and tests both routes."""
+    import json
+
+    from test_datasets import write_manifest_corpus
+
+    from fer_lightning.cli.compare import main
+
+    mine = tmp_path / "mine"
+    write_manifest_corpus(mine, with_split=False)
+    (tmp_path / "c.yaml").write_text(f"""
+finetune: [{EXPERIMENTS / "finetune_manifest.yaml"}]
+finetune_args: ["--data.dataset_args={{manifest: manifest.csv, scale: [0, 100], seed: 0}}"]
+routes:
+  scratch: {{}}
+  selfsup:
+    stages: [[{EXPERIMENTS / "selfsup_synthetic.yaml"}, --data.dataset=manifest, --data.held_out_from_train=0,
+              "--data.dataset_args={{manifest: manifest.csv, scale: [0, 100], seed: 3}}"]]
+""")
+    tiny = ["--model.net.backbone=test_resnet", "--model.net.hidden_size=8", "--data.image_size=32",
+            "--data.num_workers=0", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", f"--data.root={mine}",
+            "--data.face_store=null", "--data.clip_len=8", "--data.batch_size=2", "--model.selfsup.image_size=32",
+            "--model.net.pretrained=false"]
+    assert main(["--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out"), "--", *tiny]) == 0
+    out = capsys.readouterr().out
+    held_out = sorted(re.search(r"held-out identities: (.*)", out).group(1).split(", "))
+    left_out = re.search(r"route selfsup, stage 1: (\d) held-out subjects left out", out)
+    assert left_out and 1 <= int(left_out.group(1)) <= len(held_out)
+    stage = json.loads(next((tmp_path / "out" / "stages").glob("selfsup_0/stage.json")).read_text())
+    [excluded] = [i for i in stage["items"] if i.startswith("--data.exclude_subjects=")]
+    assert set(json.loads(excluded.split("=", 1)[1])) <= set(held_out)
+    assert "left out of pretraining stages" in (tmp_path / "out" / "summary.md").read_text()
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [r["route"] for r in rows] == ["scratch", "selfsup"]
 
 
 def test_a_flat_stage_list_is_refused_by_route_and_key(tmp_path):
