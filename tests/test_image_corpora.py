@@ -254,8 +254,9 @@ def test_data_check_reports_an_image_corpus_as_fit_reads_it(feat_data, tmp_path,
               f"--data.class_names=[{', '.join(SEVEN)}]", "--data.clip_len=1",
               "--data.dataset_args={drop: [contempt], val_fraction: 0.0}"])
         train = json.loads(capsys.readouterr().out)["splits"]["train"]
-        labelled[task] = (train["frames"], train["labelled_frames"])
-    assert labelled == {"pretrain": (6, 4), "finetune": (6, 6)}  # None and Contempt: no class, but valence/arousal
+        labelled[task] = (train["frames"], train["labelled_frames"], train.get("not_read_in_training"))
+    # None and Contempt: no class, but valence/arousal; fit's pretraining does not read them
+    assert labelled == {"pretrain": (6, 4, ["affectnet_train_no_class"]), "finetune": (6, 6, None)}
 
 
 def synthetic_faces_by_class(corpus: Path, out: Path, every: int = 3) -> Path:

@@ -205,3 +205,24 @@ def test_feature_cache_gives_the_frozen_backbone_s_features_and_the_same_predict
     before = {k: v.clone() for k, v in model.net.encoder.state_dict().items()}
     trainer(tmp_path, max_epochs=1, limit_train_batches=3).fit(model, datamodule=fdm)
     assert all(torch.equal(before[k], v) for k, v in model.net.encoder.state_dict().items())
+
+
+def test_a_feature_cache_over_an_unreadable_image_stops_naming_it(pretrained, tmp_path):
+    """A cache cannot mask a frame it could not encode: building one over an image that does
+    not decode is an error naming the image and the way out, not a row of zeros."""
+    import pytest
+
+    from fer_lightning.corpora.adapters import load_dataset
+    from fer_lightning.corpora.context import AdapterContext
+    from fer_lightning.data.features import build_feature_cache
+    from fer_lightning.media.video import VideoReadError
+    from fer_lightning.models.transfer import load_encoder
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    (tmp_path / "faces" / "happy" / "broken.jpg").write_bytes(b"no image here" * 10)
+    records = load_dataset("image_folders", tmp_path / "faces", AdapterContext(class_names=["happy"], image_size=32),
+                           val_fraction=0.0, test_fraction=0.0)
+    with pytest.raises(VideoReadError, match=r"feature cache for image_folders_train_happy: .*broken.jpg.*without "
+                                             r"data.feature_cache"):
+        build_feature_cache(records, pretrained[0], tmp_path / "cache", 32, 0.0, load_encoder, device="cpu",
+                            progress=False)

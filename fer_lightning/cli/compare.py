@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     held_out: set[str] = set()
     held_out_videos: set[str] = set()
     for seed in seeds:
-        finetune_data, people, videos = held_out_identities([*spec["finetune"], *spec["finetune_args"], *every,
+        # layered as fit layers them: the command line's overrides under the file's own
+        finetune_data, people, videos = held_out_identities([*spec["finetune"], *every, *spec["finetune_args"],
                                                              f"--data.seed={seed}"], out)
         held_out |= people
         held_out_videos |= videos
@@ -263,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
             del routes[name]
             continue
         for k, stage in enumerate(route["stages"]):
-            other, leaking = check_disjoint(name, [*stage, *spec["stage_args"], *every], finetune_data, held_out, out,
+            other, leaking = check_disjoint(name, [*every, *stage, *spec["stage_args"]], finetune_data, held_out, out,
                                             held_out_videos)
+            if other and spec["export_images"] and any("{out}/images" in i for i in stage):
+                other = ""  # the image corpus made above: the training and validation people only
             if other:
                 unchecked.append(f"route {name}, stage {k + 1}: {other} (another corpus: make sure it holds none of "
                                  "the held-out people)")
             if leaking:  # the stage would learn the test people's faces: it reads its corpus without them
                 route["stages"][k] = stage = [*stage, f"--data.exclude_subjects={json.dumps(leaking)}"]
-                if check_disjoint(name, [*stage, *spec["stage_args"], *every], finetune_data, held_out, out,
+                if check_disjoint(name, [*every, *stage, *spec["stage_args"]], finetune_data, held_out, out,
                                   held_out_videos)[1]:
                     raise UserInputError(f"route {name}, stage {k + 1}: still reads held-out people with "
                                          "data.exclude_subjects set")

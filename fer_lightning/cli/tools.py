@@ -119,7 +119,7 @@ def data_main(argv: Sequence[str]) -> int:
     import yaml
 
     from fer_lightning.cli.main import experiment_data
-    from fer_lightning.corpora.check import summarize
+    from fer_lightning.corpora.check import drop_unlabelled_records, summarize
     from fer_lightning.corpora.load import corpus_settings, load_corpus
 
     try:
@@ -135,6 +135,11 @@ def data_main(argv: Sequence[str]) -> int:
     names = corpus.class_names if any(r.labels is not None for r in records) else None
     summary = summarize(records, list(corpus.skipped.items()), list(corpus.unlabelled.items()),
                         class_names=list(names) if names is not None else None, task=str(data.get("task") or ""))
+    task = str(data.get("task") or "")
+    _, not_read = drop_unlabelled_records(corpus.splits.get("train", []), task,
+                                          data.get("target_names") or ("valence", "arousal"))
+    if not_read and "train" in summary["splits"]:  # as fit will: training skips what holds nothing to learn
+        summary["splits"]["train"]["not_read_in_training"] = not_read
     summary = {"corpus": {"dataset": corpus.name, "root": str(corpus.root),
                           "face_store": str(corpus.face_store) if corpus.face_store else None},
                **summary, "held_out_subjects": corpus.held_out_subjects}

@@ -26,6 +26,7 @@ from fer_lightning.corpora.records import VideoRecord, record_frames
 from fer_lightning.data.clips import ClipDataset
 from fer_lightning.faces.detect import crop_face
 from fer_lightning.io import write_text_atomic
+from fer_lightning.media.video import VideoReadError
 
 EncoderLoader = Callable[[Path], tuple[torch.nn.Module, str]]
 """checkpoint -> (the network with its frozen face feature extractor, in eval mode, and its
@@ -74,7 +75,11 @@ def build_feature_cache(records: Sequence[VideoRecord], checkpoint: str | Path, 
             idx = np.arange(lo, min(lo + chunk, rec.num_frames))
             faces = idx[rec.has_face[idx]]
             if len(faces):
-                frames = record_frames(rec, readers, faces)
+                try:
+                    frames = record_frames(rec, readers, faces)
+                except VideoReadError as err:  # a cache has no mask to hide a bad frame behind
+                    raise VideoReadError(f"feature cache for {rec.video_id}: {err}; fix or remove that file, or "
+                                         "train without data.feature_cache (which masks it)") from err
                 crops = np.stack([crop_face(f, b, image_size, margin_rec) for f, b in zip(frames, rec.boxes[faces],
                                                                                           strict=True)])
                 x = torch.from_numpy(crops).permute(0, 3, 1, 2)[None].to(device)  # (1, n, 3, S, S) uint8
