@@ -19,13 +19,14 @@ EXPERIMENTS = ROOT / "experiments"
 
 
 def test_a_stage_on_the_fine_tuning_corpus_reads_it_without_the_held_out_people(tmp_path):
-    """Fine-tuning and a pretraining stage on one corpus (a manifest split by subject): with
-    the fine-tuning's seed the stage reads none of its test people; with another seed it would,
-    and it is given them to leave out (data.exclude_subjects), after which it reads none. A stage
-    on another folder is reported as not checked."""
+    """Fine-tuning and a pretraining stage on one corpus (a manifest split by subject): whatever
+    the stage's own splits, every held-out person it holds is found (its corpus read whole) and
+    given to it to leave out (data.exclude_subjects, with any it already leaves out), after which
+    it reads none. A data.mix entry on the corpus is found too; a stage on another folder is
+    reported as not checked."""
     from test_datasets import write_manifest_corpus
 
-    from fer_lightning.cli.compare import check_disjoint, held_out_identities
+    from fer_lightning.cli.compare import _data_of, check_disjoint, held_out_identities
     from fer_lightning.corpora.load import corpus_settings, load_corpus
 
     write_manifest_corpus(tmp_path / "mine", with_split=False)
@@ -33,26 +34,31 @@ def test_a_stage_on_the_fine_tuning_corpus_reads_it_without_the_held_out_people(
                 "--data.face_store=null", "--data.dataset_args={manifest: manifest.csv, scale: [0, 100], seed: 0}"]
     data, held_out, videos = held_out_identities(finetune, tmp_path)
     assert held_out and held_out <= {f"s{i}" for i in range(4)}
-    assert check_disjoint("same splits", finetune, data, held_out, tmp_path, videos) == ("", [])
-    leaky = [*finetune[:-1], "--data.dataset_args={manifest: manifest.csv, scale: [0, 100], seed: 3}"]
-    other, leaking = check_disjoint("leaky", leaky, data, held_out, tmp_path, videos)
-    assert other == "" and len(leaking) == 1 and set(leaking) <= held_out
-    fixed = [*leaky, f"--data.exclude_subjects={leaking}"]
-    assert check_disjoint("leaky", fixed, data, held_out, tmp_path, videos) == ("", [])
-    from fer_lightning.cli.compare import _data_of
-
+    for seed in (0, 3):  # the fine-tuning's own splits or others: the stage's test split is no hiding place
+        stage = [*finetune[:-1], f"--data.dataset_args={{manifest: manifest.csv, scale: [0, 100], seed: {seed}}}"]
+        assert check_disjoint("same corpus", stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
+    given = [*stage, '--data.exclude_subjects=["s3"]']
+    other, leaking = check_disjoint("given", given, data, held_out, tmp_path, videos)
+    assert leaking == sorted(held_out | {"s3"})  # the stage's own exclusions are kept
+    fixed = [*stage, f"--data.exclude_subjects={leaking}"]
+    assert check_disjoint("fixed", fixed, data, held_out, tmp_path, videos) == ("", [])
     corpus = load_corpus(**corpus_settings(_data_of(fixed, tmp_path)))
     assert corpus.excluded_subjects == leaking and not {r.subject for r in corpus.records} & set(leaking)
     shutil.copytree(tmp_path / "mine", tmp_path / "elsewhere")
-    elsewhere = [*leaky[:1], f"--data.root={tmp_path / 'elsewhere'}", *leaky[2:]]
+    elsewhere = [*stage[:1], f"--data.root={tmp_path / 'elsewhere'}", *stage[2:]]
     assert check_disjoint("other", elsewhere, data, held_out, tmp_path, videos) == \
         (f"manifest at {tmp_path / 'elsewhere'}", [])
+    mixed = [*elsewhere, f"--data.mix=[{{dataset: manifest, root: {tmp_path / 'mine'}, "
+                         "dataset_args: {manifest: manifest.csv, scale: [0, 100]}}]"]
+    assert check_disjoint("mixed", mixed, data, held_out, tmp_path, videos) == \
+        (f"manifest at {tmp_path / 'elsewhere'}", sorted(held_out))
 
 
 def test_aff_wild2_expression_pretraining_leaves_out_the_valence_arousal_test_people(affwild2_root, tmp_path):  # noqa: F811
     """Aff-Wild2's two tracks share their videos: fine-tuning on valence-arousal holds
     training subjects out as its test split, and the expression track (another adapter on the
-    same folder) would train on them; it is matched by name and reads the folder without them."""
+    same folder, with a held-out carve of its own that would move once people are left out)
+    would train on them; it is matched by name and reads the folder without them."""
     from fer_lightning.cli.compare import check_disjoint, held_out_identities
 
     root = shutil.copytree(affwild2_root, tmp_path / "ABAW")
@@ -67,10 +73,28 @@ def test_aff_wild2_expression_pretraining_leaves_out_the_valence_arousal_test_pe
     data, held_out, videos = held_out_identities(finetune, tmp_path)
     assert len(held_out) == 1 and held_out <= {"1-30-1280x720", "video10_2_left"}
     stage = [str(EXPERIMENTS / "pretrain_affwild2_expr.yaml"), f"--data.root={root}", "--data.face_store=null",
-             "--data.held_out_from_train=0"]
+             "--data.held_out_from_train=0.5"]
     assert check_disjoint("expr", stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
     stage.append(f"--data.exclude_subjects={sorted(held_out)}")
     assert check_disjoint("expr", stage, data, held_out, tmp_path, videos) == ("", [])
+
+
+def test_a_row_is_reused_only_from_the_same_weights_not_the_same_path(tmp_path):
+    """A stage retrained into its folder writes the same checkpoint path with other weights:
+    the rows fine-tuned from the old weights are not reused."""
+    from fer_lightning.cli.compare import previous_rows, start_id
+
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"weights one")
+    first = start_id(str(ckpt))
+    (tmp_path / "results.csv").write_text("route,temporal,seed,ccc_valence,ccc_arousal,ccc_mean,start\n"
+                                          f"video,lstm,0,0.1,0.2,0.15,{first}\nscratch,lstm,0,0.0,0.0,0.0,\n")
+    assert set(previous_rows(tmp_path / "results.csv", {"video": first, "scratch": ""})) == \
+        {("video", "lstm", "0"), ("scratch", "lstm", "0")}
+    ckpt.write_bytes(b"weights two")
+    again = start_id(str(ckpt))
+    assert again != first and again.startswith(f"{ckpt}@")
+    assert set(previous_rows(tmp_path / "results.csv", {"video": again, "scratch": ""})) == {("scratch", "lstm", "0")}
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("compare_*.yaml")), ids=lambda p: p.stem)

@@ -8,13 +8,14 @@ and may add fine-tuning overrides of its own (ImageNet weights from a local file
 (route, temporal model, seed) fine-tunes from the route's checkpoint, its best checkpoint (by
 validation CCC) is tested on the held-out split, and the figures go to ``results.csv`` (one row
 per run), ``summary.md`` (mean and sd per route and temporal model) and ``compare_pretraining.png``.
-Run again into the same folder, it reuses each stage that ran with the same settings and each
-row whose route started from the same checkpoint: an interrupted comparison picks up where it
-stopped.
+Run again into the same folder, it reuses each stage that ran with the same settings (from the
+same weights) and each row whose route started from the same weights (a hash of the checkpoint):
+an interrupted comparison picks up where it stopped.
 
-Fair by construction where the tool can see it: before anything trains, every stage that reads
-the fine-tuning corpus's folder or face store (through any adapter) is checked for its held-out
-identities, and reads its corpus without them (``data.exclude_subjects``, reported);
+Fair by construction where the tool can see it: before anything trains, every corpus a stage
+reads (its own, its ``data.mix`` entries) that shares the fine-tuning corpus's folder or face store
+(through any adapter) is read whole and matched by name against the held-out identities, and the
+stage reads it without them (``data.exclude_subjects``, reported);
 an image corpus made from the fine-tuning corpus (``export_images``) holds its training and
 validation subjects only. Stages shared by routes (self-supervision alone and chained) run once.
 
@@ -91,14 +92,22 @@ def _data_of(items: list[str], out: Path) -> dict:
     return experiment_data({}, configs, overrides)
 
 
+def _names(r) -> set[str]:
+    """What can name a record's person across adapters of one corpus: its subject, its video, and
+    the stem of its source video (kept in ``extra["source"]`` where a face store stands in)."""
+    return {str(r.subject), r.video_id, Path(str(r.subject)).stem,
+            Path(str(r.extra.get("source", r.path))).stem}
+
+
 def held_out_identities(finetune_items: list[str], out: Path) -> tuple[dict, set[str], set[str]]:
-    """The fine-tuning data settings, the subjects of its test split and their videos' names."""
+    """The fine-tuning data settings, the subjects of its test split and every name of their
+    videos (:func:`_names`)."""
     from fer_lightning.corpora.load import corpus_settings, load_corpus
 
     data = _data_of(finetune_items, out)
     corpus = load_corpus(**corpus_settings(data))
     test = corpus.splits["test"]
-    return data, {r.subject for r in test}, {r.video_id for r in test} | {Path(str(r.path)).stem for r in test}
+    return data, {r.subject for r in test}, {n for r in test for n in _names(r)}
 
 
 def _same_folder(a: object, b: object) -> bool:
@@ -106,25 +115,35 @@ def _same_folder(a: object, b: object) -> bool:
 
 
 def check_disjoint(route: str, stage_items: list[str], finetune_data: dict, held_out: set[str], out: Path,
-                   held_out_videos: set[str] = frozenset()) -> tuple[str, list[str]]:
-    """What a stage reads of the fine-tuning corpus's held-out people. A stage that shares the
-    fine-tuning corpus's folder or face store (any adapter: Aff-Wild2's expression track beside
-    its valence-arousal one, a face store's frames without labels) is loaded, and its training and
-    validation subjects matched by subject name, video name or source video against the held-out
-    ones. Returns ("", the stage's subjects to exclude) for such a stage (none: it reads none of
-    them), or (what it reads, []) for a stage on another corpus, whose people the tool cannot
-    match by name (the report lists it)."""
+                   held_out_videos: set[str] = frozenset(), made_here: Path | None = None) -> tuple[str, list[str]]:
+    """What a stage reads of the fine-tuning corpus's held-out people. Each corpus the stage reads
+    (its own and its ``data.mix`` entries) that shares the fine-tuning corpus's folder or face
+    store (any adapter: Aff-Wild2's expression track beside its valence-arousal one, a face
+    store's frames without labels) is loaded whole (every split, none carved, as many subjects
+    as it has: a carve would move with the exclusion), and its records matched by subject, video
+    or source video name (:func:`_names`) against the held-out ones. Returns (the corpora it reads
+    that the tool cannot match by name, joined; "" if none) and the subjects to exclude (sorted,
+    with any the stage already excludes). ``made_here``: a folder the tool wrote from the
+    fine-tuning corpus's training and validation people (checked by construction)."""
     from fer_lightning.corpora.load import corpus_settings, load_corpus
 
     data = _data_of(stage_items, out)
     mine = (finetune_data.get("root"), finetune_data.get("face_store"))
-    theirs = (data.get("root"), data.get("face_store"))
-    if not any(_same_folder(a, b) for a in theirs for b in mine):
-        return f"{data.get('dataset')} at {data.get('root')}", []
-    corpus = load_corpus(**corpus_settings(data))
-    return "", sorted({r.subject for split in ("train", "val") for r in corpus.splits[split]
-                       if r.subject in held_out or r.video_id in held_out_videos
-                       or Path(str(r.subject)).stem in held_out_videos})
+    given = set(data.get("exclude_subjects") or ())
+    others, leaking = [], set()
+    parts = [data] + [{**data, "dataset": e.get("dataset"), "root": e.get("root"), "face_store": e.get("face_store"),
+                       "dataset_args": e.get("dataset_args")} for e in data.get("mix") or ()]
+    for part in parts:
+        if made_here is not None and _same_folder(part.get("root"), made_here):
+            continue
+        if not any(_same_folder(a, b) for a in (part.get("root"), part.get("face_store")) for b in mine):
+            others.append(f"{part.get('dataset')} at {part.get('root')}")
+            continue
+        settings = corpus_settings(part) | {"held_out_from_train": 0.0, "train_subjects": None,
+                                           "exclude_subjects": sorted(given)}
+        leaking |= {r.subject for r in load_corpus(**settings).records
+                    if r.subject in held_out or _names(r) & held_out_videos}
+    return "; ".join(others), sorted(leaking | given) if leaking else []
 
 
 def fit(items: list[str], extra: list[str], run_root: Path, test: bool) -> tuple[str, dict]:
@@ -166,8 +185,18 @@ def finished_stage(root: Path, items: list[str]) -> str | None:
     return done["checkpoint"] if done.get("items") == items and Path(done["checkpoint"]).is_file() else None
 
 
+def start_id(checkpoint: str) -> str:
+    """A checkpoint as a starting point: its path and a hash of its bytes (a stage retrained into
+    the same folder writes the same path, not the same weights)."""
+    import hashlib
+
+    with open(checkpoint, "rb") as fh:
+        return f"{checkpoint}@{hashlib.file_digest(fh, 'sha256').hexdigest()[:16]}"
+
+
 def previous_rows(path: Path, start_of: dict[str, str | None]) -> dict[tuple, dict]:
-    """Rows of an earlier run of this comparison whose route started from the same checkpoint."""
+    """Rows of an earlier run of this comparison whose route started from the same weights
+    (:func:`start_id`; "" from none)."""
     if not path.is_file():
         return {}
     import csv
@@ -229,12 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     # no stage may read any of them
     held_out: set[str] = set()
     held_out_videos: set[str] = set()
+    # a route's own fine-tuning data settings may hold out others again
+    variants = sorted({tuple(a for a in r["finetune_args"] if a.startswith("--data.")) for r in routes.values()})
+    finetune_data: dict = {}
     for seed in seeds:
-        # layered as fit layers them: the command line's overrides under the file's own
-        finetune_data, people, videos = held_out_identities([*spec["finetune"], *every, *spec["finetune_args"],
-                                                             f"--data.seed={seed}"], out)
-        held_out |= people
-        held_out_videos |= videos
+        for variant in variants or [()]:
+            # layered as fit layers them: the command line's overrides under the files' own
+            data, people, videos = held_out_identities([*every, *spec["finetune"], *spec["finetune_args"], *variant,
+                                                        f"--data.seed={seed}"], out)
+            finetune_data = finetune_data or data
+            held_out |= people
+            held_out_videos |= videos
     print(f"fine-tuning on {finetune_data['dataset']} at {finetune_data['root']}; tested on {len(held_out)} held-out "
           f"identities: {', '.join(sorted(held_out))}", flush=True)
     if spec["export_images"] and any("{out}/images" in i for r in routes.values() for s in r["stages"] for i in s):
@@ -263,18 +297,17 @@ def main(argv: list[str] | None = None) -> int:
             skipped[name] = f"needs {', '.join(missing) or 'a file'}"
             del routes[name]
             continue
+        made_here = out / "images" if spec["export_images"] else None  # the training and validation people only
         for k, stage in enumerate(route["stages"]):
-            other, leaking = check_disjoint(name, [*every, *stage, *spec["stage_args"]], finetune_data, held_out, out,
-                                            held_out_videos)
-            if other and spec["export_images"] and any("{out}/images" in i for i in stage):
-                other = ""  # the image corpus made above: the training and validation people only
+            stage = route["stages"][k] = [*stage, *spec["stage_args"]]
+            other, leaking = check_disjoint(name, [*every, *stage], finetune_data, held_out, out, held_out_videos,
+                                            made_here)
             if other:
                 unchecked.append(f"route {name}, stage {k + 1}: {other} (another corpus: make sure it holds none of "
                                  "the held-out people)")
             if leaking:  # the stage would learn the test people's faces: it reads its corpus without them
                 route["stages"][k] = stage = [*stage, f"--data.exclude_subjects={json.dumps(leaking)}"]
-                if check_disjoint(name, [*every, *stage, *spec["stage_args"]], finetune_data, held_out, out,
-                                  held_out_videos)[1]:
+                if check_disjoint(name, [*every, *stage], finetune_data, held_out, out, held_out_videos, made_here)[1]:
                     raise UserInputError(f"route {name}, stage {k + 1}: still reads held-out people with "
                                          "data.exclude_subjects set")
                 excluded.append(f"route {name}, stage {k + 1}: {len(leaking)} held-out subjects left out of its "
@@ -291,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
             if key not in stage_ckpts:
                 init = [f"--model.init_from={previous}"] if previous else []
                 root = out / "stages" / f"{slug(name)}_{k}"
-                items = [i.replace("{out}", str(out)) for i in [*stage, *spec["stage_args"], *init]]
-                done = finished_stage(root, [*items, *every])
+                items = [i.replace("{out}", str(out)) for i in [*stage, *init]]
+                # a stage after another starts from that one's weights, whatever its path: a rerun
+                # that retrained the first into the same folder retrains this one too
+                record = [*items, *every, *([f"# starts from {start_id(previous)}"] if previous else [])]
+                done = finished_stage(root, record)
                 if done:  # this results folder already ran it (an interrupted comparison, rerun)
                     print(f"route {name}, stage {k + 1}/{len(route['stages'])}: done before, {done}", flush=True)
                     stage_ckpts[key] = done
@@ -300,12 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"route {name}, stage {k + 1}/{len(route['stages'])}: {' '.join(stage)}", flush=True)
                     shutil.rmtree(root, ignore_errors=True)
                     stage_ckpts[key] = fit(items, every, root, test=False)[0]
-                    write_text_atomic(root / "stage.json", json.dumps({"items": [*items, *every],
+                    write_text_atomic(root / "stage.json", json.dumps({"items": record,
                                                                        "checkpoint": stage_ckpts[key]}, indent=1))
             previous = stage_ckpts[key]
         start_of[name] = previous
 
-    rows, earlier = [], previous_rows(out / "results.csv", start_of)
+    starts = {name: start_id(path) if path else "" for name, path in start_of.items()}
+    rows, earlier = [], previous_rows(out / "results.csv", starts)
     for name, route in routes.items():
         for temporal in temporals:
             for seed in seeds:
@@ -318,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"--model.init_from={start_of[name] or 'null'}"]
                     _, result = fit([i.replace("{out}", str(out)) for i in args], every, run, test=True)
                     rows.append({"route": name, "temporal": temporal, "seed": seed,
-                                 **{m: float(result[f"test/{m}"]) for m in METRICS}, "start": start_of[name] or ""})
+                                 **{m: float(result[f"test/{m}"]) for m in METRICS}, "start": starts[name]})
                     print(rows[-1], flush=True)
                 header = list(rows[0])
                 write_text_atomic(out / "results.csv", ",".join(header) + "\n" + "".join(

@@ -142,7 +142,8 @@ def data_main(argv: Sequence[str]) -> int:
         summary["splits"]["train"]["not_read_in_training"] = not_read
     summary = {"corpus": {"dataset": corpus.name, "root": str(corpus.root),
                           "face_store": str(corpus.face_store) if corpus.face_store else None},
-               **summary, "held_out_subjects": corpus.held_out_subjects}
+               **summary, "held_out_subjects": corpus.held_out_subjects,
+               **({"excluded_subjects": corpus.excluded_subjects} if data.get("exclude_subjects") else {})}
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 

@@ -155,7 +155,8 @@ class AffectDataModule(L.LightningDataModule):
         exclude_subjects: subjects no split reads (by the corpus's subject names): the people
             another run holds out for testing, where both read one corpus (Aff-Wild2's
             expression and valence-arousal tracks share their videos). ``compare-pretraining``
-            sets it for each stage that would read its held-out people.
+            sets it for each stage that would read its held-out people. It applies to ``mix``
+            corpora too.
         eval_overlap: fraction of a window that consecutive validation/test windows share
             (0.5: every frame is predicted by two windows and gets their mean; 0: each once).
         seed: the chunked stream's random seed.
@@ -401,7 +402,7 @@ class AffectDataModule(L.LightningDataModule):
                          if k in adapter_options(entry["dataset"]) and k not in args})
             extra = load_corpus(**{**corpus_settings(hp), "dataset": entry["dataset"], "root": entry["root"],
                                    "dataset_args": args, "face_store": entry.get("face_store"),
-                                   "held_out_from_train": 0.0, "train_subjects": None, "exclude_subjects": None})
+                                   "held_out_from_train": 0.0, "train_subjects": None})
             if extra.skipped:
                 rank_zero_warn(f"data.mix {name}: {len(extra.skipped)} videos are skipped: " + _listed(extra.skipped, 10))
             images = any(r.frames is not None for r in extra.records)  # still images: one-frame clips

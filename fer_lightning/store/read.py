@@ -201,6 +201,7 @@ def attach_store(records: list, store: str | Path, tolerance: int = 5, strict: b
             continue
         boxes = whole_crop_boxes(side, side, n)
         extra = dict(rec.extra)
+        extra.setdefault("source", str(rec.path))  # the raw video the store's face video stands for
         if times is not None and np.isfinite(times).any():  # each decoded frame's own time (variable rates too)
             extra["frame_times"] = times
         if rec.values is not None and n < len(rec.values) and "label_rows" not in extra:
