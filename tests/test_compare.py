@@ -36,21 +36,21 @@ def test_a_stage_on_the_fine_tuning_corpus_reads_it_without_the_held_out_people(
     assert held_out and held_out <= {f"s{i}" for i in range(4)}
     for seed in (0, 3):  # the fine-tuning's own splits or others: the stage's test split is no hiding place
         stage = [*finetune[:-1], f"--data.dataset_args={{manifest: manifest.csv, scale: [0, 100], seed: {seed}}}"]
-        assert check_disjoint("same corpus", stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
+        assert check_disjoint(stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
     given = [*stage, '--data.exclude_subjects=["s3"]']
-    other, leaking = check_disjoint("given", given, data, held_out, tmp_path, videos)
+    other, leaking = check_disjoint(given, data, held_out, tmp_path, videos)
     assert leaking == sorted(held_out | {"s3"})  # the stage's own exclusions are kept
     fixed = [*stage, f"--data.exclude_subjects={leaking}"]
-    assert check_disjoint("fixed", fixed, data, held_out, tmp_path, videos) == ("", [])
+    assert check_disjoint(fixed, data, held_out, tmp_path, videos) == ("", [])
     corpus = load_corpus(**corpus_settings(_data_of(fixed, tmp_path)))
     assert corpus.excluded_subjects == leaking and not {r.subject for r in corpus.records} & set(leaking)
     shutil.copytree(tmp_path / "mine", tmp_path / "elsewhere")
     elsewhere = [*stage[:1], f"--data.root={tmp_path / 'elsewhere'}", *stage[2:]]
-    assert check_disjoint("other", elsewhere, data, held_out, tmp_path, videos) == \
+    assert check_disjoint(elsewhere, data, held_out, tmp_path, videos) == \
         (f"manifest at {tmp_path / 'elsewhere'}", [])
     mixed = [*elsewhere, f"--data.mix=[{{dataset: manifest, root: {tmp_path / 'mine'}, "
                          "dataset_args: {manifest: manifest.csv, scale: [0, 100]}}]"]
-    assert check_disjoint("mixed", mixed, data, held_out, tmp_path, videos) == \
+    assert check_disjoint(mixed, data, held_out, tmp_path, videos) == \
         (f"manifest at {tmp_path / 'elsewhere'}", sorted(held_out))
 
 
@@ -74,9 +74,9 @@ def test_aff_wild2_expression_pretraining_leaves_out_the_valence_arousal_test_pe
     assert len(held_out) == 1 and held_out <= {"1-30-1280x720", "video10_2_left"}
     stage = [str(EXPERIMENTS / "pretrain_affwild2_expr.yaml"), f"--data.root={root}", "--data.face_store=null",
              "--data.held_out_from_train=0.5"]
-    assert check_disjoint("expr", stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
+    assert check_disjoint(stage, data, held_out, tmp_path, videos) == ("", sorted(held_out))
     stage.append(f"--data.exclude_subjects={sorted(held_out)}")
-    assert check_disjoint("expr", stage, data, held_out, tmp_path, videos) == ("", [])
+    assert check_disjoint(stage, data, held_out, tmp_path, videos) == ("", [])
 
 
 def test_a_row_is_reused_only_from_the_same_weights_not_the_same_path(tmp_path):

@@ -114,7 +114,7 @@ def _same_folder(a: object, b: object) -> bool:
     return a is not None and b is not None and Path(str(a)).resolve() == Path(str(b)).resolve()
 
 
-def check_disjoint(route: str, stage_items: list[str], finetune_data: dict, held_out: set[str], out: Path,
+def check_disjoint(stage_items: list[str], finetune_data: dict, held_out: set[str], out: Path,
                    held_out_videos: set[str] = frozenset(), made_here: Path | None = None) -> tuple[str, list[str]]:
     """What a stage reads of the fine-tuning corpus's held-out people. Each corpus the stage reads
     (its own and its ``data.mix`` entries) that shares the fine-tuning corpus's folder or face
@@ -300,14 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         made_here = out / "images" if spec["export_images"] else None  # the training and validation people only
         for k, stage in enumerate(route["stages"]):
             stage = route["stages"][k] = [*stage, *spec["stage_args"]]
-            other, leaking = check_disjoint(name, [*every, *stage], finetune_data, held_out, out, held_out_videos,
+            other, leaking = check_disjoint([*every, *stage], finetune_data, held_out, out, held_out_videos,
                                             made_here)
             if other:
                 unchecked.append(f"route {name}, stage {k + 1}: {other} (another corpus: make sure it holds none of "
                                  "the held-out people)")
             if leaking:  # the stage would learn the test people's faces: it reads its corpus without them
                 route["stages"][k] = stage = [*stage, f"--data.exclude_subjects={json.dumps(leaking)}"]
-                if check_disjoint(name, [*every, *stage], finetune_data, held_out, out, held_out_videos, made_here)[1]:
+                if check_disjoint([*every, *stage], finetune_data, held_out, out, held_out_videos, made_here)[1]:
                     raise UserInputError(f"route {name}, stage {k + 1}: still reads held-out people with "
                                          "data.exclude_subjects set")
                 excluded.append(f"route {name}, stage {k + 1}: {len(leaking)} held-out subjects left out of its "
